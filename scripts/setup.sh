@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages mcpwarden needs to build, test and run. Idempotent: when
+# everything is installed already it changes nothing.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
+  libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libseccomp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev liburing-dev
+  iproute2 util-linux procps
+  qemu-system-x86 busybox-static cpio
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "scripts/setup.sh: run as root (it installs Debian packages)" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "scripts/setup.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

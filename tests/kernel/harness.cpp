@@ -1,0 +1,203 @@
+#include "harness.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "cgroup.h"
+#include "fd.h"
+
+namespace harness {
+
+bool in_ci() {
+    const char* ci = std::getenv("CI");
+    return ci && std::string(ci) == "true";
+}
+
+namespace {
+
+std::string temp_dir(const std::string& prefix, mode_t mode) {
+    std::string tmpl = "/tmp/" + prefix + "XXXXXX";
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
+    ::chmod(buf.data(), mode);
+    return buf.data();
+}
+
+}  // namespace
+
+std::string state_dir() {
+    static std::string dir = temp_dir("mcpwarden-state-", 0755);
+    return dir;
+}
+
+std::string program(const std::string& name) {
+    static std::string dir = temp_dir("mcpwarden-progs-", 0755);
+    std::string target = dir + "/" + name;
+    if (::access(target.c_str(), X_OK) != 0) {
+        std::string source = std::string(MCPWARDEN_BIN_DIR) + "/" + (name == "example-server" ? "mcpwarden-example-server" : name);
+        std::ifstream in(source, std::ios::binary);
+        std::ofstream out(target, std::ios::binary);
+        out << in.rdbuf();
+        out.close();
+        ::chmod(target.c_str(), 0755);
+    }
+    return target;
+}
+
+Result command(const std::vector<std::string>& argv, const Options& opts) {
+    int in[2], out[2], err[2];
+    if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
+        throw std::runtime_error("pipe2");
+    auto start = std::chrono::steady_clock::now();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(in[0], 0);
+        ::dup2(out[1], 1);
+        ::dup2(err[1], 2);
+        for (const auto& [k, v] : opts.env) ::setenv(k.c_str(), v.c_str(), 1);
+        std::vector<char*> args;
+        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+        args.push_back(nullptr);
+        ::execvp(args[0], args.data());
+        ::_exit(127);
+    }
+    ::close(in[0]);
+    ::close(out[1]);
+    ::close(err[1]);
+    Result r;
+    // Feed stdin and collect stdout/stderr without deadlocking on full pipes.
+    size_t written = 0;
+    int in_fd = in[1];
+    ::fcntl(in_fd, F_SETFL, O_NONBLOCK);
+    if (opts.stdin_data.empty() && opts.close_stdin) {
+        ::close(in_fd);
+        in_fd = -1;
+    }
+    auto deadline = start + opts.kill_after;
+    bool out_open = true, err_open = true;
+    while (out_open || err_open) {
+        struct pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {in_fd, POLLOUT, 0}};
+        int nfds = in_fd >= 0 ? 3 : 2;
+        if (!out_open) fds[0].fd = -1;
+        if (!err_open) fds[1].fd = -1;
+        int rc = ::poll(fds, nfds, 200);
+        if (std::chrono::steady_clock::now() > deadline) {
+            ::kill(pid, SIGKILL);
+            ADD_FAILURE() << "command did not finish in time: " << argv[0];
+            break;
+        }
+        if (rc <= 0) continue;
+        char buf[65536];
+        for (int i = 0; i < 2; ++i) {
+            if (fds[i].fd >= 0 && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) {
+                ssize_t n = ::read(fds[i].fd, buf, sizeof buf);
+                if (n > 0) (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+                else (i == 0 ? out_open : err_open) = false;
+            }
+        }
+        if (in_fd >= 0 && (fds[2].revents & (POLLOUT | POLLERR | POLLHUP))) {
+            ssize_t n = ::write(in_fd, opts.stdin_data.data() + written, opts.stdin_data.size() - written);
+            if (n > 0) written += static_cast<size_t>(n);
+            if (n < 0 && errno != EAGAIN) written = opts.stdin_data.size();
+            if (written == opts.stdin_data.size() && opts.close_stdin) {
+                ::close(in_fd);
+                in_fd = -1;
+            }
+        }
+    }
+    if (in_fd >= 0) ::close(in_fd);
+    ::close(out[0]);
+    ::close(err[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    r.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return r;
+}
+
+Result warden(const std::vector<std::string>& args, const Options& opts) {
+    std::vector<std::string> argv{MCPWARDEN_BIN};
+    std::string report;
+    for (size_t i = 0; i < args.size(); ++i) {
+        argv.push_back(args[i]);
+        if (i == 0 && args[0] == "run") {
+            report = state_dir() + "/report-" + std::to_string(::getpid()) + ".json";
+            ::unlink(report.c_str());
+            argv.insert(argv.end(), {"--report", report, "--state-dir", state_dir()});
+        }
+    }
+    Result r = command(argv, opts);
+    if (!report.empty()) {
+        std::ifstream in(report);
+        if (in) {
+            try {
+                in >> r.report;
+            } catch (...) {
+            }
+        }
+        ::unlink(report.c_str());
+    }
+    return r;
+}
+
+std::vector<std::string> leftover_cgroups() {
+    std::vector<std::string> out;
+    auto layout = mcpwarden::CgroupLayout::detect();
+    if (layout.unified_mount.empty()) return out;
+    auto plan = mcpwarden::plan_cgroups(layout, "");
+    for (const auto* base : {&plan.unified_base, &plan.memory_base, &plan.pids_base, &plan.cpu_base}) {
+        if (base->empty()) continue;
+        std::string parent = mcpwarden::sandbox_parent(*base);
+        DIR* d = ::opendir(parent.c_str());
+        if (!d) continue;
+        while (auto* e = ::readdir(d)) {
+            std::string n = e->d_name;
+            if (n.rfind("s-", 0) == 0) out.push_back(parent + "/" + n);
+        }
+        ::closedir(d);
+    }
+    return out;
+}
+
+std::vector<pid_t> leftover_processes() {
+    std::vector<pid_t> out;
+    DIR* d = ::opendir("/proc");
+    while (auto* e = ::readdir(d)) {
+        pid_t pid = std::atoi(e->d_name);
+        if (pid <= 0) continue;
+        std::string cg, stat;
+        // Zombies have left their cgroup already; they only wait for a parent to reap them.
+        if (mcpwarden::read_file("/proc/" + std::to_string(pid) + "/stat", stat) &&
+            stat.find(") Z") != std::string::npos)
+            continue;
+        if (mcpwarden::read_file("/proc/" + std::to_string(pid) + "/cgroup", cg) &&
+            cg.find("/mcpwarden/s-") != std::string::npos)
+            out.push_back(pid);
+    }
+    ::closedir(d);
+    return out;
+}
+
+void KernelTest::SetUp() {
+    REQUIRE_ROOT();
+}
+
+void KernelTest::TearDown() {
+    if (::geteuid() != 0) return;
+    EXPECT_EQ(leftover_processes(), std::vector<pid_t>{}) << "sandbox processes left running";
+    auto cgs = leftover_cgroups();
+    EXPECT_TRUE(cgs.empty()) << "sandbox cgroups left: " << (cgs.empty() ? "" : cgs[0]);
+}
+
+}  // namespace harness

@@ -1,0 +1,65 @@
+// Shared helpers of the kernel tests: they run the real mcpwarden binary as root against real
+// cgroups (and, for egress, real BPF programs and loopback sockets).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace harness {
+
+// In CI (CI=true) a kernel test that cannot run is a failure; elsewhere it is skipped.
+#define REQUIRE_ROOT()                                                                  \
+    do {                                                                                \
+        if (::geteuid() != 0) {                                                         \
+            if (harness::in_ci()) FAIL() << "kernel tests must run as root in CI";       \
+            GTEST_SKIP() << "kernel tests need root";                                   \
+        }                                                                               \
+    } while (0)
+
+bool in_ci();
+
+struct Result {
+    int exit_code = -1;   // 128+N when killed by signal N
+    std::string out, err;
+    nlohmann::json report;  // parsed --report, when one was written
+    std::chrono::milliseconds elapsed{0};
+};
+
+struct Options {
+    std::string stdin_data;
+    bool close_stdin = true;
+    std::map<std::string, std::string> env;  // added to the environment
+    std::vector<int> keep_fds;               // fds the child inherits as they are
+    std::chrono::seconds kill_after{120};
+};
+
+// Runs `mcpwarden <args>` (a --report and a private --state-dir are added for `run`).
+Result warden(const std::vector<std::string>& args, const Options& opts = {});
+// Runs any command the same way.
+Result command(const std::vector<std::string>& argv, const Options& opts = {});
+
+// A directory every user can read, holding copies of the test programs (the build tree may
+// sit under a path the sandbox user cannot traverse).
+std::string program(const std::string& name);  // "example-server", "memhog", ...
+std::string state_dir();
+
+// Sandbox cgroups left on the machine (any hierarchy) and processes still inside one.
+std::vector<std::string> leftover_cgroups();
+std::vector<pid_t> leftover_processes();
+
+// Fixture base: checks root, and after each test that nothing of it is left behind.
+class KernelTest : public ::testing::Test {
+protected:
+    void SetUp() override;
+    void TearDown() override;
+};
+
+}  // namespace harness

@@ -1,0 +1,322 @@
+// `mcpwarden run` against real cgroups, as root.
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "cgroup.h"
+#include "fd.h"
+#include "harness.h"
+
+using namespace harness;
+using namespace std::chrono_literals;
+
+class Run : public KernelTest {};
+
+TEST_F(Run, ExitCodeAndReport) {
+    auto r = warden({"run", "--", "sh", "-c", "exit 7"});
+    EXPECT_EQ(r.exit_code, 7) << r.err;
+    EXPECT_EQ(r.report["status"], "exited");
+    EXPECT_EQ(r.report["exit_code"], 7);
+    EXPECT_TRUE(r.report.contains("duration_ms"));
+    EXPECT_EQ(r.report["user"], "nobody");
+}
+
+TEST_F(Run, SignalIsReported) {
+    auto r = warden({"run", "--", "sh", "-c", "kill -TERM $$"});
+    EXPECT_EQ(r.exit_code, 128 + SIGTERM);
+    EXPECT_EQ(r.report["status"], "signaled");
+    EXPECT_EQ(r.report["signal"], SIGTERM);
+}
+
+TEST_F(Run, ChildIsInItsCgroupFromTheStart) {
+    auto r = warden({"run", "--", "cat", "/proc/self/cgroup"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // The unified line names the sandbox cgroup, as do the v1 lines of limited controllers.
+    EXPECT_NE(r.out.find("0::/"), std::string::npos) << r.out;
+    std::string unified = r.out.substr(r.out.find("0::/"));
+    EXPECT_NE(unified.find("/mcpwarden/s-"), std::string::npos) << r.out;
+}
+
+TEST_F(Run, V1MembershipForLimitedControllers) {
+    auto layout = mcpwarden::CgroupLayout::detect();
+    auto plan = mcpwarden::plan_cgroups(layout, "");
+    auto r = warden({"run", "--memory", "256M", "--pids", "64", "--", "cat", "/proc/self/cgroup"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    if (plan.memory == mcpwarden::CgroupVersion::v1) {
+        EXPECT_NE(r.out.find(":memory:"), std::string::npos);
+        std::string line = r.out.substr(r.out.find(":memory:"));
+        line = line.substr(0, line.find('\n'));
+        EXPECT_NE(line.find("/mcpwarden/s-"), std::string::npos) << r.out;
+    }
+    if (plan.pids == mcpwarden::CgroupVersion::v1) {
+        std::string line = r.out.substr(r.out.find(":pids:"));
+        line = line.substr(0, line.find('\n'));
+        EXPECT_NE(line.find("/mcpwarden/s-"), std::string::npos) << r.out;
+    }
+}
+
+TEST_F(Run, RunsAsNobodyWithoutCapabilities) {
+    auto r = warden({"run", "--", "sh", "-c", "id -u; id -g; grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("65534\n65534\n"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("CapEff:\t0000000000000000"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("CapPrm:\t0000000000000000"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("CapBnd:\t0000000000000000"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("CapAmb:\t0000000000000000"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("NoNewPrivs:\t1"), std::string::npos) << r.out;
+}
+
+TEST_F(Run, RootUserIsRefused) {
+    auto r = warden({"run", "--user", "root", "--", "true"});
+    EXPECT_EQ(r.exit_code, 64);
+    EXPECT_NE(r.err.find("refusing to run the server as root"), std::string::npos) << r.err;
+}
+
+TEST_F(Run, CannotLeaveItsCgroup) {
+    auto layout = mcpwarden::CgroupLayout::detect();
+    auto plan = mcpwarden::plan_cgroups(layout, "");
+    // Every cgroup.procs above the sandbox: the base (where mcpwarden runs) and the root.
+    std::string script;
+    for (const auto& target : {plan.unified_base + "/cgroup.procs", layout.unified_mount + "/cgroup.procs",
+                               mcpwarden::sandbox_parent(plan.unified_base) + "/cgroup.procs"}) {
+        script += "if echo $$ > " + target + "; then echo ESCAPED " + target + "; fi; ";
+    }
+    if (!plan.memory_base.empty())
+        script += "if echo $$ > " + plan.memory_base + "/cgroup.procs; then echo ESCAPED memory; fi; ";
+    script += "cat /proc/self/cgroup";
+    auto r = warden({"run", "--memory", "128M", "--", "sh", "-c", script});
+    EXPECT_EQ(r.out.find("ESCAPED"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("/mcpwarden/s-"), std::string::npos) << r.out;
+    EXPECT_NE(r.err.find("Permission denied"), std::string::npos) << r.err;
+}
+
+TEST_F(Run, InheritedFdIsClosed) {
+    int fd = ::open("/etc/hostname", O_RDONLY);  // deliberately without O_CLOEXEC
+    ASSERT_GE(fd, 0);
+    ASSERT_GE(::dup2(fd, 77), 0);
+    ::close(fd);
+    auto r = warden({"run", "--", "ls", "/proc/self/fd"});
+    ::close(77);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // ls sees 0, 1, 2 and its own directory fd; nothing mcpwarden or its parent held.
+    std::istringstream ss(r.out);
+    std::vector<std::string> fds;
+    for (std::string f; ss >> f;) fds.push_back(f);
+    EXPECT_EQ(fds, (std::vector<std::string>{"0", "1", "2", "3"})) << r.out;
+}
+
+TEST_F(Run, CleanEnvironment) {
+    Options o;
+    o.env = {{"SECRET_TOKEN", "hunter2"}, {"PASSED", "yes"}};
+    auto r = warden({"run", "--env", "PASSED", "--env", "SET=1", "--", "env"}, o);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out.find("SECRET_TOKEN"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("PASSED=yes"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("SET=1"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), std::string::npos);
+}
+
+TEST_F(Run, WritableHomeAndPersistentCache) {
+    std::string policy = state_dir() + "/cache-policy.yaml";
+    std::ofstream(policy) << "name: cachetest\n";
+    auto first = warden({"run", "--policy", policy, "--", "sh", "-c",
+                         "touch \"$HOME/h\" \"$TMPDIR/t\" && echo persisted > \"$XDG_CACHE_HOME/marker\" && "
+                         "stat -c %u \"$HOME\" \"$TMPDIR\" \"$XDG_CACHE_HOME\"; "
+                         "touch /etc/mcpwarden-escape 2>/dev/null && echo WROTE_ETC; "
+                         "touch \"$HOME/../evil\" 2>/dev/null && echo WROTE_RUNDIR; true"});
+    ASSERT_EQ(first.exit_code, 0) << first.err;
+    EXPECT_EQ(first.out, "65534\n65534\n65534\n") << first.out;
+    auto second = warden({"run", "--policy", policy, "--", "sh", "-c",
+                          "cat \"$XDG_CACHE_HOME/marker\"; ls -A \"$HOME\" | wc -l"});
+    EXPECT_EQ(second.out, "persisted\n0\n") << second.out << second.err;
+    // The per-run directories are gone; the cache stays.
+    EXPECT_NE(::access((state_dir() + "/cache/cachetest/65534/marker").c_str(), F_OK), -1);
+    DIR* d = ::opendir((state_dir() + "/run").c_str());
+    int entries = 0;
+    while (auto* e = ::readdir(d)) entries += e->d_name[0] != '.';
+    ::closedir(d);
+    EXPECT_EQ(entries, 0);
+    ::system(("rm -rf " + state_dir() + "/cache/cachetest").c_str());
+}
+
+TEST_F(Run, BinaryStdioRoundTrip50MiB) {
+    std::string data(50u << 20, '\0');
+    std::mt19937_64 rng(42);
+    for (size_t i = 0; i < data.size(); i += 8) {
+        std::uint64_t v = rng();
+        std::memcpy(&data[i], &v, std::min<size_t>(8, data.size() - i));
+    }
+    Options o;
+    o.stdin_data = data;
+    auto r = warden({"run", "--", "cat"}, o);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    ASSERT_EQ(r.out.size(), data.size());
+    EXPECT_TRUE(r.out == data) << "stdout differs from stdin";
+}
+
+TEST_F(Run, MemoryLimitEndsAsMemoryExceeded) {
+    auto r = warden({"run", "--memory", "64M", "--", program("memhog"), "512"});
+    EXPECT_EQ(r.exit_code, 120) << r.err;
+    EXPECT_EQ(r.report["status"], "memory_exceeded") << r.report.dump();
+    EXPECT_GE(r.report["oom_kills"].get<int>(), 1);
+    EXPECT_LE(r.report["peak_memory_bytes"].get<std::uint64_t>(), 64ull << 20);
+}
+
+TEST_F(Run, MemoryUnderLimitIsFine) {
+    auto r = warden({"run", "--memory", "256M", "--", program("memhog"), "32"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.report["status"], "exited");
+    EXPECT_GE(r.report["peak_memory_bytes"].get<std::uint64_t>(), 32ull << 20);
+}
+
+TEST_F(Run, ForkBombEndsAsPidsExceeded) {
+    auto r = warden({"run", "--pids", "32", "--timeout", "60s", "--", program("forkbomb")});
+    EXPECT_EQ(r.exit_code, 121) << r.err;
+    EXPECT_EQ(r.report["status"], "pids_exceeded") << r.report.dump();
+    // The host is still usable: we can start a process.
+    auto after = command({"true"});
+    EXPECT_EQ(after.exit_code, 0);
+}
+
+TEST_F(Run, TimeoutKillsTheWholeTree) {
+    auto r = warden({"run", "--timeout", "1s", "--", "sh", "-c", "sleep 300 & setsid sleep 300 & sleep 300"});
+    EXPECT_EQ(r.exit_code, 124) << r.err;
+    EXPECT_EQ(r.report["status"], "timeout");
+    EXPECT_LT(r.elapsed, 10s);  // about a second; generous for a loaded machine
+    // TearDown checks that no process of the tree survives.
+}
+
+TEST_F(Run, ExitOfMainProcessKillsDaemons) {
+    auto r = warden({"run", "--", "sh", "-c", "setsid sleep 300 & (sleep 300 &) ; exit 0"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.report["status"], "exited");
+}
+
+TEST_F(Run, StdinCloseEndsTheServer) {
+    Options o;
+    o.stdin_data = "hello\n";
+    auto r = warden({"run", "--", "sh", "-c", "setsid sleep 300 & cat"}, o);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "hello\n");
+}
+
+TEST_F(Run, SigtermToWardenKillsEverything) {
+    for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+        int out[2];
+        ASSERT_EQ(::pipe(out), 0);
+        pid_t pid = ::fork();
+        if (pid == 0) {
+            ::dup2(out[1], 2);
+            ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "run", "--state-dir", state_dir().c_str(), "--",
+                    "sh", "-c", "setsid sleep 300 & sleep 300", nullptr);
+            ::_exit(127);
+        }
+        ::close(out[1]);
+        // Wait until the sandbox is up.
+        for (int i = 0; i < 500 && leftover_processes().size() < 2; ++i) std::this_thread::sleep_for(10ms);
+        ASSERT_GE(leftover_processes().size(), 2u);
+        ::kill(pid, sig);
+        int status = 0;
+        ::waitpid(pid, &status, 0);
+        ::close(out[0]);
+        EXPECT_TRUE(WIFEXITED(status));
+        EXPECT_EQ(WEXITSTATUS(status), 128 + sig);
+        EXPECT_TRUE(leftover_processes().empty());
+        EXPECT_TRUE(leftover_cgroups().empty());
+    }
+}
+
+TEST_F(Run, StaleSandboxIsSweptButLiveOneIsNot) {
+    auto layout = mcpwarden::CgroupLayout::detect();
+    auto plan = mcpwarden::plan_cgroups(layout, "");
+    std::string parent = mcpwarden::sandbox_parent(plan.unified_base);
+    ::mkdir(parent.c_str(), 0755);
+    std::string stale = parent + "/s-999999-1-0";  // no such owner
+    ASSERT_EQ(::mkdir(stale.c_str(), 0755), 0);
+    // A "live" one: owned by this test process.
+    std::string start;
+    {
+        std::string stat;
+        mcpwarden::read_file("/proc/self/stat", stat);
+        std::istringstream ss(stat.substr(stat.rfind(')') + 2));
+        std::string f;
+        for (int i = 3; i <= 22 && ss >> f; ++i) start = f;
+    }
+    std::string live = parent + "/s-" + std::to_string(::getpid()) + "-" + start + "-900";
+    ASSERT_EQ(::mkdir(live.c_str(), 0755), 0);
+    auto r = warden({"run", "--", "true"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(::access(stale.c_str(), F_OK), 0) << "stale sandbox cgroup was not swept";
+    EXPECT_EQ(::access(live.c_str(), F_OK), 0) << "a live sandbox cgroup was swept";
+    ::rmdir(live.c_str());
+}
+
+TEST_F(Run, CpuLimitIsApplied) {
+    auto r = warden({"run", "--cpu", "0.5", "--", "true"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.report["limits"]["cpu"], 0.5);
+    EXPECT_NE(r.report["enforced_by"]["cpu"], "none");
+}
+
+TEST_F(Run, PolicyLimitsAndFlagOverride) {
+    std::string policy = state_dir() + "/limits-policy.yaml";
+    std::ofstream(policy) << "name: lim\nlimits: { memory: 64Mi, timeout: 30s }\n";
+    auto r = warden({"run", "--policy", policy, "--timeout", "1s", "--", "sleep", "30"});
+    EXPECT_EQ(r.report["status"], "timeout");
+    EXPECT_EQ(r.report["limits"]["memory_bytes"], 64u << 20);
+    EXPECT_EQ(r.report["limits"]["timeout_ms"], 1000);
+    EXPECT_EQ(r.report["policy"], "lim");
+}
+
+TEST_F(Run, InvalidPolicyRunsNothing) {
+    std::string policy = state_dir() + "/bad-policy.yaml";
+    std::string marker = state_dir() + "/ran-marker";
+    std::ofstream(policy) << "name: bad\nlimits:\n  memroy: 1G\n";
+    auto r = warden({"run", "--policy", policy, "--", "touch", marker});
+    EXPECT_EQ(r.exit_code, 78);
+    EXPECT_NE(r.err.find(policy + ":3:3: unknown key 'memroy'"), std::string::npos) << r.err;
+    EXPECT_NE(::access(marker.c_str(), F_OK), 0);
+}
+
+TEST_F(Run, CommandNotFound) {
+    auto r = warden({"run", "--", "no-such-command-xyz"});
+    EXPECT_EQ(r.exit_code, 64);
+    EXPECT_NE(r.err.find("not found"), std::string::npos) << r.err;
+}
+
+TEST_F(Run, LogsNeverGoToStdout) {
+    auto r = warden({"--log-level", "debug", "run", "--", "true"});
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_EQ(r.out, "");
+    EXPECT_NE(r.err.find("mcpwarden:"), std::string::npos);
+}
+
+// Without a memory controller anywhere, a memory limit is refused (fail closed); with
+// --allow-degraded it runs under an rlimit and says so.
+TEST_F(Run, NoMemoryControllerFailsClosed) {
+    auto layout = mcpwarden::CgroupLayout::detect();
+    if (layout.v1_memory_mount.empty()) GTEST_SKIP() << "memory is on v2 here (tested in the VM)";
+    std::string marker = state_dir() + "/degraded-marker";
+    std::string hide = "umount " + layout.v1_memory_mount + " && exec ";
+    std::string base = std::string(MCPWARDEN_BIN) + " run --state-dir " + state_dir() + " --memory 64M";
+    auto refused = command({"unshare", "-m", "sh", "-c", hide + base + " -- touch " + marker});
+    EXPECT_EQ(refused.exit_code, 125) << refused.err;
+    EXPECT_NE(refused.err.find("no memory controller"), std::string::npos) << refused.err;
+    EXPECT_NE(refused.err.find("--allow-degraded"), std::string::npos) << refused.err;
+    EXPECT_NE(::access(marker.c_str(), F_OK), 0) << "the command ran although refused";
+
+    auto degraded = command({"unshare", "-m", "sh", "-c", hide + base +
+                             " --allow-degraded --report - -- sh -c 'ulimit -v'"});
+    EXPECT_EQ(degraded.exit_code, 0) << degraded.err;
+    EXPECT_EQ(degraded.out, std::to_string(64 * 1024) + "\n");
+    EXPECT_NE(degraded.err.find("\"degraded\":true"), std::string::npos) << degraded.err;
+    EXPECT_NE(degraded.err.find("DEGRADED"), std::string::npos) << degraded.err;
+}

@@ -1,0 +1,120 @@
+// mcpwarden run: one command in a fresh sandbox.
+#include <sys/prctl.h>
+
+#include <fstream>
+#include <iostream>
+
+#include <spdlog/spdlog.h>
+
+#include "commands.h"
+#include "error.h"
+#include "exit_codes.h"
+#include "policy.h"
+#include "sandbox.h"
+#include "units.h"
+
+namespace mcpwarden {
+namespace {
+
+class RunCommand : public Command {
+public:
+    void define(CLI::App& parent) override {
+        app_ = parent.add_subcommand(
+            "run",
+            "Run CMD in a fresh sandbox: its own cgroup (entered before its first instruction), "
+            "an unprivileged user, no capabilities, a clean environment, and the policy's limits. "
+            "Stdin, stdout and stderr pass through unchanged.");
+        app_->add_option("--policy", policy_file_, "Policy file (YAML); flags override its limits")
+            ->check(CLI::ExistingFile);
+        app_->add_option("--memory", memory_, "Memory limit, as 64M, 512Mi or 1G (no swap)");
+        app_->add_option("--pids", pids_, "Maximum number of processes and threads");
+        app_->add_option("--cpu", cpu_, "CPU limit in cores, as 1, 0.5 or 250m");
+        app_->add_option("--timeout", timeout_, "Wall-clock limit, as 30s, 10m or 1h; the whole process tree is killed");
+        app_->add_option("--user", user_, "Unprivileged user to run as (default: the policy's, else nobody)");
+        app_->add_option("--env", env_, "Pass NAME from mcpwarden's environment, or set NAME=VALUE (repeatable)");
+        app_->add_option("--report", report_, "Write a JSON report of the run to FILE ('-' = stderr)");
+        app_->add_option("--state-dir", state_dir_, "Where HOME, TMPDIR and per-policy caches live")
+            ->capture_default_str();
+        app_->add_option("--cgroup-root", cgroup_root_, "Create sandbox cgroups beneath this cgroup path instead of mcpwarden's own");
+        app_->add_flag("--allow-degraded", allow_degraded_, "If a limit's cgroup controller is missing, fall back to rlimits (with a warning) instead of refusing");
+        app_->add_option("command", command_, "The command and its arguments (after --)")->required();
+        app_->footer(
+            "Exit status: the command's own status; 128+N if signal N ended it; 124 timeout, "
+            "120 memory exceeded, 121 pids exceeded, 125 sandbox unavailable (refused), "
+            "78 invalid policy, 64 usage error, 126/127 command not executable/not found.");
+    }
+
+    int execute() override {
+        RunOptions opts;
+        if (!policy_file_.empty()) opts.policy = load_policy_file(policy_file_);
+        opts.limits = opts.policy.limits;
+        std::string why;
+        if (!memory_.empty()) {
+            auto v = parse_size(memory_, &why);
+            if (!v) throw Error(ErrorKind::usage, "--memory " + memory_ + ": " + why);
+            opts.limits.memory_bytes = *v;
+        }
+        if (!pids_.empty()) {
+            auto v = parse_size(pids_, &why);  // plain count; units would be odd but harmless
+            if (!v || *v == 0 || pids_.find_first_not_of("0123456789") != std::string::npos)
+                throw Error(ErrorKind::usage, "--pids " + pids_ + ": must be a whole number above 0");
+            opts.limits.pids = *v;
+        }
+        if (!cpu_.empty()) {
+            auto v = parse_cpu(cpu_, &why);
+            if (!v) throw Error(ErrorKind::usage, "--cpu " + cpu_ + ": " + why);
+            opts.limits.cpu_millicores = *v;
+        }
+        if (!timeout_.empty()) {
+            auto v = parse_duration(timeout_, &why);
+            if (!v || v->count() <= 0) throw Error(ErrorKind::usage, "--timeout " + timeout_ + ": " + (why.empty() ? "must be longer than 0" : why));
+            opts.limits.timeout = *v;
+        }
+        opts.command = command_;
+        opts.user = user_;
+        opts.env_args = env_;
+        opts.state_dir = state_dir_;
+        opts.cgroup_root = cgroup_root_;
+        opts.allow_degraded = allow_degraded_;
+
+        // Orphaned processes of the sandbox are reparented to us and reaped, not left as zombies.
+        ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        Sandbox sandbox(opts);
+        RunReport report;
+        try {
+            report = sandbox.run();
+        } catch (const Error& e) {
+            write_report(e.to_json());
+            throw;
+        }
+        write_report(report.to_json());
+        if (report.status != "exited" && report.status != "signaled") {
+            spdlog::warn("sandbox ended: {}", report.status);
+        }
+        return report.process_exit_code();
+    }
+
+private:
+    void write_report(const nlohmann::json& j) {
+        if (report_.empty()) return;
+        std::string text = j.dump() + "\n";
+        if (report_ == "-") {
+            std::cerr << text;
+            return;
+        }
+        std::ofstream out(report_, std::ios::trunc);
+        out << text;
+        if (!out) spdlog::error("could not write report to {}", report_);
+    }
+
+    std::string policy_file_, memory_, pids_, cpu_, timeout_, user_, report_, cgroup_root_;
+    std::string state_dir_ = "/var/lib/mcpwarden";
+    std::vector<std::string> env_, command_;
+    bool allow_degraded_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Command> make_run_command() { return std::make_unique<RunCommand>(); }
+
+}  // namespace mcpwarden

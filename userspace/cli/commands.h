@@ -1,0 +1,31 @@
+// The subcommands. Each defines its options on the CLI11 app and runs when chosen.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "error.h"
+
+namespace mcpwarden {
+
+class Command {
+public:
+    virtual ~Command() = default;
+    virtual void define(CLI::App& parent) = 0;
+    virtual int execute() = 0;
+    bool chosen() const { return app_ && app_->parsed(); }
+
+protected:
+    CLI::App* app_ = nullptr;
+};
+
+std::vector<std::unique_ptr<Command>> all_commands();
+
+// Every Error kind maps to one documented exit code.
+int exit_code_for(ErrorKind kind);
+
+std::unique_ptr<Command> make_run_command();
+
+}  // namespace mcpwarden

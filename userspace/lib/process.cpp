@@ -1,0 +1,231 @@
+#include "process.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+
+#include "error.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace mcpwarden {
+
+UserIdentity resolve_user(const std::string& name) {
+    struct passwd pw {};
+    struct passwd* result = nullptr;
+    std::vector<char> buf(16384);
+    bool numeric = !name.empty() && name.find_first_not_of("0123456789") == std::string::npos;
+    if (numeric) {
+        ::getpwuid_r(static_cast<uid_t>(std::stoul(name)), &pw, buf.data(), buf.size(), &result);
+    } else {
+        ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &result);
+    }
+    UserIdentity u;
+    if (result) {
+        u = {pw.pw_name, pw.pw_uid, pw.pw_gid};
+    } else if (numeric) {
+        uid_t id = static_cast<uid_t>(std::stoul(name));
+        u = {name, id, id};
+    } else {
+        throw Error(ErrorKind::usage, "unknown user '" + name + "' (give a user name from "
+                                      "/etc/passwd or a numeric uid)");
+    }
+    if (u.uid == 0 || u.gid == 0) {
+        throw Error(ErrorKind::usage,
+                    "refusing to run the server as root (user '" + name +
+                        "'): it could leave its cgroup and remove its own egress policy; "
+                        "use an unprivileged user (default: nobody)");
+    }
+    return u;
+}
+
+std::string resolve_executable(const std::string& command, const std::string& path_var) {
+    if (command.empty()) throw Error(ErrorKind::usage, "no command given");
+    auto usable = [](const std::string& p) {
+        struct stat st {};
+        return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111);
+    };
+    if (command.find('/') != std::string::npos) {
+        if (!usable(command)) {
+            throw Error(ErrorKind::usage, "command '" + command + "' is not an executable file",
+                        {{"command", command}});
+        }
+        return command;
+    }
+    std::stringstream ss(path_var);
+    std::string dir;
+    while (std::getline(ss, dir, ':')) {
+        if (dir.empty()) continue;
+        std::string candidate = dir + "/" + command;
+        if (usable(candidate)) return candidate;
+    }
+    throw Error(ErrorKind::usage,
+                "command '" + command + "' not found in the sandbox PATH (" + path_var +
+                    "); give its full path",
+                {{"command", command}});
+}
+
+namespace {
+
+// Everything the child needs, prepared before clone so the child only makes system calls.
+struct Prepared {
+    std::vector<char*> argv;
+    std::vector<char*> envp;
+    int cap_last = 63;
+};
+
+[[noreturn]] void child_fail(int errpipe, int stage, int err) {
+    int msg[2] = {stage, err};
+    (void)!::write(errpipe, msg, sizeof msg);
+    ::_exit(127);
+}
+
+enum Stage { kV1Join = 1, kStdio, kCaps, kGroups, kGid, kUid, kNoNewPrivs, kPdeath, kChdir,
+             kRlimit, kSeccomp, kExec, kCloseFds };
+
+const char* stage_name(int stage) {
+    switch (stage) {
+        case kV1Join: return "joining the v1 cgroups";
+        case kStdio: return "setting up stdio";
+        case kCaps: return "dropping capabilities";
+        case kGroups: return "clearing supplementary groups";
+        case kGid: return "switching group";
+        case kUid: return "switching user";
+        case kNoNewPrivs: return "setting no_new_privs";
+        case kPdeath: return "setting the parent-death signal";
+        case kChdir: return "entering the home directory";
+        case kRlimit: return "setting rlimits";
+        case kSeccomp: return "installing the seccomp filter";
+        case kExec: return "executing the command";
+        case kCloseFds: return "closing inherited file descriptors";
+    }
+    return "starting";
+}
+
+// Runs in the child between clone3 and execve: raw system calls only (the parent may have
+// threads; glibc's set*id would try to signal threads that do not exist here).
+[[noreturn]] void child_main(const ChildSpec& spec, const Prepared& prep, int errpipe,
+                             pid_t parent) {
+    for (int fd : spec.v1_procs_fds) {
+        if (::write(fd, "0", 1) != 1) child_fail(errpipe, kV1Join, errno);
+    }
+    // Signals: mcpwarden blocks some for its signalfd; the server starts with none blocked.
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+
+    int wanted[3] = {spec.stdin_fd, spec.stdout_fd, spec.stderr_fd};
+    for (int i = 0; i < 3; ++i) {
+        if (wanted[i] >= 0 && wanted[i] != i && ::dup2(wanted[i], i) < 0)
+            child_fail(errpipe, kStdio, errno);
+    }
+    if (spec.degraded.address_space) {
+        struct rlimit rl{*spec.degraded.address_space, *spec.degraded.address_space};
+        if (::setrlimit(RLIMIT_AS, &rl) != 0) child_fail(errpipe, kRlimit, errno);
+    }
+    if (spec.degraded.nproc) {
+        struct rlimit rl{*spec.degraded.nproc, *spec.degraded.nproc};
+        if (::setrlimit(RLIMIT_NPROC, &rl) != 0) child_fail(errpipe, kRlimit, errno);
+    }
+    // The bounding set goes first, while we still hold CAP_SETPCAP.
+    for (int cap = 0; cap <= prep.cap_last; ++cap) {
+        if (::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+            child_fail(errpipe, kCaps, errno);
+    }
+    if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
+        child_fail(errpipe, kCaps, errno);
+    if (::syscall(SYS_setgroups, 0, nullptr) != 0) child_fail(errpipe, kGroups, errno);
+    if (::syscall(SYS_setresgid, spec.user.gid, spec.user.gid, spec.user.gid) != 0)
+        child_fail(errpipe, kGid, errno);
+    // setresuid from root to a non-root uid clears permitted, effective and ambient capabilities.
+    if (::syscall(SYS_setresuid, spec.user.uid, spec.user.uid, spec.user.uid) != 0)
+        child_fail(errpipe, kUid, errno);
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(errpipe, kNoNewPrivs, errno);
+    // A credential change clears the parent-death signal, so it is set after setresuid.
+    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(errpipe, kPdeath, errno);
+    if (::getppid() != parent) ::_exit(127);  // mcpwarden died before PDEATHSIG was armed
+    if (!spec.workdir.empty() && ::chdir(spec.workdir.c_str()) != 0)
+        child_fail(errpipe, kChdir, errno);
+    // Every fd above 2 is closed at exec; the error pipe is close-on-exec already.
+    if (::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
+        child_fail(errpipe, kCloseFds, errno);
+    if (spec.seccomp_program) {
+        if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, spec.seccomp_program) != 0)
+            child_fail(errpipe, kSeccomp, errno);
+    }
+    ::execve(spec.executable.c_str(), prep.argv.data(), prep.envp.data());
+    child_fail(errpipe, kExec, errno);
+}
+
+}  // namespace
+
+Child spawn_child(const ChildSpec& spec) {
+    Prepared prep;
+    for (const auto& a : spec.argv) prep.argv.push_back(const_cast<char*>(a.c_str()));
+    prep.argv.push_back(nullptr);
+    for (const auto& e : spec.env) prep.envp.push_back(const_cast<char*>(e.c_str()));
+    prep.envp.push_back(nullptr);
+    std::string last;
+    if (read_file("/proc/sys/kernel/cap_last_cap", last)) prep.cap_last = std::atoi(last.c_str());
+
+    int pipefd[2];
+    if (::pipe2(pipefd, O_CLOEXEC) != 0)
+        throw Error(ErrorKind::sandbox_unavailable, errno_text("pipe2", errno));
+    UniqueFd err_read(pipefd[0]), err_write(pipefd[1]);
+
+    int pidfd = -1;
+    struct clone_args args {};
+    args.flags = CLONE_INTO_CGROUP | CLONE_PIDFD;
+    args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<std::uint64_t>(spec.cgroup_fd);
+    pid_t parent = ::getpid();
+    long pid = ::syscall(SYS_clone3, &args, sizeof args);
+    if (pid < 0) {
+        int err = errno;
+        std::string msg = errno_text("clone3(CLONE_INTO_CGROUP) failed", err);
+        if (err == ENOSYS || err == E2BIG || err == EINVAL)
+            msg += "; mcpwarden needs Linux 5.7 or later to start the server inside its cgroup";
+        throw Error(ErrorKind::sandbox_unavailable, msg);
+    }
+    if (pid == 0) {
+        err_read.release();
+        child_main(spec, prep, err_write.get(), parent);
+    }
+    Child child;
+    child.pid = static_cast<pid_t>(pid);
+    child.pidfd.reset(pidfd);
+    err_write.reset();
+    int msg[2] = {0, 0};
+    ssize_t n;
+    do {
+        n = ::read(err_read.get(), msg, sizeof msg);
+    } while (n < 0 && errno == EINTR);
+    if (n == static_cast<ssize_t>(sizeof msg)) {
+        siginfo_t info{};
+        ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED);
+        std::string text = std::string("the sandboxed command could not start (") +
+                           stage_name(msg[0]) + "): " + std::strerror(msg[1]);
+        ErrorKind kind = msg[0] == kExec ? ErrorKind::usage : ErrorKind::sandbox_unavailable;
+        throw Error(kind, text, {{"stage", stage_name(msg[0])}, {"errno", msg[1]}});
+    }
+    return child;
+}
+
+}  // namespace mcpwarden

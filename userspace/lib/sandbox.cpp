@@ -1,0 +1,390 @@
+#include "sandbox.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "error.h"
+#include "exit_codes.h"
+#include "relay.h"
+#include "units.h"
+#include "workspace.h"
+
+namespace mcpwarden {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+bool is_inet_socket(int fd) {
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) return false;
+    int domain = 0;
+    socklen_t len = sizeof domain;
+    if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return false;
+    return domain == AF_INET || domain == AF_INET6;
+}
+
+// Blocks the signals mcpwarden handles through a signalfd for the life of a run.
+class SignalGuard {
+public:
+    SignalGuard() {
+        sigset_t set;
+        sigemptyset(&set);
+        for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+        ::sigprocmask(SIG_BLOCK, &set, &old_);
+        fd_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+        if (!fd_) throw Error(ErrorKind::internal, errno_text("signalfd", errno));
+    }
+    ~SignalGuard() { ::sigprocmask(SIG_SETMASK, &old_, nullptr); }
+    int fd() const { return fd_.get(); }
+
+private:
+    sigset_t old_;
+    UniqueFd fd_;
+};
+
+struct Pipe {
+    UniqueFd read, write;
+};
+
+Pipe make_pipe() {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) throw Error(ErrorKind::internal, errno_text("pipe2", errno));
+    return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+std::string read_secret(const std::string& path) {
+    std::string value;
+    if (!read_file(path, value)) {
+        throw Error(ErrorKind::policy_invalid, errno_text("cannot read environment value from " + path, errno),
+                    {{"file", path}});
+    }
+    while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+    return value;
+}
+
+nlohmann::json limits_json(const Limits& l) {
+    nlohmann::json j = nlohmann::json::object();
+    j["memory_bytes"] = l.memory_bytes ? nlohmann::json(*l.memory_bytes) : nlohmann::json(nullptr);
+    j["pids"] = l.pids ? nlohmann::json(*l.pids) : nlohmann::json(nullptr);
+    j["cpu"] = l.cpu_millicores ? nlohmann::json(*l.cpu_millicores / 1000.0) : nlohmann::json(nullptr);
+    j["timeout_ms"] = l.timeout ? nlohmann::json(l.timeout->count()) : nlohmann::json(nullptr);
+    return j;
+}
+
+}  // namespace
+
+nlohmann::json RunReport::to_json() const {
+    nlohmann::json j;
+    j["status"] = status;
+    j["exit_code"] = exit_code ? nlohmann::json(*exit_code) : nlohmann::json(nullptr);
+    j["signal"] = signal ? nlohmann::json(*signal) : nlohmann::json(nullptr);
+    j["duration_ms"] = duration.count();
+    j["peak_memory_bytes"] = peak_memory ? nlohmann::json(*peak_memory) : nlohmann::json(nullptr);
+    j["oom_kills"] = oom_kills;
+    j["pids_limit_hits"] = pids_max_hits;
+    j["limits"] = limits_json(limits);
+    j["enforced_by"] = {{"memory", limits.memory_bytes ? std::string(mcpwarden::to_string(plan.memory)) : "none"},
+                        {"pids", limits.pids ? std::string(mcpwarden::to_string(plan.pids)) : "none"},
+                        {"cpu", limits.cpu_millicores ? std::string(mcpwarden::to_string(plan.cpu)) : "none"}};
+    j["degraded"] = degraded;
+    if (degraded) j["degraded_reasons"] = degraded_reasons;
+    j["sandbox"] = sandbox;
+    j["policy"] = policy;
+    j["user"] = user;
+    for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
+    return j;
+}
+
+int RunReport::process_exit_code() const {
+    if (status == "timeout") return exit_code::timeout;
+    if (status == "memory_exceeded") return exit_code::memory_exceeded;
+    if (status == "pids_exceeded") return exit_code::pids_exceeded;
+    if (signal) return 128 + *signal;
+    if (exit_code) return *exit_code;
+    return exit_code::internal;
+}
+
+Sandbox::Sandbox(RunOptions options) : options_(std::move(options)) {}
+
+Sandbox::~Sandbox() = default;
+
+void Sandbox::check_enforceable(const CgroupPlan& plan, DegradedLimits& degraded,
+                                RunReport& report) {
+    auto refuse = [&](const std::string& what, const std::string& how) {
+        if (!options_.allow_degraded) {
+            throw Error(ErrorKind::sandbox_unavailable,
+                        what + " was asked for, but " + how +
+                            ". Refusing to run the server unconfined. Enable the controller "
+                            "(or pass --allow-degraded to fall back to rlimits, which a server "
+                            "can partly evade)",
+                        {{"limit", what}});
+        }
+        report.degraded = true;
+        report.degraded_reasons.push_back(what + ": " + how);
+        spdlog::warn("DEGRADED: {}: {}; falling back to an rlimit, which is per process and weaker",
+                     what, how);
+    };
+    const auto& l = options_.limits;
+    if (l.memory_bytes && plan.memory == CgroupVersion::none) {
+        refuse("a memory limit", "no memory controller is available (neither on the unified "
+                                 "hierarchy nor a v1 memory hierarchy)");
+        degraded.address_space = *l.memory_bytes;
+    }
+    if (l.pids && plan.pids == CgroupVersion::none) {
+        refuse("a pids limit", "no pids controller is available (neither v2 nor v1)");
+        degraded.nproc = *l.pids;
+    }
+    if (l.cpu_millicores && plan.cpu == CgroupVersion::none) {
+        refuse("a cpu limit", "no cpu controller is available (neither v2 nor v1)");
+    }
+}
+
+std::vector<std::string> Sandbox::build_env(const UserIdentity& user, const Workspace& ws) const {
+    std::map<std::string, std::string> env;
+    env["PATH"] = kSandboxPath;
+    env["HOME"] = ws.home();
+    env["TMPDIR"] = ws.tmp();
+    env["USER"] = user.name;
+    env["LOGNAME"] = user.name;
+    // Package caches persist per integration (XDG for pip and uv; npm and Go need their own).
+    env["XDG_CACHE_HOME"] = ws.cache();
+    env["npm_config_cache"] = ws.cache() + "/npm";
+    env["GOCACHE"] = ws.cache() + "/go-build";
+    env["GOMODCACHE"] = ws.cache() + "/go-mod";
+    for (const auto& name : options_.policy.env.pass) {
+        if (const char* v = std::getenv(name.c_str())) env[name] = v;
+    }
+    for (const auto& [name, value] : options_.policy.env.set) {
+        env[name] = value.file ? read_secret(*value.file) : value.value;
+    }
+    for (const auto& arg : options_.env_args) {
+        auto eq = arg.find('=');
+        if (eq == std::string::npos) {
+            if (const char* v = std::getenv(arg.c_str())) env[arg] = v;
+        } else {
+            env[arg.substr(0, eq)] = arg.substr(eq + 1);
+        }
+    }
+    std::vector<std::string> out;
+    for (const auto& [k, v] : env) out.push_back(k + "=" + v);
+    return out;
+}
+
+std::uint64_t Sandbox::egress_denied() const {
+    std::uint64_t n = 0;
+    for (const auto& ext : extensions_) n += ext->egress_denied();
+    return n;
+}
+
+void Sandbox::terminate(const std::string& status) {
+    if (forced_status_.empty()) forced_status_ = status;
+    if (cgroup_) cgroup_->kill();
+}
+
+RunReport Sandbox::run() {
+    if (options_.command.empty()) throw Error(ErrorKind::usage, "no command given (mcpwarden run [options] -- CMD [ARGS...])");
+    if (::geteuid() != 0) {
+        throw Error(ErrorKind::sandbox_unavailable,
+                    "mcpwarden run must run as root: it creates cgroups, attaches BPF programs "
+                    "and then drops the server to an unprivileged user. Run it with sudo, or ask "
+                    "a running mcpwarden agent for a sandbox");
+    }
+    // Signals are taken through a signalfd from here on, so a SIGTERM during setup still
+    // removes what was created.
+    SignalGuard signals;
+    RunReport report;
+    report.policy = options_.policy.name;
+    report.limits = options_.limits;
+
+    CgroupLayout layout = CgroupLayout::detect();
+    CgroupPlan plan = plan_cgroups(layout, options_.cgroup_root);
+    report.plan = plan;
+    DegradedLimits degraded;
+    check_enforceable(plan, degraded, report);
+    sweep_stale_sandboxes(plan);
+
+    std::string user_name = !options_.user.empty() ? options_.user
+                            : !options_.policy.user.empty() ? options_.policy.user : "nobody";
+    UserIdentity user = resolve_user(user_name);
+    report.user = user.name;
+    std::string exe = resolve_executable(options_.command[0], kSandboxPath);
+
+    CgroupLimits cl;
+    if (!degraded.address_space) cl.memory_bytes = options_.limits.memory_bytes;
+    if (!degraded.nproc) cl.pids = options_.limits.pids;
+    if (plan.cpu != CgroupVersion::none) cl.cpu_millicores = options_.limits.cpu_millicores;
+    std::string name = make_sandbox_name();
+    report.sandbox = name;
+    cgroup_ = std::make_unique<SandboxCgroup>(plan, name, cl);
+    struct CgroupReset {  // the cgroup goes away on every path out of run()
+        std::unique_ptr<SandboxCgroup>& cg;
+        ~CgroupReset() { cg.reset(); }
+    } cgroup_reset{cgroup_};
+
+    Workspace ws(options_.state_dir, name, options_.policy.name, user);
+
+    for (auto& ext : extensions_) ext->before_spawn(*this);
+
+    ChildSpec spec;
+    spec.executable = exe;
+    spec.argv = options_.command;
+    spec.env = build_env(user, ws);
+    spec.workdir = ws.home();
+    spec.user = user;
+    spec.cgroup_fd = cgroup_->unified_fd();
+    spec.v1_procs_fds = cgroup_->v1_procs_fds();
+    spec.degraded = degraded;
+
+    bool ext_pipes = false;
+    for (auto& ext : extensions_) ext_pipes = ext_pipes || ext->wants_stdio_pipes();
+    // A TCP/UDP socket handed to us as stdio was created outside the sandbox cgroup and would
+    // not be checked by the egress programs: relay it through pipes instead of passing it on.
+    bool raw_relay = !ext_pipes && (is_inet_socket(0) || is_inet_socket(1) || is_inet_socket(2));
+    std::optional<Pipe> in, out, err;
+    if (ext_pipes || raw_relay) {
+        in = make_pipe();
+        out = make_pipe();
+        err = make_pipe();
+        spec.stdin_fd = in->read.get();
+        spec.stdout_fd = out->write.get();
+        spec.stderr_fd = err->write.get();
+    }
+
+    auto started = Clock::now();
+    child_ = spawn_child(spec);
+    spdlog::debug("sandbox {} started pid {} as {}", name, child_.pid, user.name);
+
+    std::vector<std::unique_ptr<Pump>> pumps;
+    if (in) {
+        in->read.reset();
+        out->write.reset();
+        err->write.reset();
+        if (ext_pipes) {
+            int a = in->write.release(), b = out->read.release(), c = err->read.release();
+            for (auto& ext : extensions_) {
+                if (ext->wants_stdio_pipes()) ext->after_spawn(*this, a, b, c);
+                else ext->after_spawn(*this, -1, -1, -1);
+            }
+        } else {
+            // Our own stdio is left blocking-agnostic: dup it so O_NONBLOCK stays on our copy.
+            int my_in = ::fcntl(0, F_DUPFD_CLOEXEC, 3), my_out = ::fcntl(1, F_DUPFD_CLOEXEC, 3),
+                my_err = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
+            pumps.push_back(std::make_unique<Pump>(loop_, my_in, in->write.release(), true,
+                                                   [my_in] { ::close(my_in); }));
+            pumps.push_back(std::make_unique<Pump>(loop_, out->read.get(), my_out, true));
+            pumps.push_back(std::make_unique<Pump>(loop_, err->read.get(), my_err, true));
+            for (auto& ext : extensions_) ext->after_spawn(*this, -1, -1, -1);
+        }
+    } else {
+        for (auto& ext : extensions_) ext->after_spawn(*this, -1, -1, -1);
+    }
+
+    siginfo_t exit_info{};
+    bool exited = false;
+    std::optional<int> interrupted_by;
+    int pidfd = child_.pidfd.get();
+    loop_.add(pidfd, EPOLLIN, [&](std::uint32_t) {
+        siginfo_t info{};
+        if (::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED | WNOHANG) == 0 &&
+            info.si_pid != 0) {
+            exit_info = info;
+            exited = true;
+            loop_.remove(pidfd);
+        }
+    });
+    loop_.add(signals.fd(), EPOLLIN, [&](std::uint32_t) {
+        struct signalfd_siginfo si {};
+        while (::read(signals.fd(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+            if (!interrupted_by) interrupted_by = static_cast<int>(si.ssi_signo);
+            spdlog::info("received signal {}: ending sandbox {}", si.ssi_signo, name);
+            terminate("interrupted");
+        }
+    });
+    UniqueFd deadline, tick;
+    if (options_.limits.timeout) {
+        deadline = make_timer(*options_.limits.timeout, false);
+        loop_.add(deadline.get(), EPOLLIN, [&](std::uint32_t) {
+            std::uint64_t n;
+            (void)!::read(deadline.get(), &n, sizeof n);
+            spdlog::info("sandbox {} reached its timeout of {}", name,
+                         format_duration(*options_.limits.timeout));
+            terminate("timeout");
+            loop_.remove(deadline.get());
+        });
+    }
+    if (cl.memory_bytes || cl.pids) {
+        // The kernel's own counters tell an OOM kill or a fork refused at pids.max; either ends
+        // the whole sandbox (on v1 the OOM killer takes one process only).
+        tick = make_timer(std::chrono::milliseconds(20), true);
+        loop_.add(tick.get(), EPOLLIN, [&](std::uint32_t) {
+            std::uint64_t n;
+            (void)!::read(tick.get(), &n, sizeof n);
+            auto c = cgroup_->counters();
+            if (c.oom_kills > 0) terminate("memory_exceeded");
+            else if (c.pids_max_hits > 0) terminate("pids_exceeded");
+        });
+    }
+
+    while (!exited) loop_.run_once(-1);
+    report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+
+    // The main process is gone: nothing else of the sandbox may outlive it.
+    cgroup_->kill();
+    if (!cgroup_->wait_empty(std::chrono::seconds(10)))
+        spdlog::error("sandbox {}: processes survived SIGKILL", name);
+    loop_.remove(signals.fd());
+    if (deadline) loop_.remove(deadline.get());
+    if (tick) loop_.remove(tick.get());
+    // Drain what the processes wrote before they ended (their pipe ends are closed now).
+    auto drain_until = Clock::now() + std::chrono::seconds(2);
+    auto output_pending = [&] {
+        for (size_t i = 1; i < pumps.size(); ++i) {
+            if (!pumps[i]->done()) return true;
+        }
+        for (auto& ext : extensions_) {
+            if (ext->draining()) return true;
+        }
+        return false;
+    };
+    while (output_pending() && Clock::now() < drain_until) loop_.run_once(20);
+    pumps.clear();
+
+    auto counters = cgroup_->counters();
+    report.oom_kills = counters.oom_kills;
+    report.pids_max_hits = counters.pids_max_hits;
+    report.peak_memory = counters.memory_peak;
+    if (exit_info.si_code == CLD_EXITED) {
+        report.exit_code = exit_info.si_status;
+    } else {
+        report.signal = exit_info.si_status;
+    }
+    if (!forced_status_.empty()) report.status = forced_status_;
+    else if (counters.oom_kills > 0) report.status = "memory_exceeded";
+    else if (counters.pids_max_hits > 0) report.status = "pids_exceeded";
+    else report.status = report.exit_code ? "exited" : "signaled";
+    if (report.status == "interrupted" && interrupted_by) {
+        report.signal = *interrupted_by;
+        report.exit_code.reset();
+    }
+    for (auto& ext : extensions_) ext->on_end(*this, report);
+    cgroup_.reset();
+    // As a child subreaper (the CLI sets it), orphaned daemons of the sandbox became our
+    // children: reap them so no zombie is left to a slow init.
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    return report;
+}
+
+}  // namespace mcpwarden

@@ -1,0 +1,110 @@
+// One sandboxed run: cgroups, workspace, egress binding (by extensions), the child, the watch
+// loop, and the report. Everything it creates is removed on every path out of run().
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cgroup.h"
+#include "event_loop.h"
+#include "policy.h"
+#include "process.h"
+
+namespace mcpwarden {
+
+struct RunOptions {
+    Policy policy;
+    Limits limits;  // effective limits (policy merged with command-line flags)
+    std::vector<std::string> command;
+    std::string user;                   // empty = policy user, else nobody
+    std::vector<std::string> env_args;  // --env NAME or NAME=VALUE
+    std::string state_dir = "/var/lib/mcpwarden";
+    std::string cgroup_root;            // empty = the cgroup mcpwarden runs in
+    bool allow_degraded = false;
+};
+
+struct RunReport {
+    std::string status;  // exited | signaled | timeout | memory_exceeded | pids_exceeded | interrupted
+    std::optional<int> exit_code;
+    std::optional<int> signal;
+    std::chrono::milliseconds duration{0};
+    std::optional<std::uint64_t> peak_memory;
+    std::uint64_t oom_kills = 0;
+    std::uint64_t pids_max_hits = 0;
+    bool degraded = false;
+    std::vector<std::string> degraded_reasons;
+    Limits limits;
+    CgroupPlan plan;
+    std::string sandbox;
+    std::string policy;
+    std::string user;
+    nlohmann::json extra = nlohmann::json::object();  // filled by extensions (egress_denied, ...)
+
+    nlohmann::json to_json() const;
+    int process_exit_code() const;
+};
+
+class Sandbox;
+
+// How other parts plug into a run (egress enforcement, the MCP proxy). Each hook may throw
+// Error to refuse the run; everything created so far is then removed.
+class SandboxExtension {
+public:
+    virtual ~SandboxExtension() = default;
+    // Cgroups exist, the child does not: bind the policy to the cgroup (attach programs).
+    virtual void before_spawn(Sandbox&) {}
+    // Wants the child's stdio as pipes (the MCP proxy) instead of inheriting mcpwarden's.
+    virtual bool wants_stdio_pipes() const { return false; }
+    // The child runs. With pipes, fds are mcpwarden's ends (-1 otherwise); the extension owns
+    // and relays them.
+    virtual void after_spawn(Sandbox&, int child_stdin, int child_stdout, int child_stderr) {
+        (void)child_stdin; (void)child_stdout; (void)child_stderr;
+    }
+    // After the child exited: true while the extension still has output to deliver.
+    virtual bool draining() const { return false; }
+    // The sandbox ended (status known, processes gone, cgroups not yet removed).
+    virtual void on_end(Sandbox&, RunReport&) {}
+    // Egress denials since the start, for per-call accounting (the egress extension counts).
+    virtual std::uint64_t egress_denied() const { return 0; }
+};
+
+class Sandbox {
+public:
+    explicit Sandbox(RunOptions options);
+    ~Sandbox();
+
+    void add_extension(std::shared_ptr<SandboxExtension> ext) { extensions_.push_back(std::move(ext)); }
+
+    // Runs the command to the end. Throws Error before the child starts when something cannot
+    // be enforced (nothing is left behind); after that, the outcome is in the report.
+    RunReport run();
+
+    EventLoop& loop() { return loop_; }
+    SandboxCgroup& cgroup() { return *cgroup_; }
+    const RunOptions& options() const { return options_; }
+    pid_t child_pid() const { return child_.pid; }
+    // Ends the sandbox now (kills every process); the report says `status`.
+    void terminate(const std::string& status);
+    std::uint64_t egress_denied() const;
+
+private:
+    void check_enforceable(const CgroupPlan& plan, DegradedLimits& degraded, RunReport& report);
+    std::vector<std::string> build_env(const UserIdentity& user, const class Workspace& ws) const;
+
+    RunOptions options_;
+    EventLoop loop_;
+    std::vector<std::shared_ptr<SandboxExtension>> extensions_;
+    std::unique_ptr<SandboxCgroup> cgroup_;
+    Child child_;
+    std::string forced_status_;
+};
+
+// The sandbox PATH.
+inline constexpr const char* kSandboxPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+}  // namespace mcpwarden

@@ -1,0 +1,92 @@
+#include "workspace.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include <spdlog/spdlog.h>
+
+#include "error.h"
+
+namespace mcpwarden {
+namespace {
+
+// A root-owned directory that only root may write to. An existing one owned by someone else,
+// or writable by others, is refused: a user who controls it could redirect our writes.
+void root_dir(const std::string& path, mode_t mode) {
+    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST) {
+        throw Error(ErrorKind::sandbox_unavailable,
+                    errno_text("cannot create state directory " + path, errno) +
+                        "; pass --state-dir with a directory root can write");
+    }
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        throw Error(ErrorKind::sandbox_unavailable, path + " is not a directory");
+    }
+    if (st.st_uid != 0 || (st.st_mode & 022)) {
+        throw Error(ErrorKind::sandbox_unavailable,
+                    "state directory " + path + " must be owned by root and not writable by "
+                    "group or others (chown root " + path + "; chmod go-w " + path + ")");
+    }
+    ::chmod(path.c_str(), mode);
+}
+
+void user_dir(const std::string& path, const UserIdentity& user) {
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST) {
+        throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot create " + path, errno));
+    }
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+        throw Error(ErrorKind::sandbox_unavailable, path + " is not a directory");
+    }
+    if (::lchown(path.c_str(), user.uid, user.gid) != 0 || ::chmod(path.c_str(), 0700) != 0) {
+        throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot hand " + path + " to " + user.name, errno));
+    }
+}
+
+}  // namespace
+
+Workspace::Workspace(const std::string& state_dir, const std::string& sandbox_name,
+                     const std::string& policy_name, const UserIdentity& user) {
+    root_dir(state_dir, 0755);
+    root_dir(state_dir + "/run", 0711);
+    root_dir(state_dir + "/cache", 0711);
+    run_dir_ = state_dir + "/run/" + sandbox_name;
+    try {
+        if (::mkdir(run_dir_.c_str(), 0711) != 0) {
+            if (errno == EEXIST) remove_tree(run_dir_);  // left by a crashed run of this name
+            if (::mkdir(run_dir_.c_str(), 0711) != 0)
+                throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot create " + run_dir_, errno));
+        }
+        home_ = run_dir_ + "/home";
+        tmp_ = run_dir_ + "/tmp";
+        user_dir(home_, user);
+        user_dir(tmp_, user);
+        root_dir(state_dir + "/cache/" + policy_name, 0711);
+        cache_ = state_dir + "/cache/" + policy_name + "/" + std::to_string(user.uid);
+        user_dir(cache_, user);
+    } catch (...) {
+        remove_tree(run_dir_);
+        throw;
+    }
+}
+
+Workspace::~Workspace() { remove_tree(run_dir_); }
+
+void remove_tree(const std::string& path) {
+    if (path.empty()) return;
+    auto fn = [](const char* p, const struct stat*, int type, struct FTW*) -> int {
+        if (type == FTW_DP || type == FTW_D) ::rmdir(p);
+        else ::unlink(p);
+        return 0;
+    };
+    if (::nftw(path.c_str(), fn, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0 && errno != ENOENT) {
+        spdlog::warn("could not remove {}: {}", path, std::strerror(errno));
+    }
+}
+
+}  // namespace mcpwarden
