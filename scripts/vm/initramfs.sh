@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Packs the VM stage's initramfs: busybox, scripts/vm/init as /init, the test programs of a
+# build tree and the shared libraries they need.
+#
+#   scripts/vm/initramfs.sh BUILD_DIR OUTPUT [GTEST_FILTER]
+#
+# The programs keep their absolute host paths (BUILD_DIR/bin/...) because kernel_tests has
+# them compiled in (MCPWARDEN_BIN, MCPWARDEN_BIN_DIR); the source tree's policies/ come along
+# at their host path too (MCPWARDEN_SOURCE_DIR). Debug info is stripped to keep the image
+# small: the guest reads the whole image into RAM.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SRC=$PWD
+BUILD=$(realpath "$1")
+OUT=$2
+FILTER=${3:-}
+
+die() { echo "scripts/vm/initramfs.sh: $*" >&2; exit 1; }
+BUSYBOX=/bin/busybox
+[ -x "$BUSYBOX" ] || die "$BUSYBOX missing: apt-get install busybox-static"
+ldd "$BUSYBOX" >/dev/null 2>&1 && die "$BUSYBOX is dynamically linked: apt-get install busybox-static"
+command -v cpio >/dev/null || die "cpio missing: apt-get install cpio"
+[ -x "$BUILD/bin/kernel_tests" ] || die "$BUILD/bin/kernel_tests missing: build first (scripts/build.sh)"
+[ -x "$BUILD/bin/mcpwarden" ] || die "$BUILD/bin/mcpwarden missing: build first (scripts/build.sh)"
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+chmod 755 "$stage"  # the root directory: the sandbox user must traverse it
+mkdir -p "$stage"/{bin,sbin,etc,proc,sys,dev,tmp,run,root,vm,var/lib/mcpwarden,usr/bin,usr/sbin}
+chmod 1777 "$stage/tmp"
+chmod 700 "$stage/root"
+cp "$BUSYBOX" "$stage/bin/busybox"
+install -m 0755 "$SRC/scripts/vm/init" "$stage/init"
+
+cat > "$stage/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin
+EOF
+cat > "$stage/etc/group" <<'EOF'
+root:x:0:
+nogroup:x:65534:
+EOF
+printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n' > "$stage/etc/nsswitch.conf"
+printf '127.0.0.1 localhost\n::1 localhost\n' > "$stage/etc/hosts"
+echo mcpwarden-vm > "$stage/etc/hostname"
+
+# Every program of the build's bin/ that the kernel tests may start, except the big unit-test
+# and benchmark binaries.
+mkdir -p "$stage$BUILD/bin"
+progs=()
+for f in "$BUILD"/bin/*; do
+  [ -f "$f" ] && [ -x "$f" ] || continue
+  case "$(basename "$f")" in unit_tests|bench_run|*_fuzz) continue ;; esac
+  strip --strip-debug -o "$stage$f" "$f" 2>/dev/null || cp "$f" "$stage$f"
+  progs+=("$f")
+done
+if [ -d "$SRC/policies" ]; then
+  mkdir -p "$stage$SRC"
+  cp -r "$SRC/policies" "$stage$SRC/"
+fi
+
+# Shared libraries (and the dynamic loader) at the paths ldd names.
+for lib in $(ldd "${progs[@]}" 2>/dev/null | grep -oE '/[^ ]+\.so[^ ]*' | sort -u); do
+  mkdir -p "$stage$(dirname "$lib")"
+  cp -L "$lib" "$stage$lib"
+done
+
+cat > "$stage/vm/config" <<EOF
+KERNEL_TESTS='$BUILD/bin/kernel_tests'
+GTEST_FILTER='$FILTER'
+SOURCE_DIR='$SRC'
+EOF
+
+mkdir -p "$(dirname "$OUT")"
+(cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet --owner=0:0) | gzip -1 > "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The VM stage: runs the kernel test suite inside a QEMU guest booting Debian's cloud kernel
+# (Linux 6.1) with a pure cgroup-v2 hierarchy, and returns its pass/fail.
+#
+#   scripts/vm/run.sh [--build-dir DIR] [--filter GTEST_FILTER] [--timeout SECONDS]
+#                     [--memory MB] [--cpus N]
+#
+# Needs a built tree (scripts/build.sh) and qemu-system-x86, busybox-static and cpio
+# (scripts/setup.sh installs them). Software emulation (TCG): nested KVM crashes the guest on
+# these machines. The guest's console is printed as it runs and kept in DIR/vm/console.log;
+# its summary is written to DIR/vm/result (key=value lines) for scripts/test.sh.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=build
+FILTER=""
+TIMEOUT=1200
+MEMORY=1024
+CPUS=2
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --build-dir) BUILD=$2; shift 2 ;;
+    --filter) FILTER=$2; shift 2 ;;
+    --timeout) TIMEOUT=$2; shift 2 ;;
+    --memory) MEMORY=$2; shift 2 ;;
+    --cpus) CPUS=$2; shift 2 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) echo "scripts/vm/run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
+  esac
+done
+BUILD=$(realpath "$BUILD")
+VMDIR=$BUILD/vm
+mkdir -p "$VMDIR"
+RESULT=$VMDIR/result
+LOG=$VMDIR/console.log
+rm -f "$RESULT"
+
+die() {
+  echo "scripts/vm/run.sh: $*" >&2
+  printf 'status=FAIL\nreason=%s\n' "$*" > "$RESULT"
+  exit 1
+}
+command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run scripts/setup.sh (package qemu-system-x86)"
+
+start=$(date +%s)
+KERNEL=$(scripts/vm/kernel.sh "$VMDIR/kernel") || die "could not fetch the guest kernel"
+INITRD=$VMDIR/initramfs.cpio.gz
+scripts/vm/initramfs.sh "$BUILD" "$INITRD" "$FILTER" || die "could not build the initramfs"
+
+echo "scripts/vm/run.sh: booting $(basename "$(dirname "$KERNEL")") under TCG" \
+     "(${CPUS} cpus, ${MEMORY} MiB)${FILTER:+, filter $FILTER}" >&2
+# -no-reboot + panic=-1: a guest panic (init dying included) ends QEMU at once.
+set +e
+timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
+  -accel tcg -cpu max -smp "$CPUS" -m "$MEMORY" \
+  -nographic -no-reboot -nodefaults -serial stdio -monitor none \
+  -kernel "$KERNEL" -initrd "$INITRD" \
+  -append "console=ttyS0 quiet panic=-1 rdinit=/init" \
+  </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
+qemu_rc=${PIPESTATUS[0]}
+set -e
+elapsed=$(( $(date +%s) - start ))
+
+line=$(grep -a '^MCPWARDEN-VM-RESULT: ' "$LOG" | tail -n1 || true)
+if [ -z "$line" ]; then
+  if [ "$qemu_rc" = 124 ]; then
+    die "the guest did not finish within ${TIMEOUT}s (console: $LOG)"
+  fi
+  die "the guest ended without a result line (qemu exit $qemu_rc; console: $LOG)"
+fi
+read -r -a words <<< "${line#MCPWARDEN-VM-RESULT: }"
+{
+  echo "status=${words[0]}"
+  for w in "${words[@]:1}"; do echo "$w"; done
+  echo "seconds=$elapsed"
+} > "$RESULT"
+echo "scripts/vm/run.sh: ${line#MCPWARDEN-VM-RESULT: } (${elapsed}s)" >&2
+[ "${words[0]}" = PASS ]
