@@ -1,9 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
-// Egress enforcement for sandbox cgroups. Loaded once, attached to each sandbox cgroup with
-// BPF links; the sandbox's policy is found through cgroup storage.
+// Egress enforcement for sandbox cgroups. Loaded once and pinned; attached to each sandbox
+// cgroup with BPF links. The sandbox's policy is found through cgroup storage (the attach
+// point), never through the current task, which may differ from the socket's cgroup.
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/if_ether.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
 
 #include "mcpwarden.h"
 
@@ -14,7 +20,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
-
 #ifndef IPPROTO_MPTCP
 #define IPPROTO_MPTCP 262
 #endif
@@ -25,17 +30,358 @@ struct {
     __type(value, struct mw_sandbox_state);
 } sandbox_state SEC(".maps");
 
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(map_flags, BPF_F_NO_PREALLOC); /* mandatory for LPM tries */
+    __uint(max_entries, 1 << 21);
+    __type(key, struct mw_key4);
+    __type(value, struct mw_rule_value);
+} rules4 SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(max_entries, 1 << 21);
+    __type(key, struct mw_key6);
+    __type(value, struct mw_rule_value);
+} rules6 SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __uint(max_entries, 1 << 14);
+    __type(key, struct mw_portset_key);
+    __type(value, struct mw_portset);
+} portsets SEC(".maps");
+
+/* One ring buffer per sandbox, so concurrent consumers never take each other's events. */
+struct ringbuf_inner {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 256 * 1024);
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+    __uint(max_entries, 1 << 14);
+    __type(key, __u64); /* policy id */
+    __array(values, struct ringbuf_inner);
+} events SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} events_lost SEC(".maps");
+
+struct verdict {
+    __u32 allow;
+    __u32 rule;
+};
+
+static __always_inline void put_policy(__u8 *dst, __u64 id)
+{
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+        dst[i] = (__u8)(id >> (56 - 8 * i));
+}
+
+static __always_inline int port_in(const struct mw_ports *p, __u64 policy_id, __u32 proto,
+                                   __u16 port, __u32 *rule)
+{
+    if (p->n == MW_PORTS_BITMAP) {
+        struct mw_portset_key k = {.policy_id = policy_id, .set_id = p->set_id, .proto = proto};
+        struct mw_portset *set = bpf_map_lookup_elem(&portsets, &k);
+        if (!set)
+            return 0;
+        if (set->bits[(port >> 6) & 1023] & (1ULL << (port & 63))) {
+            *rule = p->set_rule;
+            return 1;
+        }
+        return 0;
+    }
+#pragma unroll
+    for (int i = 0; i < MW_INLINE_RANGES; i++) {
+        if (i >= p->n)
+            break;
+        if (port >= p->lo[i] && port <= p->hi[i]) {
+            *rule = p->rule[i];
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The one decision, for every hook. family is 4 or 6, addr in network order. */
+static __always_inline struct verdict decide_entry(const struct mw_rule_value *v, __u64 policy_id,
+                                                   __u32 proto, __u16 port)
+{
+    struct verdict out = {.allow = 0, .rule = MW_RULE_DEFAULT};
+    if (!v)
+        return out;
+    proto &= 1;
+    if (port_in(&v->deny[proto], policy_id, proto, port, &out.rule))
+        return out;
+    if (port_in(&v->allow[proto], policy_id, proto, port, &out.rule)) {
+        out.allow = 1;
+        return out;
+    }
+    out.rule = v->reserved ? MW_RULE_RESERVED : MW_RULE_DEFAULT;
+    return out;
+}
+
+static __always_inline const struct mw_rule_value *lookup4(__u64 policy_id, __u32 addr)
+{
+    struct mw_key4 k = {.prefixlen = 64 + 32};
+    put_policy(k.policy, policy_id);
+    __builtin_memcpy(k.addr, &addr, 4);
+    return bpf_map_lookup_elem(&rules4, &k);
+}
+
+static __always_inline const struct mw_rule_value *lookup6(__u64 policy_id, const __u32 *a)
+{
+    struct mw_key6 k = {.prefixlen = 64 + 128};
+    put_policy(k.policy, policy_id);
+    __builtin_memcpy(k.addr, a, 16);
+    return bpf_map_lookup_elem(&rules6, &k);
+}
+
+static __always_inline int is_v4_mapped(const __u32 *a)
+{
+    return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0x0000ffff);
+}
+
+/* Normalises and decides. addr6 holds the address (IPv4 in addr6[0] when family == 4);
+ * on return it holds the address the decision was about (for the event). */
+static __always_inline struct verdict decide(__u64 policy_id, __u32 *family, __u32 *a,
+                                             __u32 proto, __u16 port)
+{
+    if (*family == 6 && is_v4_mapped(a)) {
+        /* ::ffff:a.b.c.d is IPv4 on the wire (connect6 sees it that way, 6.18 and 6.1). */
+        *family = 4;
+        a[0] = a[3];
+        a[1] = a[2] = a[3] = 0;
+    }
+    if (*family == 4) {
+        __u32 lookup = a[0];
+        if (lookup == 0) /* 0.0.0.0 reaches the loopback interface */
+            lookup = bpf_htonl(0x7f000001);
+        return decide_entry(lookup4(policy_id, lookup), policy_id, proto, port);
+    }
+    __u32 l[4] = {a[0], a[1], a[2], a[3]};
+    if ((l[0] | l[1] | l[2] | l[3]) == 0) /* :: reaches ::1 */
+        l[3] = bpf_htonl(1);
+    return decide_entry(lookup6(policy_id, l), policy_id, proto, port);
+}
+
+static __always_inline void emit(struct mw_sandbox_state *st, __u8 hook, __u32 family,
+                                 const __u32 *a, __u16 port, __u32 protocol, __u32 rule,
+                                 __u8 verdict, __u32 sock_family, __u32 sock_type)
+{
+    __u64 id = st ? st->policy_id : 0;
+    void *rb = bpf_map_lookup_elem(&events, &id);
+    struct mw_event *e = rb ? bpf_ringbuf_reserve(rb, sizeof(*e), 0) : 0;
+    if (!e) {
+        if (st)
+            __sync_fetch_and_add(&st->lost, 1);
+        __u32 zero = 0;
+        __u64 *lost = bpf_map_lookup_elem(&events_lost, &zero);
+        if (lost)
+            *lost += 1;
+        return;
+    }
+    e->time_ns = bpf_ktime_get_boot_ns();
+    e->policy_id = id;
+    e->pid = bpf_get_current_pid_tgid() >> 32;
+    e->rule = rule;
+    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    __builtin_memset(e->addr, 0, sizeof(e->addr));
+    if (family == 4)
+        __builtin_memcpy(e->addr, a, 4);
+    else if (family == 6)
+        __builtin_memcpy(e->addr, a, 16);
+    e->port = port;
+    e->family = (__u8)family;
+    e->protocol = (__u8)protocol;
+    e->hook = hook;
+    e->verdict = verdict;
+    e->sock_type = (__u8)sock_type;
+    e->pad = 0;
+    e->sock_family = sock_family;
+    e->pad2 = 0;
+    bpf_ringbuf_submit(e, 0);
+}
+
+/* Records a denial; returns what the hook returns (1 in audit-only mode, else 0). */
+static __always_inline int deny(struct mw_sandbox_state *st, __u8 hook, __u32 family,
+                                const __u32 *a, __u16 port, __u32 protocol, __u32 rule,
+                                __u32 sock_family, __u32 sock_type)
+{
+    if (st && (st->flags & MW_SANDBOX_AUDIT_ONLY) && rule != MW_RULE_UNBOUND) {
+        __sync_fetch_and_add(&st->audited, 1);
+        emit(st, hook, family, a, port, protocol, rule, MW_VERDICT_AUDIT, sock_family, sock_type);
+        return 1;
+    }
+    if (st)
+        __sync_fetch_and_add(&st->denied, 1);
+    emit(st, hook, family, a, port, protocol, rule, MW_VERDICT_DENIED, sock_family, sock_type);
+    return 0;
+}
+
+static __always_inline int proto_index(__u32 type, __u32 protocol, __u32 *idx)
+{
+    if (type == SOCK_STREAM && (protocol == IPPROTO_TCP || protocol == IPPROTO_MPTCP)) {
+        *idx = MW_PROTO_TCP;
+        return 1;
+    }
+    if (type == SOCK_DGRAM && protocol == IPPROTO_UDP) {
+        *idx = MW_PROTO_UDP;
+        return 1;
+    }
+    return 0;
+}
+
+static __always_inline int check_addr(struct bpf_sock_addr *ctx, __u8 hook, __u32 family)
+{
+    struct mw_sandbox_state *st = bpf_get_local_storage(&sandbox_state, 0);
+    __u32 a[4] = {0, 0, 0, 0};
+    /* user_port: a 4-byte load, as older kernels only accept that width. */
+    volatile __u32 raw_port = ctx->user_port;
+    __u16 port = bpf_ntohs((__u16)raw_port);
+    __u32 protocol = ctx->protocol;
+    if (family == 4) {
+        a[0] = ctx->user_ip4;
+    } else {
+        a[0] = ctx->user_ip6[0];
+        a[1] = ctx->user_ip6[1];
+        a[2] = ctx->user_ip6[2];
+        a[3] = ctx->user_ip6[3];
+    }
+    if (!st || st->policy_id == 0)
+        return deny(st, hook, family, a, port, protocol, MW_RULE_UNBOUND, 0, 0);
+    __u32 idx;
+    if (!proto_index(ctx->type, protocol, &idx))
+        return deny(st, hook, family, a, port, protocol, MW_RULE_PROTO, 0, ctx->type);
+    struct verdict v = decide(st->policy_id, &family, a, idx, port);
+    if (v.allow)
+        return 1;
+    return deny(st, hook, family, a, port, protocol, v.rule, 0, 0);
+}
+
+SEC("cgroup/connect4")
+int mw_connect4(struct bpf_sock_addr *ctx)
+{
+    return check_addr(ctx, MW_HOOK_CONNECT4, 4);
+}
+
+SEC("cgroup/connect6")
+int mw_connect6(struct bpf_sock_addr *ctx)
+{
+    return check_addr(ctx, MW_HOOK_CONNECT6, 6);
+}
+
+/* A v6 UDP socket sending to ::ffff:a.b.c.d, or with a plain sockaddr_in, lands here. */
+SEC("cgroup/sendmsg4")
+int mw_sendmsg4(struct bpf_sock_addr *ctx)
+{
+    return check_addr(ctx, MW_HOOK_SENDMSG4, 4);
+}
+
+SEC("cgroup/sendmsg6")
+int mw_sendmsg6(struct bpf_sock_addr *ctx)
+{
+    return check_addr(ctx, MW_HOOK_SENDMSG6, 6);
+}
+
 // socket(): only TCP/MPTCP streams and UDP datagrams of AF_INET/AF_INET6. Raw, ICMP/ping,
 // SCTP and UDP-Lite are refused with EPERM. The kernel passes the resolved protocol here.
+// (This hook runs only for AF_INET/AF_INET6; other families need seccomp.)
 SEC("cgroup/sock_create")
 int mw_sock_create(struct bpf_sock *sk)
 {
-    if (sk->family != AF_INET && sk->family != AF_INET6)
+    __u32 idx;
+    if ((sk->family == AF_INET || sk->family == AF_INET6) &&
+        proto_index(sk->type, sk->protocol, &idx))
+        return 1;
+    struct mw_sandbox_state *st = bpf_get_local_storage(&sandbox_state, 0);
+    __u32 none[4] = {0, 0, 0, 0};
+    return deny(st, MW_HOOK_SOCK_CREATE, 0, none, 0, sk->protocol, MW_RULE_SOCKET, sk->family,
+                sk->type);
+}
+
+// Packet-level backstop with the same maps: catches what the socket hooks never see (raw and
+// ping sockets that slipped through, anything missed). It drops silently: a TCP connect would
+// hang rather than fail, so the user-facing errors come from the socket hooks.
+SEC("cgroup_skb/egress")
+int mw_egress(struct __sk_buff *skb)
+{
+    struct mw_sandbox_state *st = bpf_get_local_storage(&sandbox_state, 0);
+    __u32 a[4] = {0, 0, 0, 0};
+    __u32 family, idx;
+    __u8 l4;
+    __u32 l4off;
+    int first_fragment = 1;
+    if (skb->protocol == bpf_htons(ETH_P_IP)) {
+        struct iphdr ip;
+        if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+            return 0;
+        family = 4;
+        a[0] = ip.daddr;
+        l4 = ip.protocol;
+        l4off = (ip.ihl & 0xf) * 4;
+        first_fragment = (bpf_ntohs(ip.frag_off) & 0x1fff) == 0;
+    } else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+        struct ipv6hdr ip6;
+        if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+            return 0;
+        family = 6;
+        __builtin_memcpy(a, &ip6.daddr, 16);
+        l4 = ip6.nexthdr;
+        l4off = sizeof(ip6);
+    } else {
         return 0;
-    if (sk->type == SOCK_STREAM &&
-        (sk->protocol == IPPROTO_TCP || sk->protocol == IPPROTO_MPTCP))
+    }
+    if (!st || st->policy_id == 0)
+        return deny(st, MW_HOOK_SKB_EGRESS, family, a, 0, l4, MW_RULE_UNBOUND, 0, 0);
+    if (l4 == IPPROTO_TCP)
+        idx = MW_PROTO_TCP;
+    else if (l4 == IPPROTO_UDP)
+        idx = MW_PROTO_UDP;
+    else
+        return deny(st, MW_HOOK_SKB_EGRESS, family, a, 0, l4, MW_RULE_PROTO, 0, 0);
+    __u16 port = 0;
+    if (first_fragment) {
+        __u16 ports[2];
+        if (bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)))
+            return 0;
+        port = bpf_ntohs(ports[1]);
+    }
+    struct verdict v = decide(st->policy_id, &family, a, idx, port);
+    if (v.allow)
         return 1;
-    if (sk->type == SOCK_DGRAM && sk->protocol == IPPROTO_UDP)
-        return 1;
-    return 0;
+    if (!first_fragment)
+        return 1; /* the first fragment carried the ports and was checked */
+    return deny(st, MW_HOOK_SKB_EGRESS, family, a, port, l4, v.rule, 0, 0);
+}
+
+/* Test entry for the decision function: sock_addr programs cannot be test-run, raw_tp can.
+ * args: policy id, family (4/6), address high 64 bits, low 64 bits (network order bytes as
+ * the caller packed them), port, protocol index. Result in test_result_*. */
+__u32 test_result_allow = 0;
+__u32 test_result_rule = 0;
+__u32 test_result_family = 0;
+
+SEC("raw_tp")
+int mw_test_decide(__u64 *ctx)
+{
+    __u32 a[4];
+    __u64 hi = ctx[2], lo = ctx[3];
+    __builtin_memcpy(&a[0], &hi, 8);
+    __builtin_memcpy(&a[2], &lo, 8);
+    __u32 family = (__u32)ctx[1];
+    struct verdict v = decide(ctx[0], &family, a, (__u32)ctx[5] & 1, (__u16)ctx[4]);
+    test_result_allow = v.allow;
+    test_result_rule = v.rule;
+    test_result_family = family;
+    return v.allow;
 }

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "commands.h"
+#include "egress_extension.h"
 #include "error.h"
 #include "exit_codes.h"
 #include "policy.h"
@@ -36,6 +37,8 @@ public:
         app_->add_option("--state-dir", state_dir_, "Where HOME, TMPDIR and per-policy caches live")
             ->capture_default_str();
         app_->add_option("--cgroup-root", cgroup_root_, "Create sandbox cgroups beneath this cgroup path instead of mcpwarden's own");
+        app_->add_option("--audit", audit_file_, "Append egress audit events (JSON lines) to FILE instead of stderr");
+        app_->add_flag("--audit-only", audit_only_, "Log the egress the policy would deny, but allow it (for writing a policy from observed traffic)");
         app_->add_flag("--allow-degraded", allow_degraded_, "If a limit's cgroup controller is missing, fall back to rlimits (with a warning) instead of refusing");
         app_->add_option("command", command_, "The command and its arguments (after --)")->required();
         app_->footer(
@@ -80,6 +83,9 @@ public:
         // Orphaned processes of the sandbox are reparented to us and reaped, not left as zombies.
         ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         Sandbox sandbox(opts);
+        // Egress: default deny; the policy's egress section opens what it allows.
+        sandbox.add_extension(std::make_shared<EgressExtension>(sandbox.options().policy, audit_only_,
+                                                                make_audit_logger(audit_file_)));
         RunReport report;
         try {
             report = sandbox.run();
@@ -107,6 +113,8 @@ private:
         if (!out) spdlog::error("could not write report to {}", report_);
     }
 
+    std::string audit_file_;
+    bool audit_only_ = false;
     std::string policy_file_, memory_, pids_, cpu_, timeout_, user_, report_, cgroup_root_;
     std::string state_dir_ = "/var/lib/mcpwarden";
     std::vector<std::string> env_, command_;

@@ -1,0 +1,43 @@
+// Compiles a policy's egress section into the map entries the kernel programs look up
+// (semantics in bpf/mcpwarden.h). Pure: no kernel access, unit-tested without root.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "mcpwarden.h"
+#include "net.h"
+#include "policy.h"
+
+namespace mcpwarden {
+
+struct CompiledEgress {
+    std::uint64_t policy_id = 0;
+    std::vector<std::pair<mw_key4, mw_rule_value>> v4;
+    std::vector<std::pair<mw_key6, mw_rule_value>> v6;
+    std::vector<std::pair<mw_portset_key, mw_portset>> portsets;
+    std::vector<std::string> rules;  // rule index -> description ("allow cidr ... (file:3:5)")
+};
+
+// Rule indexes: allow rules first (in file order), then deny rules.
+CompiledEgress compile_egress(const Egress& egress, std::uint64_t policy_id);
+
+// What a rule index or special code means, for audit events and `policy explain`.
+std::string describe_rule(const CompiledEgress& c, std::uint32_t rule,
+                          const std::optional<Cidr>& address = std::nullopt);
+
+// The reserved range an address falls in ("127.0.0.0/8 (loopback)"), if any.
+std::optional<std::string> reserved_range_of(const Cidr& address);
+
+struct Decision {
+    bool allow = false;
+    std::uint32_t rule = MW_RULE_DEFAULT;
+};
+
+// The kernel's decision, computed in userspace over the compiled entries (explain, tests).
+// address is a host address (/32 or /128); protocol tcp or udp.
+Decision decide(const CompiledEgress& c, const Cidr& address, std::uint16_t port, Protocol protocol);
+
+}  // namespace mcpwarden

@@ -1,0 +1,169 @@
+#include "egress_extension.h"
+
+#include <arpa/inet.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <ctime>
+
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+namespace mcpwarden {
+namespace {
+
+std::int64_t clock_ns(clockid_t id) {
+    struct timespec ts {};
+    ::clock_gettime(id, &ts);
+    return static_cast<std::int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+std::string iso_time(std::int64_t real_ns) {
+    time_t secs = static_cast<time_t>(real_ns / 1000000000);
+    struct tm tm {};
+    ::gmtime_r(&secs, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    char out[80];
+    std::snprintf(out, sizeof out, "%s.%06lldZ", buf, static_cast<long long>((real_ns % 1000000000) / 1000));
+    return out;
+}
+
+const char* hook_name(int hook) {
+    switch (hook) {
+        case MW_HOOK_SOCK_CREATE: return "sock_create";
+        case MW_HOOK_CONNECT4: return "connect4";
+        case MW_HOOK_CONNECT6: return "connect6";
+        case MW_HOOK_SENDMSG4: return "sendmsg4";
+        case MW_HOOK_SENDMSG6: return "sendmsg6";
+        case MW_HOOK_SKB_EGRESS: return "skb_egress";
+    }
+    return "unknown";
+}
+
+std::string protocol_name(int p) {
+    switch (p) {
+        case 1: return "icmp";
+        case 6: return "tcp";
+        case 17: return "udp";
+        case 58: return "icmpv6";
+        case 132: return "sctp";
+        case 136: return "udplite";
+        case 255: return "raw";
+    }
+    return std::to_string(p);
+}
+
+std::string family_name(int af) {
+    switch (af) {
+        case AF_INET: return "AF_INET";
+        case AF_INET6: return "AF_INET6";
+    }
+    return std::to_string(af);
+}
+
+std::string socktype_name(int t) {
+    switch (t) {
+        case SOCK_STREAM: return "SOCK_STREAM";
+        case SOCK_DGRAM: return "SOCK_DGRAM";
+        case SOCK_RAW: return "SOCK_RAW";
+    }
+    return std::to_string(t);
+}
+
+}  // namespace
+
+std::shared_ptr<spdlog::logger> make_audit_logger(const std::string& path) {
+    std::shared_ptr<spdlog::logger> logger;
+    if (path.empty()) {
+        logger = std::make_shared<spdlog::logger>("audit", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    } else {
+        logger = std::make_shared<spdlog::logger>("audit", std::make_shared<spdlog::sinks::basic_file_sink_mt>(path));
+    }
+    logger->set_pattern("%v");
+    logger->set_level(spdlog::level::info);
+    logger->flush_on(spdlog::level::info);
+    return logger;
+}
+
+EgressExtension::EgressExtension(const Policy& policy, bool audit_only, std::shared_ptr<spdlog::logger> audit)
+    : policy_(policy), audit_only_(audit_only || policy.egress.audit_only), audit_(std::move(audit)) {
+    boot_to_real_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME);
+}
+
+EgressExtension::~EgressExtension() {
+    if (loop_ && events_fd_ >= 0) loop_->remove(events_fd_);
+}
+
+void EgressExtension::before_spawn(Sandbox& sandbox) {
+    sandbox_name_ = sandbox.cgroup().name();
+    auto objects = BpfObjects::open();
+    std::uint64_t id = sandbox.cgroup().unified_id();
+    compiled_ = compile_egress(policy_.egress, id);
+    enforcer_ = std::make_unique<CgroupEnforcer>(objects, sandbox.cgroup().unified_fd(), id, compiled_,
+                                                 audit_only_, [this](const mw_event& e) {
+                                                     ++events_seen_;
+                                                     if (audit_) audit_->info(event_json(e).dump());
+                                                 });
+    loop_ = &sandbox.loop();
+    events_fd_ = enforcer_->events_fd();
+    loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });
+    if (audit_only_) {
+        spdlog::warn("AUDIT-ONLY: egress the policy denies is logged but allowed for sandbox {}", sandbox_name_);
+    }
+}
+
+nlohmann::json EgressExtension::event_json(const mw_event& e) const {
+    nlohmann::json j;
+    j["time"] = iso_time(static_cast<std::int64_t>(e.time_ns) + boot_to_real_ns_);
+    j["event"] = e.hook == MW_HOOK_SOCK_CREATE ? "socket_denied" : "egress_denied";
+    j["verdict"] = e.verdict == MW_VERDICT_AUDIT ? "allowed_audit_only" : "denied";
+    j["sandbox"] = sandbox_name_;
+    j["policy"] = policy_.name;
+    j["pid"] = e.pid;
+    char comm[17] = {};
+    std::memcpy(comm, e.comm, 16);
+    j["comm"] = comm;
+    j["hook"] = hook_name(e.hook);
+    std::optional<Cidr> addr;
+    if (e.hook == MW_HOOK_SOCK_CREATE) {
+        j["socket"] = {{"family", family_name(static_cast<int>(e.sock_family))},
+                       {"type", socktype_name(e.sock_type)},
+                       {"protocol", protocol_name(e.protocol)}};
+    } else {
+        Cidr c;
+        c.family = e.family == 4 ? AF_INET : AF_INET6;
+        c.prefix = c.family == AF_INET ? 32 : 128;
+        std::memcpy(c.addr.data(), e.addr, c.family == AF_INET ? 4 : 16);
+        addr = c;
+        j["family"] = e.family == 4 ? "ipv4" : "ipv6";
+        j["protocol"] = protocol_name(e.protocol == 0 ? 6 : e.protocol);
+        j["address"] = c.to_string();
+        j["port"] = e.port;
+    }
+    j["rule"] = describe_rule(compiled_, e.rule, addr);
+    return j;
+}
+
+void EgressExtension::on_end(Sandbox& sandbox, RunReport& report) {
+    (void)sandbox;
+    if (enforcer_) {
+        enforcer_->consume_events();
+        final_ = enforcer_->counters();
+        if (loop_ && events_fd_ >= 0) loop_->remove(events_fd_);
+        events_fd_ = -1;
+        enforcer_.reset();
+    }
+    report.extra["egress_denied"] = final_.denied;
+    if (audit_only_) report.extra["egress_audited"] = final_.audited;
+    report.extra["audit_events_lost"] = final_.lost;
+    report.extra["egress_audit_only"] = audit_only_;
+}
+
+std::uint64_t EgressExtension::egress_denied() const {
+    return enforcer_ ? enforcer_->counters().denied : final_.denied;
+}
+
+}  // namespace mcpwarden

@@ -1,0 +1,345 @@
+#include "enforcer.h"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <mutex>
+#include <unordered_set>
+
+#include <spdlog/spdlog.h>
+
+#include "egress.skel.h"
+#include "error.h"
+
+namespace mcpwarden {
+namespace {
+
+constexpr const char* kBpffs = "/sys/fs/bpf";
+constexpr const char* kLockFile = "/run/mcpwarden-bpf.lock";
+
+struct ProgSpec {
+    const char* name;
+    bpf_attach_type type;
+};
+constexpr ProgSpec kProgs[] = {
+    {"connect4", BPF_CGROUP_INET4_CONNECT}, {"connect6", BPF_CGROUP_INET6_CONNECT},
+    {"sendmsg4", BPF_CGROUP_UDP4_SENDMSG},  {"sendmsg6", BPF_CGROUP_UDP6_SENDMSG},
+    {"sock_create", BPF_CGROUP_INET_SOCK_CREATE}, {"egress", BPF_CGROUP_INET_EGRESS},
+};
+constexpr const char* kMaps[] = {"sandbox_state", "rules4", "rules6", "portsets", "events", "events_lost"};
+
+// libbpf's messages, kept so a failed load can say what the verifier or kernel refused.
+std::mutex g_log_mutex;
+std::string g_libbpf_log;
+int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
+    if (level == LIBBPF_DEBUG) return 0;
+    char buf[1024];
+    vsnprintf(buf, sizeof buf, fmt, args);
+    std::lock_guard<std::mutex> lock(g_log_mutex);
+    g_libbpf_log += buf;
+    if (g_libbpf_log.size() > 8192) g_libbpf_log.erase(0, g_libbpf_log.size() - 8192);
+    return 0;
+}
+
+std::string libbpf_tail() {
+    std::lock_guard<std::mutex> lock(g_log_mutex);
+    std::string s = g_libbpf_log;
+    if (s.size() > 1500) s = "..." + s.substr(s.size() - 1500);
+    return s;
+}
+
+std::string object_hash() {
+    size_t size = 0;
+    const auto* bytes = static_cast<const unsigned char*>(egress__elf_bytes(&size));
+    std::uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < size; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+    char out[17];
+    snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+    return out;
+}
+
+void ensure_bpffs() {
+    struct statfs st {};
+    if (::statfs(kBpffs, &st) == 0 && st.f_type == BPF_FS_MAGIC) return;
+    ::mkdir(kBpffs, 0700);
+    if (::mount("bpf", kBpffs, "bpf", 0, "mode=0700") != 0) {
+        throw Error(ErrorKind::sandbox_unavailable,
+                    errno_text("bpffs is not mounted at /sys/fs/bpf and mounting it failed", errno) +
+                        "; mount it (mount -t bpf bpf /sys/fs/bpf) so the egress programs can be pinned");
+    }
+}
+
+void make_private_dir(const std::string& path) {
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
+        throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot create " + path, errno));
+    ::chmod(path.c_str(), 0700);
+}
+
+bool all_pinned(const std::string& dir) {
+    for (const auto& p : kProgs) {
+        if (::access((dir + "/prog_" + p.name).c_str(), F_OK) != 0) return false;
+    }
+    for (const auto* m : kMaps) {
+        if (::access((dir + "/map_" + m).c_str(), F_OK) != 0) return false;
+    }
+    return true;
+}
+
+[[noreturn]] void load_failed(const std::string& what, int err) {
+    throw Error(ErrorKind::sandbox_unavailable,
+                "cannot load the egress BPF programs (" + what + ": " + std::strerror(err) +
+                    "). mcpwarden needs cgroup BPF with sock_addr hooks (connect/sendmsg, Linux "
+                    "4.18+), BPF links for cgroups (5.7+), ring buffers (5.8+), shared cgroup "
+                    "storage (5.9+) and LPM tries; refusing to run the server unconfined.\n" +
+                    libbpf_tail());
+}
+
+// Loads the object and pins programs and maps into dir (via a temporary directory renamed
+// into place, so a reader never sees half a set).
+void load_and_pin(const std::string& dir) {
+    libbpf_set_print(libbpf_print);
+    egress* skel = egress__open();
+    if (!skel) load_failed("open", errno);
+    std::unique_ptr<egress, void (*)(egress*)> guard(skel, egress__destroy);
+    // The test entry point is loaded on demand by the tests, not pinned.
+    bpf_program__set_autoload(skel->progs.mw_test_decide, false);
+    if (int err = egress__load(skel); err != 0) load_failed("load", -err);
+
+    std::string tmp = dir + "-tmp-" + std::to_string(::getpid());  // bpffs refuses names with dots
+    make_private_dir(tmp);
+    auto pin = [&](int err, const std::string& what) {
+        if (err != 0) {
+            load_failed("pin " + what, -err);
+        }
+    };
+    struct bpf_program* progs[] = {skel->progs.mw_connect4, skel->progs.mw_connect6,
+                                   skel->progs.mw_sendmsg4, skel->progs.mw_sendmsg6,
+                                   skel->progs.mw_sock_create, skel->progs.mw_egress};
+    for (size_t i = 0; i < std::size(kProgs); ++i) {
+        pin(bpf_program__pin(progs[i], (tmp + "/prog_" + kProgs[i].name).c_str()), kProgs[i].name);
+    }
+    struct bpf_map* maps[] = {skel->maps.sandbox_state, skel->maps.rules4, skel->maps.rules6,
+                              skel->maps.portsets, skel->maps.events, skel->maps.events_lost};
+    for (size_t i = 0; i < std::size(kMaps); ++i) {
+        pin(bpf_map__pin(maps[i], (tmp + "/map_" + kMaps[i]).c_str()), kMaps[i]);
+    }
+    if (::rename(tmp.c_str(), dir.c_str()) != 0) {
+        int err = errno;
+        load_failed("publish pins in " + dir, err);
+    }
+}
+
+}  // namespace
+
+std::string BpfObjects::pin_root() { return std::string(kBpffs) + "/mcpwarden/" + object_hash(); }
+
+std::shared_ptr<BpfObjects> BpfObjects::open() {
+    static std::mutex mutex;
+    static std::weak_ptr<BpfObjects> cached;
+    std::lock_guard<std::mutex> lock(mutex);
+    if (auto existing = cached.lock()) return existing;
+
+    ensure_bpffs();
+    std::string dir = pin_root();
+    if (!all_pinned(dir)) {
+        make_private_dir(std::string(kBpffs) + "/mcpwarden");
+        UniqueFd lockfd(::open(kLockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+        if (!lockfd || ::flock(lockfd.get(), LOCK_EX) != 0)
+            throw Error(ErrorKind::sandbox_unavailable, errno_text(std::string("cannot lock ") + kLockFile, errno));
+        if (!all_pinned(dir)) {
+            if (::access(dir.c_str(), F_OK) == 0) {
+                spdlog::warn("incomplete BPF pin directory {}; reloading", dir);
+                for (const auto& p : kProgs) ::unlink((dir + "/prog_" + p.name).c_str());
+                for (const auto* m : kMaps) ::unlink((dir + "/map_" + m).c_str());
+                ::rmdir(dir.c_str());
+            }
+            load_and_pin(dir);
+            spdlog::info("loaded and pinned the egress programs in {}", dir);
+        }
+    }
+    auto objs = std::shared_ptr<BpfObjects>(new BpfObjects());
+    objs->pin_dir_ = dir;
+    for (const auto& p : kProgs) {
+        int fd = bpf_obj_get((dir + "/prog_" + p.name).c_str());
+        if (fd < 0) load_failed(std::string("open pinned program ") + p.name, errno);
+        objs->progs_.emplace_back(p.name, UniqueFd(fd));
+    }
+    for (const auto* m : kMaps) {
+        int fd = bpf_obj_get((dir + "/map_" + m).c_str());
+        if (fd < 0) load_failed(std::string("open pinned map ") + m, errno);
+        objs->maps_.emplace_back(m, UniqueFd(fd));
+    }
+    cached = objs;
+    return objs;
+}
+
+int BpfObjects::prog(const std::string& name) const {
+    for (const auto& [n, fd] : progs_) {
+        if (n == name) return fd.get();
+    }
+    throw Error(ErrorKind::internal, "no BPF program " + name);
+}
+
+int BpfObjects::map(const std::string& name) const {
+    for (const auto& [n, fd] : maps_) {
+        if (n == name) return fd.get();
+    }
+    throw Error(ErrorKind::internal, "no BPF map " + name);
+}
+
+CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_fd,
+                               std::uint64_t cgroup_id, const CompiledEgress& rules,
+                               bool audit_only, EventHandler on_event)
+    : objects_(std::move(objects)), cgroup_id_(cgroup_id), on_event_(std::move(on_event)) {
+    try {
+        // 1. The sandbox's own ring buffer, registered before anything can emit.
+        ringbuf_.reset(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "mw_sandbox_ev", 0, 0, 256 * 1024, nullptr));
+        if (!ringbuf_) load_failed("create the audit ring buffer", errno);
+        std::uint32_t rb_fd = static_cast<std::uint32_t>(ringbuf_.get());
+        if (bpf_map_update_elem(objects_->map("events"), &cgroup_id_, &rb_fd, BPF_ANY) != 0)
+            load_failed("register the audit ring buffer", errno);
+        events_registered_ = true;
+        rb_ = ring_buffer__new(
+            ringbuf_.get(),
+            [](void* ctx, void* data, size_t size) -> int {
+                auto* self = static_cast<CgroupEnforcer*>(ctx);
+                if (size >= sizeof(mw_event) && self->on_event_)
+                    self->on_event_(*static_cast<const mw_event*>(data));
+                return 0;
+            },
+            this, nullptr);
+        if (!rb_) load_failed("open the audit ring buffer", errno);
+
+        // 2. Rules, keyed by this sandbox's policy id (= its cgroup id).
+        install(rules);
+
+        // 3. Links on the cgroup. Until step 4 binds the policy, the programs deny everything.
+        for (const auto& p : kProgs) {
+            int fd = bpf_link_create(objects_->prog(p.name), cgroup_fd, p.type, nullptr);
+            if (fd < 0) {
+                int err = errno;
+                std::string msg = errno_text(std::string("cannot attach the ") + p.name +
+                                                 " program to the sandbox cgroup", err);
+                if (err == EPERM)
+                    msg += "; a parent cgroup may hold a BPF program attached without multi-attach "
+                           "(systemd IPAddressDeny= on a unit without Delegate=yes)";
+                if (err == EINVAL || err == ENOTSUP)
+                    msg += "; the kernel lacks BPF links for cgroups (Linux 5.7+)";
+                throw Error(ErrorKind::sandbox_unavailable, msg + ". Refusing to run the server unconfined");
+            }
+            links_.emplace_back(fd);
+        }
+
+        // 4. Bind: the storage exists once a program is attached.
+        mw_sandbox_state state{};
+        state.policy_id = cgroup_id_;
+        state.flags = audit_only ? MW_SANDBOX_AUDIT_ONLY : 0;
+        if (bpf_map_update_elem(objects_->map("sandbox_state"), &cgroup_id_, &state, 0) != 0)
+            load_failed("bind the policy to the sandbox cgroup", errno);
+    } catch (...) {
+        release();
+        throw;
+    }
+}
+
+CgroupEnforcer::~CgroupEnforcer() { release(); }
+
+void CgroupEnforcer::install(const CompiledEgress& rules) {
+    int r4 = objects_->map("rules4"), r6 = objects_->map("rules6"), ps = objects_->map("portsets");
+    installed_.policy_id = cgroup_id_;
+    auto fail = [&](const char* what) {
+        int err = errno;
+        throw Error(ErrorKind::sandbox_unavailable,
+                    errno_text(std::string("cannot write the policy into the ") + what + " map", err) +
+                        (err == E2BIG || err == ENOSPC ? " (the map is full: too many rules across running sandboxes)" : ""));
+    };
+    for (const auto& [k, v] : rules.portsets) {
+        mw_portset_key key = k;
+        key.policy_id = cgroup_id_;
+        if (bpf_map_update_elem(ps, &key, &v, BPF_ANY) != 0) fail("port set");
+        installed_.portsets.push_back({key, {}});
+    }
+    for (const auto& [k, v] : rules.v4) {
+        if (bpf_map_update_elem(r4, &k, &v, BPF_ANY) != 0) fail("IPv4 rules");
+        installed_.v4.push_back({k, {}});
+    }
+    for (const auto& [k, v] : rules.v6) {
+        if (bpf_map_update_elem(r6, &k, &v, BPF_ANY) != 0) fail("IPv6 rules");
+        installed_.v6.push_back({k, {}});
+    }
+}
+
+void CgroupEnforcer::remove(const CompiledEgress& rules) {
+    int r4 = objects_->map("rules4"), r6 = objects_->map("rules6"), ps = objects_->map("portsets");
+    for (const auto& [k, v] : rules.v4) bpf_map_delete_elem(r4, &k);
+    for (const auto& [k, v] : rules.v6) bpf_map_delete_elem(r6, &k);
+    for (const auto& [k, v] : rules.portsets) bpf_map_delete_elem(ps, &k);
+}
+
+void CgroupEnforcer::update_rules(const CompiledEgress& rules) {
+    // Entries of the new policy overwrite in place (no gap in enforcement); entries only the
+    // old one had are deleted afterwards.
+    CompiledEgress old = std::move(installed_);
+    installed_ = {};
+    install(rules);
+    auto bytes = [](const auto& key) { return std::string(reinterpret_cast<const char*>(&key), sizeof key); };
+    std::unordered_set<std::string> now;
+    for (const auto& e : installed_.v4) now.insert("4" + bytes(e.first));
+    for (const auto& e : installed_.v6) now.insert("6" + bytes(e.first));
+    for (const auto& e : installed_.portsets) now.insert("p" + bytes(e.first));
+    CompiledEgress stale;
+    for (const auto& e : old.v4) {
+        if (!now.count("4" + bytes(e.first))) stale.v4.push_back(e);
+    }
+    for (const auto& e : old.v6) {
+        if (!now.count("6" + bytes(e.first))) stale.v6.push_back(e);
+    }
+    for (const auto& e : old.portsets) {
+        if (!now.count("p" + bytes(e.first))) stale.portsets.push_back(e);
+    }
+    remove(stale);
+}
+
+int CgroupEnforcer::events_fd() const { return rb_ ? ring_buffer__epoll_fd(rb_) : -1; }
+
+void CgroupEnforcer::consume_events() {
+    if (rb_) ring_buffer__consume(rb_);
+}
+
+EgressCounters CgroupEnforcer::counters() const {
+    mw_sandbox_state state{};
+    EgressCounters c;
+    if (!released_ && bpf_map_lookup_elem(objects_->map("sandbox_state"), &cgroup_id_, &state) == 0) {
+        c.denied = state.denied;
+        c.audited = state.audited;
+        c.lost = state.lost;
+    }
+    return c;
+}
+
+void CgroupEnforcer::release() {
+    if (released_) return;
+    released_ = true;
+    links_.clear();  // detaches
+    if (rb_) {
+        ring_buffer__consume(rb_);
+        ring_buffer__free(rb_);
+        rb_ = nullptr;
+    }
+    if (events_registered_) bpf_map_delete_elem(objects_->map("events"), &cgroup_id_);
+    ringbuf_.reset();
+    remove(installed_);
+    installed_ = {};
+}
+
+}  // namespace mcpwarden
