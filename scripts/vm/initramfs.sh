@@ -2,7 +2,7 @@
 # Packs the VM stage's initramfs: busybox, scripts/vm/init as /init, the test programs of a
 # build tree and the shared libraries they need.
 #
-#   scripts/vm/initramfs.sh BUILD_DIR OUTPUT [GTEST_FILTER]
+#   scripts/vm/initramfs.sh BUILD_DIR OUTPUT [GTEST_FILTER [COMMAND]]
 #
 # The programs keep their absolute host paths (BUILD_DIR/bin/...) because kernel_tests has
 # them compiled in (MCPWARDEN_BIN, MCPWARDEN_BIN_DIR); the source tree's policies/ come along
@@ -14,6 +14,7 @@ SRC=$PWD
 BUILD=$(realpath "$1")
 OUT=$2
 FILTER=${3:-}
+COMMAND=${4:-}
 
 die() { echo "scripts/vm/initramfs.sh: $*" >&2; exit 1; }
 BUSYBOX=/bin/busybox
@@ -54,6 +55,13 @@ for f in "$BUILD"/bin/*; do
   strip --strip-debug -o "$stage$f" "$f" 2>/dev/null || cp "$f" "$stage$f"
   progs+=("$f")
 done
+# Extra host programs or files for debugging (scripts/vm/run.sh --with PATH), at their paths.
+for f in ${VM_EXTRA_FILES:-}; do
+  [ -e "$f" ] || die "--with $f: no such file"
+  mkdir -p "$stage$(dirname "$f")"
+  cp -rL "$f" "$stage$f"
+  [ -f "$f" ] && [ -x "$f" ] && progs+=("$f")
+done
 if [ -d "$SRC/policies" ]; then
   mkdir -p "$stage$SRC"
   cp -r "$SRC/policies" "$stage$SRC/"
@@ -70,6 +78,8 @@ KERNEL_TESTS='$BUILD/bin/kernel_tests'
 GTEST_FILTER='$FILTER'
 SOURCE_DIR='$SRC'
 EOF
+# The command goes in verbatim (no shell expansion here).
+printf 'COMMAND=%q\n' "$COMMAND" >> "$stage/vm/config"
 
 mkdir -p "$(dirname "$OUT")"
 (cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet --owner=0:0) | gzip -1 > "$OUT.tmp"

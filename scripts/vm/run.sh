@@ -3,11 +3,13 @@
 # (Linux 6.1) with a pure cgroup-v2 hierarchy, and returns its pass/fail.
 #
 #   scripts/vm/run.sh [--build-dir DIR] [--filter GTEST_FILTER] [--timeout SECONDS]
-#                     [--memory MB] [--cpus N]
+#                     [--memory MB] [--cpus N] [--command 'SHELL COMMAND'] [--with PATH]...
 #
 # Needs a built tree (scripts/build.sh) and qemu-system-x86, busybox-static and cpio
 # (scripts/setup.sh installs them). Software emulation (TCG): nested KVM crashes the guest on
-# these machines. The guest's console is printed as it runs and kept in DIR/vm/console.log;
+# these machines. --command runs a command of yours in the same guest instead of the suite
+# (e.g. --command "$PWD/build/bin/mcpwarden run -- id"), to debug on Linux 6.1; --with adds
+# a host program or file (e.g. /usr/sbin/bpftool) to the guest at the same path. The guest's console is printed as it runs and kept in DIR/vm/console.log;
 # its summary is written to DIR/vm/result (key=value lines) for scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,6 +18,8 @@ FILTER=""
 TIMEOUT=1200
 MEMORY=1024
 CPUS=2
+COMMAND=""
+export VM_EXTRA_FILES=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) BUILD=$2; shift 2 ;;
@@ -23,7 +27,9 @@ while [ $# -gt 0 ]; do
     --timeout) TIMEOUT=$2; shift 2 ;;
     --memory) MEMORY=$2; shift 2 ;;
     --cpus) CPUS=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --command) COMMAND=$2; shift 2 ;;
+    --with) VM_EXTRA_FILES="$VM_EXTRA_FILES $(realpath "$2")"; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "scripts/vm/run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -44,7 +50,7 @@ command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run
 start=$(date +%s)
 KERNEL=$(scripts/vm/kernel.sh "$VMDIR/kernel") || die "could not fetch the guest kernel"
 INITRD=$VMDIR/initramfs.cpio.gz
-scripts/vm/initramfs.sh "$BUILD" "$INITRD" "$FILTER" || die "could not build the initramfs"
+scripts/vm/initramfs.sh "$BUILD" "$INITRD" "$FILTER" "$COMMAND" || die "could not build the initramfs"
 
 echo "scripts/vm/run.sh: booting $(basename "$(dirname "$KERNEL")") under TCG" \
      "(${CPUS} cpus, ${MEMORY} MiB)${FILTER:+, filter $FILTER}" >&2

@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -25,12 +26,23 @@ bool in_ci() {
 
 namespace {
 
+// Temporary directories of the test process, removed when it exits: nothing is left behind.
+struct TempDirs {
+    std::vector<std::string> paths;
+    ~TempDirs() {
+        std::error_code ec;
+        for (const auto& p : paths) std::filesystem::remove_all(p, ec);
+    }
+};
+
 std::string temp_dir(const std::string& prefix, mode_t mode) {
+    static TempDirs dirs;
     std::string tmpl = "/tmp/" + prefix + "XXXXXX";
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
     if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
     ::chmod(buf.data(), mode);
+    dirs.paths.push_back(buf.data());
     return buf.data();
 }
 
@@ -60,8 +72,12 @@ Result command(const std::vector<std::string>& argv, const Options& opts) {
     if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC))
         throw std::runtime_error("pipe2");
     auto start = std::chrono::steady_clock::now();
+    // A command that exits without reading all its stdin must fail its test, not kill the
+    // test binary with SIGPIPE; the command itself gets the default disposition back.
+    ::signal(SIGPIPE, SIG_IGN);
     pid_t pid = ::fork();
     if (pid == 0) {
+        ::signal(SIGPIPE, SIG_DFL);
         ::dup2(in[0], 0);
         ::dup2(out[1], 1);
         ::dup2(err[1], 2);

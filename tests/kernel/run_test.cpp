@@ -303,7 +303,7 @@ TEST_F(Run, LogsNeverGoToStdout) {
 // --allow-degraded it runs under an rlimit and says so.
 TEST_F(Run, NoMemoryControllerFailsClosed) {
     auto layout = mcpwarden::CgroupLayout::detect();
-    if (layout.v1_memory_mount.empty()) GTEST_SKIP() << "memory is on v2 here (tested in the VM)";
+    if (layout.v1_memory_mount.empty()) GTEST_SKIP() << "memory is on v2 here: CgroupV2.NoMemoryControllerFailsClosed covers it";
     std::string marker = state_dir() + "/degraded-marker";
     std::string hide = "umount " + layout.v1_memory_mount + " && exec ";
     std::string base = std::string(MCPWARDEN_BIN) + " run --state-dir " + state_dir() + " --memory 64M";
