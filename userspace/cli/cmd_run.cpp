@@ -10,6 +10,7 @@
 #include "egress_extension.h"
 #include "error.h"
 #include "exit_codes.h"
+#include "mcp_proxy.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "units.h"
@@ -39,6 +40,9 @@ public:
         app_->add_option("--cgroup-root", cgroup_root_, "Create sandbox cgroups beneath this cgroup path instead of mcpwarden's own");
         app_->add_option("--audit", audit_file_, "Append egress audit events (JSON lines) to FILE instead of stderr");
         app_->add_flag("--audit-only", audit_only_, "Log the egress the policy would deny, but allow it (for writing a policy from observed traffic)");
+        app_->add_flag("--mcp", mcp_,
+                       "Speak MCP on the relayed stdio (also on when the policy has an mcp section): "
+                       "input limits, per-call timeouts, tool filters, truncation, structured errors");
         app_->add_flag("--allow-degraded", allow_degraded_, "If a limit's cgroup controller is missing, fall back to rlimits (with a warning) instead of refusing");
         app_->add_option("command", command_, "The command and its arguments (after --)")->required();
         app_->footer(
@@ -86,6 +90,9 @@ public:
         // Egress: default deny; the policy's egress section opens what it allows.
         sandbox.add_extension(std::make_shared<EgressExtension>(sandbox.options().policy, audit_only_,
                                                                 make_audit_logger(audit_file_)));
+        // MCP-aware relay: by flag, or by the policy's mcp section.
+        if (mcp_ || opts.policy.mcp.enabled)
+            sandbox.add_extension(std::make_shared<McpProxy>(McpConfig::from_policy(opts.policy.mcp)));
         RunReport report;
         try {
             report = sandbox.run();
@@ -119,6 +126,7 @@ private:
     std::string state_dir_ = "/var/lib/mcpwarden";
     std::vector<std::string> env_, command_;
     bool allow_degraded_ = false;
+    bool mcp_ = false;
 };
 
 }  // namespace

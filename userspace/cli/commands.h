@@ -27,5 +27,6 @@ std::vector<std::unique_ptr<Command>> all_commands();
 int exit_code_for(ErrorKind kind);
 
 std::unique_ptr<Command> make_run_command();
+std::unique_ptr<Command> make_call_command();
 
 }  // namespace mcpwarden

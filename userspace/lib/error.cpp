@@ -15,6 +15,10 @@ std::string_view to_string(ErrorKind kind) {
         case ErrorKind::input_too_large: return "input_too_large";
         case ErrorKind::input_invalid: return "input_invalid";
         case ErrorKind::tool_denied: return "tool_denied";
+        case ErrorKind::result_too_large: return "result_too_large";
+        case ErrorKind::result_invalid: return "result_invalid";
+        case ErrorKind::server_exited: return "server_exited";
+        case ErrorKind::server_error: return "server_error";
         case ErrorKind::policy_invalid: return "policy_invalid";
         case ErrorKind::sandbox_unavailable: return "sandbox_unavailable";
         case ErrorKind::usage: return "usage";

@@ -20,6 +20,10 @@ enum class ErrorKind {
     input_too_large,
     input_invalid,
     tool_denied,
+    result_too_large,  // an MCP result over max_result_bytes (replaced by this error)
+    result_invalid,    // the server answered with a line that is not JSON-RPC
+    server_exited,     // the server ended (or closed stdout) with the request pending
+    server_error,      // the server answered with a JSON-RPC error (`mcpwarden call`)
     policy_invalid,
     sandbox_unavailable,
     usage,

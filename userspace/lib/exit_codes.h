@@ -13,4 +13,14 @@ constexpr int sandbox_unavailable = 125;  // a requested protection cannot be en
 constexpr int cannot_execute = 126;     // the command exists but could not be executed
 constexpr int internal = 70;            // mcpwarden's own failure (EX_SOFTWARE)
 
+// `mcpwarden call` (README "mcpwarden call"); the sandbox codes above apply to it too.
+constexpr int call_tool_error = 1;      // the tool ran and reported an error (isError: true)
+constexpr int call_server_error = 2;    // the server answered with a JSON-RPC error
+constexpr int input_rejected = 65;      // input_too_large / input_invalid: never reached the server
+constexpr int server_exited = 69;       // the server ended before it answered
+constexpr int result_invalid = 76;      // the server's answer was not JSON-RPC
+constexpr int tool_denied = 77;         // the policy does not allow the tool
+constexpr int call_timeout = 122;       // the request's deadline passed (it was cancelled)
+constexpr int result_too_large = 123;   // the result exceeded max_result_bytes
+
 }  // namespace mcpwarden::exit_code

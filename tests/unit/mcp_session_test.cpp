@@ -1,0 +1,356 @@
+// The proxy's protocol logic without processes: limits, filters, deadlines, truncation, id
+// spaces, late responses and progress, sandbox death.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "mcp_session.h"
+
+using namespace mcpwarden;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+class Session : public ::testing::Test {
+protected:
+    void make(McpConfig c = {}) {
+        session = std::make_unique<McpSession>(
+            c, McpSession::Io{[this](std::string_view m) { client.emplace_back(m); },
+                              [this](std::string_view m) { server.emplace_back(m); }, [this] { return egress; }});
+    }
+    void SetUp() override { make(); }
+    void from_client(const json& j) { session->client_line(j.dump(), now); }
+    void from_server(const json& j) { session->server_line(j.dump(), now); }
+    json last_client() {
+        EXPECT_FALSE(client.empty());
+        return client.empty() ? json() : json::parse(client.back());
+    }
+    static json call(int id, const std::string& tool, json args = json::object()) {
+        return {{"jsonrpc", "2.0"}, {"id", id}, {"method", "tools/call"}, {"params", {{"name", tool}, {"arguments", args}}}};
+    }
+    static json text_result(int id, const std::string& text) {
+        return {{"jsonrpc", "2.0"}, {"id", id}, {"result", {{"content", json::array({{{"type", "text"}, {"text", text}}})}}}};
+    }
+
+    std::unique_ptr<McpSession> session;
+    std::vector<std::string> client, server;
+    std::uint64_t egress = 0;
+    McpSession::Clock::time_point now = McpSession::Clock::now();
+};
+
+}  // namespace
+
+TEST_F(Session, RequestsPassThroughByteExact) {
+    std::string line = R"({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"é"}}})";
+    session->client_line(line, now);
+    ASSERT_EQ(server.size(), 1u);
+    EXPECT_EQ(server[0], line);
+    std::string reply = R"({"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"é"}]}})";
+    session->server_line(reply, now);
+    ASSERT_EQ(client.size(), 1u);
+    EXPECT_EQ(client[0], reply);
+    EXPECT_EQ(session->pending(), 0u);
+}
+
+TEST_F(Session, MalformedJsonGetsParseErrorWithoutId) {
+    session->client_line(R"({"jsonrpc":"2.0","id":1,"method":"x",)", now);
+    EXPECT_TRUE(server.empty());
+    json e = last_client();
+    EXPECT_FALSE(e.contains("id"));  // never "id": null
+    EXPECT_EQ(e["error"]["code"], -32700);
+    EXPECT_EQ(e["error"]["data"]["kind"], "input_invalid");
+    session->client_line("\"\xff\"", now);
+    EXPECT_EQ(last_client()["error"]["code"], -32700);
+    session->client_line("[{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}]", now);
+    EXPECT_EQ(last_client()["error"]["code"], -32600);
+    EXPECT_NE(last_client()["error"]["message"].get<std::string>().find("batch"), std::string::npos);
+    session->client_line(R"({"jsonrpc":"2.0","id":null,"method":"ping"})", now);
+    EXPECT_EQ(last_client()["error"]["code"], -32600);
+    EXPECT_TRUE(server.empty());
+}
+
+TEST_F(Session, LimitViolationsNeverReachTheServer) {
+    McpConfig c;
+    c.max_depth = 5;
+    c.max_string_bytes = 10;
+    c.max_array_length = 3;
+    make(c);
+    from_client(call(1, "echo", {{"text", "01234567890"}}));
+    json e = last_client();
+    EXPECT_EQ(e["id"], 1);
+    EXPECT_EQ(e["error"]["code"], mcp_code::input_too_large);
+    EXPECT_EQ(e["error"]["data"]["kind"], "input_too_large");
+    EXPECT_EQ(e["error"]["data"]["limit_name"], "max_string_bytes");
+    EXPECT_EQ(e["error"]["data"]["limit"], 10);
+    EXPECT_EQ(e["error"]["data"]["observed"], 11);
+
+    from_client(call(2, "echo", {{"a", {{"b", {{"c", {{"d", 1}}}}}}}}));
+    EXPECT_EQ(last_client()["id"], 2);
+    EXPECT_EQ(last_client()["error"]["data"]["limit_name"], "max_depth");
+    EXPECT_EQ(last_client()["error"]["data"]["observed"], 6);
+
+    from_client(call(3, "echo", {{"a", {1, 2, 3, 4}}}));
+    EXPECT_EQ(last_client()["error"]["data"]["limit_name"], "max_array_length");
+    // The id comes after the violation (as the TypeScript SDK orders members): still found.
+    session->client_line(R"({"method":"tools/call","params":{"name":"echo","arguments":{"t":"aaaaaaaaaaaaaaaaaaaa"}},"jsonrpc":"2.0","id":"late"})", now);
+    EXPECT_EQ(last_client()["id"], "late");
+    EXPECT_TRUE(server.empty());
+    EXPECT_EQ(session->pending(), 0u);
+}
+
+TEST_F(Session, OversizedMessageAnswersWithRecoveredId) {
+    LineFramer::Oversized o{5000000, R"({"method":"tools/call","params":{"name":"echo","arguments":{"text":"xxxx)",
+                            R"(xxxxx"}},"jsonrpc":"2.0","id":9})"};
+    session->client_oversized(o, now);
+    json e = last_client();
+    EXPECT_EQ(e["id"], 9);
+    EXPECT_EQ(e["error"]["data"]["kind"], "input_too_large");
+    EXPECT_EQ(e["error"]["data"]["limit_name"], "max_message_bytes");
+    EXPECT_EQ(e["error"]["data"]["observed"], 5000000);
+    EXPECT_TRUE(server.empty());
+}
+
+TEST_F(Session, DeniedToolsAreHiddenAndRefused) {
+    McpConfig c;
+    c.tools_deny = {"delete_*"};
+    make(c);
+    from_client({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "tools/list"}});
+    from_server({{"jsonrpc", "2.0"},
+                 {"id", 1},
+                 {"result", {{"tools", {{{"name", "echo"}}, {{"name", "delete_all"}}, {{"name", "add"}}}}, {"nextCursor", "c2"}}}});
+    json r = last_client();
+    ASSERT_EQ(r["result"]["tools"].size(), 2u);
+    EXPECT_EQ(r["result"]["tools"][0]["name"], "echo");
+    EXPECT_EQ(r["result"]["tools"][1]["name"], "add");
+    EXPECT_EQ(r["result"]["nextCursor"], "c2");
+    server.clear();
+    from_client(call(2, "delete_all"));
+    EXPECT_TRUE(server.empty());
+    EXPECT_EQ(last_client()["error"]["code"], mcp_code::tool_denied);
+    EXPECT_EQ(last_client()["error"]["data"]["kind"], "tool_denied");
+    EXPECT_EQ(last_client()["error"]["data"]["tool"], "delete_all");
+
+    McpConfig allow;
+    allow.tools_allow = {"ec*"};
+    make(allow);
+    from_client(call(3, "add"));
+    EXPECT_EQ(last_client()["error"]["data"]["kind"], "tool_denied");
+    from_client(call(4, "echo"));
+    EXPECT_EQ(server.size(), 1u);
+}
+
+TEST_F(Session, CallTimeoutCancelsAndDropsLateResponseAndProgress) {
+    McpConfig c;
+    c.call_timeout = 1000ms;
+    c.tool_timeouts["slow"] = 5000ms;
+    make(c);
+    json req = call(7, "echo");
+    req["params"]["_meta"] = {{"progressToken", "tok"}};
+    from_client(req);
+    from_client(call(8, "slow"));
+    ASSERT_TRUE(session->next_deadline());
+    EXPECT_EQ(*session->next_deadline(), now + 1000ms);
+    from_server({{"jsonrpc", "2.0"}, {"method", "notifications/progress"}, {"params", {{"progressToken", "tok"}, {"progress", 1}}}});
+    EXPECT_EQ(client.size(), 1u);  // progress of a pending request passes
+    session->expire(now + 999ms);
+    EXPECT_EQ(client.size(), 1u);
+    session->expire(now + 1000ms);
+    json e = last_client();
+    EXPECT_EQ(e["id"], 7);
+    EXPECT_EQ(e["error"]["code"], mcp_code::call_timeout);
+    EXPECT_EQ(e["error"]["data"]["kind"], "call_timeout");
+    EXPECT_EQ(e["error"]["data"]["timeout_ms"], 1000);
+    EXPECT_EQ(e["error"]["data"]["tool"], "echo");
+    json cancel = json::parse(server.back());
+    EXPECT_EQ(cancel["method"], "notifications/cancelled");
+    EXPECT_EQ(cancel["params"]["requestId"], 7);
+    EXPECT_FALSE(cancel.contains("id"));
+    // Late progress and the late response are dropped.
+    size_t seen = client.size();
+    from_server({{"jsonrpc", "2.0"}, {"method", "notifications/progress"}, {"params", {{"progressToken", "tok"}, {"progress", 2}}}});
+    from_server(text_result(7, "too late"));
+    EXPECT_EQ(client.size(), seen);
+    EXPECT_EQ(session->stats().dropped_late, 1u);
+    EXPECT_EQ(session->stats().dropped_progress, 1u);
+    // The per-tool override.
+    EXPECT_EQ(*session->next_deadline(), now + 5000ms);
+    from_server(text_result(8, "done"));
+    EXPECT_EQ(last_client()["result"]["content"][0]["text"], "done");
+    EXPECT_FALSE(session->next_deadline());
+}
+
+TEST_F(Session, OnlyContentMethodsAreTimedByDefault) {
+    from_client({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "initialize"}, {"params", json::object()}});
+    from_client({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "resources/read"}, {"params", {{"uri", "a://b"}}}});
+    from_client({{"jsonrpc", "2.0"}, {"id", 3}, {"method", "prompts/get"}, {"params", {{"name", "p"}}}});
+    session->expire(now + 61s);
+    ASSERT_EQ(client.size(), 2u);
+    EXPECT_EQ(json::parse(client[0])["error"]["data"]["uri"], "a://b");
+    EXPECT_EQ(json::parse(client[1])["error"]["data"]["name"], "p");
+    EXPECT_EQ(session->pending(), 1u);  // initialize
+}
+
+TEST_F(Session, ClientCancellationForgetsTheRequest) {
+    from_client(call(5, "echo"));
+    from_client({{"jsonrpc", "2.0"}, {"method", "notifications/cancelled"}, {"params", {{"requestId", 5}}}});
+    EXPECT_EQ(json::parse(server.back())["method"], "notifications/cancelled");
+    from_server(text_result(5, "late"));
+    EXPECT_TRUE(client.empty());
+}
+
+TEST_F(Session, TruncatesTextOnCharacterBoundariesWithMetadata) {
+    McpConfig c;
+    c.max_content_chars = 5;
+    make(c);
+    from_client(call(1, "unicode"));
+    // "éé€😀a" (5 chars) + "bcd": 8 characters in two blocks, plus an image left alone.
+    json result = {{"content",
+                    {{{"type", "text"}, {"text", "\xc3\xa9\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" "a"}},
+                     {{"type", "image"}, {"data", "AAAA"}, {"mimeType", "image/png"}},
+                     {{"type", "text"}, {"text", "bcd"}}}},
+                   {"structuredContent", {{"summary", std::string(50, 's')}}},
+                   {"_meta", {{"other", 1}}}};
+    from_server({{"jsonrpc", "2.0"}, {"id", 1}, {"result", result}});
+    json r = last_client()["result"];
+    EXPECT_EQ(r["content"][0]["text"], "\xc3\xa9\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80" "a");
+    std::string cut = r["content"][2]["text"];
+    EXPECT_EQ(cut.rfind("\n[mcpwarden: output truncated to 5 of 8 characters]", 0), 0u) << cut;
+    EXPECT_EQ(r["content"][1]["data"], "AAAA");
+    EXPECT_EQ(r["structuredContent"]["summary"], std::string(50, 's'));  // valid for its outputSchema
+    EXPECT_EQ(r["_meta"]["other"], 1);
+    EXPECT_EQ(r["_meta"]["mcpwarden/truncated"], true);
+    EXPECT_EQ(r["_meta"]["mcpwarden/max_content_chars"], 5);
+    EXPECT_EQ(r["_meta"]["mcpwarden/total_content_chars"], 8);
+
+    // Cut inside multi-byte characters: never splits one.
+    from_client(call(2, "unicode"));
+    from_server(text_result(2, "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80"));
+    std::string t = last_client()["result"]["content"][0]["text"];
+    EXPECT_EQ(t.substr(0, 20), "\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80\xf0\x9f\x98\x80");
+    EXPECT_EQ(t[20], '\n');
+}
+
+TEST_F(Session, TruncatesResourcesAndPrompts) {
+    McpConfig c;
+    c.max_content_chars = 3;
+    make(c);
+    from_client({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "resources/read"}, {"params", {{"uri", "x://y"}}}});
+    from_server({{"jsonrpc", "2.0"}, {"id", 1}, {"result", {{"contents", {{{"uri", "x://y"}, {"text", "abcdef"}}, {{"uri", "x://z"}, {"blob", "QUJD"}}}}}}});
+    json r = last_client()["result"];
+    EXPECT_EQ(r["contents"][0]["text"].get<std::string>().substr(0, 4), "abc\n");
+    EXPECT_EQ(r["contents"][1]["blob"], "QUJD");
+    EXPECT_EQ(r["_meta"]["mcpwarden/total_content_chars"], 6);
+    from_client({{"jsonrpc", "2.0"}, {"id", 2}, {"method", "prompts/get"}, {"params", {{"name", "p"}}}});
+    from_server({{"jsonrpc", "2.0"}, {"id", 2}, {"result", {{"messages", {{{"role", "user"}, {"content", {{"type", "text"}, {"text", "hello"}}}}}}}}});
+    r = last_client()["result"];
+    EXPECT_EQ(r["messages"][0]["content"]["text"].get<std::string>().substr(0, 4), "hel\n");
+    EXPECT_EQ(r["_meta"]["mcpwarden/truncated"], true);
+    // A short result passes untouched (not even re-serialised).
+    from_client(call(3, "echo"));
+    std::string raw = R"({"jsonrpc":"2.0","id":3,"result":{"content":[{"type":"text","text":"ab"}]}})";
+    session->server_line(raw, now);
+    EXPECT_EQ(client.back(), raw);
+}
+
+TEST_F(Session, ResultTooLargeBecomesAnError) {
+    from_client(call(4, "big"));
+    session->server_oversized({20000000, R"({"jsonrpc":"2.0","id":4,"result":{"content":[{"type":"text","text":"xxx)", "xxx\"}]}}"}, now);
+    json e = last_client();
+    EXPECT_EQ(e["id"], 4);
+    EXPECT_EQ(e["error"]["code"], mcp_code::result_too_large);
+    EXPECT_EQ(e["error"]["data"]["kind"], "result_too_large");
+    EXPECT_EQ(e["error"]["data"]["observed"], 20000000);
+    EXPECT_EQ(session->pending(), 0u);
+}
+
+TEST_F(Session, InvalidServerLinesAreDroppedAndAnswered) {
+    from_client(call(6, "malformed"));
+    session->server_line(R"({"jsonrpc":"2.0","id":6,"result":{"content":[{"type":"text","text":"cut)", now);
+    json e = last_client();
+    EXPECT_EQ(e["id"], 6);
+    EXPECT_EQ(e["error"]["data"]["kind"], "result_invalid");
+    session->server_line("Starting server...", now);
+    EXPECT_EQ(client.size(), 1u);
+    EXPECT_EQ(session->stats().server_invalid, 2u);
+}
+
+TEST_F(Session, ServerRequestsHaveTheirOwnIdSpace) {
+    from_client(call(1, "ask_client"));
+    // The server asks the client something, with the same id 1.
+    json ask = {{"jsonrpc", "2.0"}, {"id", 1}, {"method", "sampling/createMessage"}, {"params", json::object()}};
+    from_server(ask);
+    EXPECT_EQ(json::parse(client.back()), ask);
+    // The client's answer goes to the server; the client's own request 1 is still pending.
+    json answer = {{"jsonrpc", "2.0"}, {"id", 1}, {"result", {{"content", "ok"}}}};
+    from_client(answer);
+    EXPECT_EQ(json::parse(server.back()), answer);
+    EXPECT_EQ(session->pending(), 1u);
+    from_server(text_result(1, "client said ok"));
+    EXPECT_EQ(last_client()["result"]["content"][0]["text"], "client said ok");
+    // Notifications pass both ways.
+    from_server({{"jsonrpc", "2.0"}, {"method", "notifications/message"}, {"params", {{"level", "info"}}}});
+    EXPECT_EQ(last_client()["method"], "notifications/message");
+    from_client({{"jsonrpc", "2.0"}, {"method", "notifications/roots/list_changed"}});
+    EXPECT_EQ(json::parse(server.back())["method"], "notifications/roots/list_changed");
+}
+
+TEST_F(Session, DuplicatePendingIdIsRefused) {
+    from_client(call(1, "a"));
+    from_client(call(1, "b"));
+    EXPECT_EQ(server.size(), 1u);
+    EXPECT_EQ(last_client()["error"]["code"], -32600);
+    // "1" and 1 are different ids.
+    json s = call(0, "c");
+    s["id"] = "1";
+    from_client(s);
+    EXPECT_EQ(server.size(), 2u);
+}
+
+TEST_F(Session, SandboxEndAnswersEveryPendingRequest) {
+    from_client(call(1, "alloc"));
+    from_client({{"jsonrpc", "2.0"}, {"id", "two"}, {"method", "tools/list"}});
+    egress = 3;
+    session->fail_pending(ErrorKind::memory_exceeded, "the sandbox reached its memory limit", {{"limit", 1}}, now + 5ms);
+    ASSERT_EQ(client.size(), 2u);
+    json a = json::parse(client[0]), b = json::parse(client[1]);
+    EXPECT_EQ(a["id"], 1);
+    EXPECT_EQ(b["id"], "two");
+    EXPECT_EQ(a["error"]["code"], mcp_code::memory_exceeded);
+    EXPECT_EQ(a["error"]["data"]["kind"], "memory_exceeded");
+    EXPECT_EQ(a["error"]["data"]["tool"], "alloc");
+    EXPECT_EQ(a["error"]["data"]["egress_denied"], 3);
+    EXPECT_EQ(session->pending(), 0u);
+}
+
+TEST_F(Session, EgressDenialsDuringACallAreCounted) {
+    from_client(call(1, "connect"));
+    egress = 2;
+    from_server(text_result(1, "connect failed"));
+    json r = last_client()["result"];
+    EXPECT_EQ(r["_meta"]["mcpwarden/egress_denied"], 2);
+    from_client(call(2, "echo"));
+    std::string raw = text_result(2, "x").dump();
+    session->server_line(raw, now);
+    EXPECT_EQ(client.back(), raw);  // none during this one
+}
+
+TEST(McpConfigTest, FromPolicyDefaults) {
+    McpLimits l;
+    auto c = McpConfig::from_policy(l);
+    EXPECT_EQ(c.call_timeout, 60s);
+    EXPECT_EQ(c.max_message_bytes, 4u << 20);
+    EXPECT_EQ(c.max_depth, 64u);
+    EXPECT_EQ(c.max_content_chars, 100000u);
+    l.tools_allow = {"*"};
+    l.max_depth = 9;
+    c = McpConfig::from_policy(l);
+    EXPECT_FALSE(c.filters_tools());
+    EXPECT_EQ(c.max_depth, 9u);
+}
+
+TEST(McpUtf8, CountsAndCuts) {
+    EXPECT_EQ(utf8_chars("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80"), 4u);
+    EXPECT_EQ(utf8_prefix_bytes("a\xc3\xa9\xe2\x82\xac", 2), 3u);
+    EXPECT_EQ(utf8_prefix_bytes("abc", 10), 3u);
+    EXPECT_EQ(utf8_prefix_bytes("abc", 0), 0u);
+}
