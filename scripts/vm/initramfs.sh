@@ -51,7 +51,7 @@ mkdir -p "$stage$BUILD/bin"
 progs=()
 for f in "$BUILD"/bin/*; do
   [ -f "$f" ] && [ -x "$f" ] || continue
-  case "$(basename "$f")" in unit_tests|bench_run|*_fuzz) continue ;; esac
+  case "$(basename "$f")" in unit_tests|bench_run|*_fuzz|*_fuzz_replay) continue ;; esac
   strip --strip-debug -o "$stage$f" "$f" 2>/dev/null || cp "$f" "$stage$f"
   progs+=("$f")
 done

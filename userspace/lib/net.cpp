@@ -58,6 +58,11 @@ bool is_v4_mapped(const std::uint8_t* a) {
 }  // namespace
 
 std::optional<Cidr> parse_cidr(std::string_view text, std::string* why) {
+    // inet_pton reads a C string: "10.0.0.1\0junk" would pass as 10.0.0.1 (found by fuzzing).
+    if (text.find('\0') != std::string_view::npos) {
+        set_why(why, "an address may not contain a NUL character");
+        return std::nullopt;
+    }
     std::string s(text);
     std::string addr_part = s;
     std::optional<int> prefix;

@@ -79,7 +79,9 @@ public:
                   std::initializer_list<const char*> known, Fn fn) {
         std::set<std::string> seen;
         for (auto it = map.begin(); it != map.end(); ++it) {
-            const YAML::Node& key = it->first;
+            // A copy: yaml-cpp's it-> hands out a temporary proxy, so a reference into it
+            // dangles after this statement (ASan: stack-use-after-scope, found by fuzzing).
+            const YAML::Node key = it->first;
             if (!key.IsScalar()) {
                 fail(key, "keys of " + section + " must be names");
                 continue;

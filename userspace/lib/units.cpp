@@ -149,14 +149,12 @@ std::optional<std::uint32_t> parse_cpu(std::string_view text, std::string* why) 
 std::string format_size(std::uint64_t bytes) {
     static const char* suffix[] = {"B", "KiB", "MiB", "GiB", "TiB"};
     int i = 0;
-    double v = static_cast<double>(bytes);
-    while (v >= 1024 && i < 4 && std::fmod(v, 1024) == 0) {
-        v /= 1024;
+    // Integer arithmetic: a double would round sizes above 2^53 (found by fuzzing).
+    while (bytes >= 1024 && i < 4 && bytes % 1024 == 0) {
+        bytes /= 1024;
         ++i;
     }
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "%.0f%s", v, suffix[i]);
-    return buf;
+    return std::to_string(bytes) + suffix[i];
 }
 
 std::string format_duration(std::chrono::milliseconds d) {
