@@ -7,10 +7,14 @@
 // Also resources/read test://text/{n} and prompts/get greet. Flags: --ignore-eof (keep running
 // after stdin closes), --ignore-term (ignore SIGTERM), --modern (stateless 2026-07-28 only:
 // no initialize; server/discover; requests must carry _meta).
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -30,6 +34,7 @@ bool g_modern = false;
 std::string g_inbuf;
 std::deque<std::string> g_backlog;  // lines read while a tool was busy
 bool g_eof = false;
+std::uint64_t g_lines = 0, g_bytes = 0;  // what reached this server (see the `received` tool)
 
 void send(const json& msg) {
     std::string s = msg.dump() + "\n";
@@ -49,6 +54,8 @@ bool read_line(std::string& line, int timeout_ms) {
         if (nl != std::string::npos) {
             line = g_inbuf.substr(0, nl);
             g_inbuf.erase(0, nl + 1);
+            ++g_lines;
+            g_bytes += line.size() + 1;
             return true;
         }
         if (g_eof) return false;
@@ -101,6 +108,8 @@ json tools_list() {
              {{"outputSchema",
                {{"type", "object"}, {"properties", {{"summary", {{"type", "string"}}}}}, {"required", {"summary"}}}}}),
         tool("delete_everything", json::object()),
+        tool("connect", {{"host", {{"type", "string"}}}, {"port", {{"type", "integer"}}}}),
+        tool("received", json::object()),
         tool("crash", json::object()),
     });
 }
@@ -203,6 +212,18 @@ json call_tool(const std::string& name, const json& args, const json& id, const 
                 {"structuredContent", {{"summary", "short"}}}};
     }
     if (name == "delete_everything") return text_result("deleted (not really)");
+    if (name == "connect") {
+        struct sockaddr_in sa {};
+        sa.sin_family = AF_INET;
+        sa.sin_port = htons(static_cast<std::uint16_t>(args.value("port", 80)));
+        ::inet_pton(AF_INET, args.value("host", "203.0.113.1").c_str(), &sa.sin_addr);
+        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+        std::string what = rc == 0 || errno == EINPROGRESS ? "connecting" : std::string("connect failed: ") + std::strerror(errno);
+        ::close(fd);
+        return text_result(what);
+    }
+    if (name == "received") return text_result(json{{"lines", g_lines}, {"bytes", g_bytes}}.dump());
     if (name == "crash") {
         std::fprintf(stderr, "test-server: crashing on purpose\n");
         ::abort();

@@ -205,6 +205,7 @@ std::size_t McpChannel::server_backlog() const { return server_in_ ? server_in_-
 
 void McpChannel::update() {
     if (cleaned_ || !session_) return;
+    client_update();  // first: McpCall may send, which changes deadlines and backlogs
     bool want = server_out_ && !server_out_eof_ && !client_busy();
     if (want != server_out_watched_) {
         if (want) loop_->add(server_out_.get(), EPOLLIN, [this](std::uint32_t) { on_server_readable(); });
@@ -217,7 +218,6 @@ void McpChannel::update() {
         else disarm(deadline_timer_.get());
         armed_ = next;
     }
-    client_update();
 }
 
 void McpChannel::on_server_readable() {
