@@ -1,0 +1,48 @@
+// The official MCP TypeScript SDK client against @modelcontextprotocol/server-everything, both
+// from npm, through `mcpwarden run` (tests/mcp-sdk/sdk.test.mjs). The packages are installed
+// here with `npm ci` from the committed lock file when node_modules is missing or stale, so a
+// fresh clone works. In CI a missing node or npm is a failure, like every kernel test.
+#include <sys/stat.h>
+
+#include "mcp_common.h"
+
+using namespace harness;
+
+namespace {
+
+const std::string kDir = std::string(MCPWARDEN_SOURCE_DIR) + "/tests/mcp-sdk";
+
+bool newer(const std::string& a, const std::string& b) {  // a modified after b (or b missing)
+    struct stat sa {}, sb {};
+    if (::stat(b.c_str(), &sb) != 0) return true;
+    if (::stat(a.c_str(), &sa) != 0) return false;
+    return sa.st_mtim.tv_sec > sb.st_mtim.tv_sec ||
+           (sa.st_mtim.tv_sec == sb.st_mtim.tv_sec && sa.st_mtim.tv_nsec > sb.st_mtim.tv_nsec);
+}
+
+class McpSdk : public KernelTest {
+protected:
+    static void SetUpTestSuite() {
+        if (::geteuid() != 0) return;
+        if (!newer(kDir + "/package-lock.json", kDir + "/node_modules/.package-lock.json")) return;
+        Options o;
+        o.kill_after = std::chrono::seconds(300);
+        install_ = command({"sh", "-c", "cd '" + kDir + "' && npm ci --no-audit --no-fund --loglevel=error"}, o);
+    }
+    static Result install_;
+};
+Result McpSdk::install_ = {0, "", "", nullptr, std::chrono::milliseconds(0)};
+
+}  // namespace
+
+TEST_F(McpSdk, OfficialClientAgainstServerEverything) {
+    ASSERT_EQ(install_.exit_code, 0) << "npm ci in tests/mcp-sdk failed (node 20 and the npm registry are needed):\n"
+                                     << install_.out << install_.err;
+    Options o;
+    o.env = {{"MCPWARDEN_BIN", MCPWARDEN_BIN}, {"MCPWARDEN_STATE_DIR", state_dir()}};
+    o.kill_after = std::chrono::seconds(180);
+    auto r = command({"node", "--test", "--test-reporter=spec", kDir + "/sdk.test.mjs"}, o);
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("pass 9"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("fail 0"), std::string::npos) << r.out;
+}
