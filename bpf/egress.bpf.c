@@ -343,6 +343,10 @@ int mw_egress(struct __sk_buff *skb)
     }
     if (!st || st->policy_id == 0)
         return deny(st, MW_HOOK_SKB_EGRESS, family, a, 0, l4, MW_RULE_UNBOUND, 0, 0);
+    /* In audit-only mode the socket hooks already logged each flow; every packet of it
+     * would only repeat that. */
+    if (st->flags & MW_SANDBOX_AUDIT_ONLY)
+        return 1;
     if (l4 == IPPROTO_TCP)
         idx = MW_PROTO_TCP;
     else if (l4 == IPPROTO_UDP)

@@ -267,9 +267,10 @@ int main(int argc, char** argv) {
         }
         close(out[1]);
         waitpid(child, nullptr, 0);
-        char buf[64] = {};
-        ssize_t n = read(out[0], buf, sizeof buf - 1);
-        if (n > 0) std::fwrite(buf, 1, static_cast<size_t>(n), stdout);
+        // Until EOF: the grandchild holds the write end until it is done.
+        char buf[64];
+        ssize_t n;
+        while ((n = read(out[0], buf, sizeof buf)) > 0) std::fwrite(buf, 1, static_cast<size_t>(n), stdout);
         return 0;
     }
     if (cmd == "bpf-attack" && argc == 3) return bpf_attack(argv[2]);

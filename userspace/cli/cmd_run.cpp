@@ -33,7 +33,8 @@ public:
         app_->add_option("--cpu", cpu_, "CPU limit in cores, as 1, 0.5 or 250m");
         app_->add_option("--timeout", timeout_, "Wall-clock limit, as 30s, 10m or 1h; the whole process tree is killed");
         app_->add_option("--user", user_, "Unprivileged user to run as (default: the policy's, else nobody)");
-        app_->add_option("--env", env_, "Pass NAME from mcpwarden's environment, or set NAME=VALUE (repeatable)");
+        app_->add_option("--env", env_, "Pass NAME from mcpwarden's environment, or set NAME=VALUE (repeatable)")
+            ->allow_extra_args(false);
         app_->add_option("--report", report_, "Write a JSON report of the run to FILE ('-' = stderr)");
         app_->add_option("--state-dir", state_dir_, "Where HOME, TMPDIR and per-policy caches live")
             ->capture_default_str();

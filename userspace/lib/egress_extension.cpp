@@ -157,6 +157,7 @@ void EgressExtension::on_end(Sandbox& sandbox, RunReport& report) {
         enforcer_.reset();
     }
     report.extra["egress_denied"] = final_.denied;
+    report.extra["egress_policy_id"] = compiled_.policy_id;
     if (audit_only_) report.extra["egress_audited"] = final_.audited;
     report.extra["audit_events_lost"] = final_.lost;
     report.extra["egress_audit_only"] = audit_only_;
