@@ -493,3 +493,71 @@ TEST_F(Egress, AttachFailureRefusesToRun) {
     ::rmdir((root + "/mcpwarden").c_str());
     EXPECT_EQ(::rmdir(root.c_str()), 0);
 }
+
+// mcpwarden killed with SIGKILL: a surviving daemon of the sandbox stays confined (pinned
+// links), and the next run sweeps its cgroup, pins, rules and workspace.
+TEST_F(Egress, EnforcementSurvivesACrashAndIsSweptAfter) {
+    TcpListener l("127.0.0.2");
+    std::string out = "/tmp/mw-crash-" + std::to_string(::getpid());
+    ::unlink(out.c_str());
+    auto policy = write_policy("crash", "egress:\n  allow: []\n");
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int devnull = ::open("/dev/null", O_RDWR);
+        ::dup2(devnull, 0);
+        ::dup2(devnull, 1);
+        ::dup2(devnull, 2);
+        std::string script = "setsid sh -c 'sleep 1; " + program("netprobe") + " tcp4 127.0.0.2 " + l.port() + " > " + out +
+                             "' & sleep 300";
+        ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "run", "--state-dir", state_dir().c_str(), "--policy", policy.c_str(), "--",
+                "sh", "-c", script.c_str(), nullptr);
+        ::_exit(127);
+    }
+    for (int i = 0; i < 500 && leftover_processes().size() < 3; ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_GE(leftover_processes().size(), 3u);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    // The daemon outlives mcpwarden and tries to connect.
+    std::string result;
+    for (int i = 0; i < 300 && result.empty(); ++i) {
+        std::this_thread::sleep_for(10ms);
+        mcpwarden::read_file(out, result);
+    }
+    EXPECT_EQ(result, "EPERM\n");
+    EXPECT_EQ(l.accepted(), 0);
+    EXPECT_FALSE(leftover_cgroups().empty());
+    // The crashed sandbox's policy id, from its pin directory.
+    std::uint64_t crashed_id = 0;
+    for (auto* d = ::opendir(mcpwarden::sandbox_pin_root().c_str()); d;) {
+        auto* e = ::readdir(d);
+        if (!e) {
+            ::closedir(d);
+            break;
+        }
+        if (e->d_name[0] == '.') continue;
+        DIR* inner = ::opendir((mcpwarden::sandbox_pin_root() + "/" + e->d_name).c_str());
+        while (auto* f = inner ? ::readdir(inner) : nullptr) {
+            if (std::string(f->d_name).rfind("policy-", 0) == 0) crashed_id = std::stoull(f->d_name + 7);
+        }
+        if (inner) ::closedir(inner);
+    }
+    ASSERT_NE(crashed_id, 0u);
+    EXPECT_GT(entries_of(crashed_id), 0);
+    // The next run sweeps everything of the crashed one.
+    auto r = warden({"run", "--", "true"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(leftover_processes().empty());
+    EXPECT_TRUE(leftover_cgroups().empty());
+    DIR* d = ::opendir(mcpwarden::sandbox_pin_root().c_str());
+    int pins = 0;
+    while (d && ::readdir(d)) ++pins;
+    if (d) ::closedir(d);
+    EXPECT_EQ(pins, 2) << "pinned links of the crashed sandbox remain";  // . and ..
+    DIR* runs = ::opendir((state_dir() + "/run").c_str());
+    int dirs = 0;
+    while (auto* e = ::readdir(runs)) dirs += e->d_name[0] != '.';
+    ::closedir(runs);
+    EXPECT_EQ(dirs, 0) << "the crashed run's workspace remains";
+    EXPECT_EQ(entries_of(crashed_id), 0) << "rules of the crashed sandbox remain in the maps";
+    ::unlink(out.c_str());
+}

@@ -430,6 +430,14 @@ void SandboxCgroup::destroy() {
     }
 }
 
+bool sandbox_owner_alive(const std::string& name) {
+    auto parts = split(name, '-');
+    if (parts.size() != 4 || parts[0] != "s") return true;  // not ours to judge
+    pid_t owner = static_cast<pid_t>(std::atol(parts[1].c_str()));
+    auto start = proc_start_time(owner);
+    return start && *start == parts[2];
+}
+
 int sweep_stale_sandboxes(const CgroupPlan& plan) {
     int removed = 0;
     std::vector<std::string> bases{plan.unified_base};
@@ -443,12 +451,7 @@ int sweep_stale_sandboxes(const CgroupPlan& plan) {
         std::vector<std::string> stale;
         while (auto* ent = ::readdir(dir)) {
             std::string n = ent->d_name;
-            if (n.rfind("s-", 0) != 0) continue;
-            auto parts = split(n, '-');
-            if (parts.size() != 4) continue;
-            pid_t owner = static_cast<pid_t>(std::atol(parts[1].c_str()));
-            auto start = proc_start_time(owner);
-            if (start && *start == parts[2]) continue;  // its owner still runs
+            if (n.rfind("s-", 0) != 0 || sandbox_owner_alive(n)) continue;
             stale.push_back(parent + "/" + n);
         }
         ::closedir(dir);

@@ -97,6 +97,10 @@ private:
 // "s-<owner pid>-<owner start time>-<seq>": lets a later run tell whether the owner is gone.
 std::string make_sandbox_name();
 
+// Whether the process that created sandbox `name` (make_sandbox_name) still runs. Names of
+// another form are reported alive (never swept).
+bool sandbox_owner_alive(const std::string& name);
+
 // Removes sandbox cgroups whose owner process is gone (killing anything left inside).
 // Never touches one whose owner still runs. Returns how many were removed.
 int sweep_stale_sandboxes(const CgroupPlan& plan);

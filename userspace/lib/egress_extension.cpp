@@ -100,13 +100,15 @@ EgressExtension::~EgressExtension() {
 void EgressExtension::before_spawn(Sandbox& sandbox) {
     sandbox_name_ = sandbox.cgroup().name();
     auto objects = BpfObjects::open();
+    sweep_stale_enforcement();
     std::uint64_t id = sandbox.cgroup().unified_id();
     compiled_ = compile_egress(policy_.egress, id);
     enforcer_ = std::make_unique<CgroupEnforcer>(objects, sandbox.cgroup().unified_fd(), id, compiled_,
                                                  audit_only_, [this](const mw_event& e) {
                                                      ++events_seen_;
                                                      if (audit_) audit_->info(event_json(e).dump());
-                                                 });
+                                                 },
+                                                 sandbox_name_);
     loop_ = &sandbox.loop();
     events_fd_ = enforcer_->events_fd();
     loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });

@@ -10,6 +10,8 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <dirent.h>
+
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
@@ -19,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "egress.skel.h"
+#include "cgroup.h"
 #include "error.h"
 
 namespace mcpwarden {
@@ -141,6 +144,114 @@ void load_and_pin(const std::string& dir) {
 
 }  // namespace
 
+std::string sandbox_pin_root() { return std::string(kBpffs) + "/mcpwarden/sandboxes"; }
+
+namespace {
+
+std::vector<std::string> list_dir(const std::string& path) {
+    std::vector<std::string> out;
+    DIR* d = ::opendir(path.c_str());
+    if (!d) return out;
+    while (auto* e = ::readdir(d)) {
+        if (e->d_name[0] != '.') out.push_back(e->d_name);
+    }
+    ::closedir(d);
+    return out;
+}
+
+// Deletes every rule-map entry and the event ring of one policy id.
+void delete_policy_entries(int rules4, int rules6, int portsets, int events, std::uint64_t id) {
+    auto scan = [&](int fd, size_t key_size, size_t id_offset) {
+        std::vector<unsigned char> cur(key_size), next(key_size);
+        std::vector<std::vector<unsigned char>> doomed;
+        void* prev = nullptr;
+        while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+            std::uint64_t kid = 0;
+            if (id_offset == 4) {  // LPM keys: big-endian id after prefixlen
+                for (int i = 0; i < 8; ++i) kid = (kid << 8) | next[4 + i];
+            } else {
+                std::memcpy(&kid, next.data() + id_offset, 8);
+            }
+            if (kid == id) doomed.push_back(next);
+            cur = next;
+            prev = cur.data();
+        }
+        for (auto& k : doomed) bpf_map_delete_elem(fd, k.data());
+    };
+    scan(rules4, sizeof(mw_key4), 4);
+    scan(rules6, sizeof(mw_key6), 4);
+    scan(portsets, sizeof(mw_portset_key), 0);
+    bpf_map_delete_elem(events, &id);
+}
+
+// Pin directories of other builds whose programs no link uses any more.
+int sweep_old_builds(const std::string& current) {
+    int removed = 0;
+    std::string base = std::string(kBpffs) + "/mcpwarden";
+    std::vector<std::uint32_t> linked;
+    std::uint32_t id = 0;
+    while (bpf_link_get_next_id(id, &id) == 0) {
+        int fd = bpf_link_get_fd_by_id(id);
+        if (fd < 0) continue;
+        bpf_link_info info{};
+        std::uint32_t len = sizeof info;
+        if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) linked.push_back(info.prog_id);
+        ::close(fd);
+    }
+    for (const auto& name : list_dir(base)) {
+        if (name.size() != 16 || base + "/" + name == current) continue;
+        std::string dir = base + "/" + name;
+        bool in_use = false;
+        for (const auto& p : kProgs) {
+            int fd = bpf_obj_get((dir + "/prog_" + p.name).c_str());
+            if (fd < 0) continue;
+            bpf_prog_info info{};
+            std::uint32_t len = sizeof info;
+            if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0) {
+                for (auto l : linked) in_use = in_use || l == info.id;
+            }
+            ::close(fd);
+        }
+        if (in_use) continue;
+        for (const auto& f : list_dir(dir)) ::unlink((dir + "/" + f).c_str());
+        if (::rmdir(dir.c_str()) == 0) ++removed;
+    }
+    return removed;
+}
+
+}  // namespace
+
+int sweep_stale_enforcement() {
+    int removed = 0;
+    std::string root = sandbox_pin_root();
+    std::vector<std::string> stale;
+    for (const auto& name : list_dir(root)) {
+        if (!sandbox_owner_alive(name)) stale.push_back(name);
+    }
+    std::shared_ptr<BpfObjects> objs;
+    for (const auto& name : stale) {
+        std::string dir = root + "/" + name;
+        std::uint64_t policy = 0;
+        for (const auto& f : list_dir(dir)) {
+            if (f.rfind("policy-", 0) == 0) {
+                policy = std::stoull(f.substr(7));
+                ::rmdir((dir + "/" + f).c_str());
+            } else {
+                ::unlink((dir + "/" + f).c_str());  // detaches the link
+            }
+        }
+        ::rmdir(dir.c_str());
+        if (policy) {
+            if (!objs) objs = BpfObjects::open();
+            delete_policy_entries(objs->map("rules4"), objs->map("rules6"), objs->map("portsets"),
+                                  objs->map("events"), policy);
+        }
+        spdlog::info("removed the pinned links and rules of stale sandbox {}", name);
+        ++removed;
+    }
+    return removed;
+}
+
 std::string BpfObjects::pin_root() { return std::string(kBpffs) + "/mcpwarden/" + object_hash(); }
 
 std::shared_ptr<BpfObjects> BpfObjects::open() {
@@ -165,6 +276,7 @@ std::shared_ptr<BpfObjects> BpfObjects::open() {
             }
             load_and_pin(dir);
             spdlog::info("loaded and pinned the egress programs in {}", dir);
+            sweep_old_builds(dir);
         }
     }
     auto objs = std::shared_ptr<BpfObjects>(new BpfObjects());
@@ -199,9 +311,16 @@ int BpfObjects::map(const std::string& name) const {
 
 CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_fd,
                                std::uint64_t cgroup_id, const CompiledEgress& rules,
-                               bool audit_only, EventHandler on_event)
+                               bool audit_only, EventHandler on_event, const std::string& pin_name)
     : objects_(std::move(objects)), cgroup_id_(cgroup_id), on_event_(std::move(on_event)) {
     try {
+        if (!pin_name.empty()) {
+            make_private_dir(sandbox_pin_root());
+            link_pin_dir_ = sandbox_pin_root() + "/" + pin_name;
+            make_private_dir(link_pin_dir_);
+            // The policy id, for the sweep after a crash (bpffs holds no regular files).
+            make_private_dir(link_pin_dir_ + "/policy-" + std::to_string(cgroup_id_));
+        }
         // 1. The sandbox's own ring buffer, registered before anything can emit.
         ringbuf_.reset(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "mw_sandbox_ev", 0, 0, 256 * 1024, nullptr));
         if (!ringbuf_) load_failed("create the audit ring buffer", errno);
@@ -238,6 +357,8 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
                 throw Error(ErrorKind::sandbox_unavailable, msg + ". Refusing to run the server unconfined");
             }
             links_.emplace_back(fd);
+            if (!link_pin_dir_.empty() && bpf_obj_pin(fd, (link_pin_dir_ + "/" + p.name).c_str()) != 0)
+                load_failed(std::string("pin the ") + p.name + " link", errno);
         }
 
         // 4. Bind: the storage exists once a program is attached.
@@ -330,6 +451,11 @@ EgressCounters CgroupEnforcer::counters() const {
 void CgroupEnforcer::release() {
     if (released_) return;
     released_ = true;
+    if (!link_pin_dir_.empty()) {
+        for (const auto& p : kProgs) ::unlink((link_pin_dir_ + "/" + p.name).c_str());
+        ::rmdir((link_pin_dir_ + "/policy-" + std::to_string(cgroup_id_)).c_str());
+        ::rmdir(link_pin_dir_.c_str());
+    }
     links_.clear();  // detaches
     if (rb_) {
         ring_buffer__consume(rb_);

@@ -50,8 +50,12 @@ public:
     // Attaches every program to the cgroup (BPF links: multi-attach, a child cannot override
     // or detach them), then installs the compiled rules and binds the policy id in the
     // cgroup's storage. Until bound, the programs deny everything (fail closed).
+    //
+    // With a sandbox name, the links are also pinned (in <bpffs>/mcpwarden/sandboxes/<name>), so
+    // enforcement outlives a crash of mcpwarden until the stale sandbox is swept.
     CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_fd, std::uint64_t cgroup_id,
-                   const CompiledEgress& rules, bool audit_only, EventHandler on_event);
+                   const CompiledEgress& rules, bool audit_only, EventHandler on_event,
+                   const std::string& pin_name = "");
     ~CgroupEnforcer();
     CgroupEnforcer(const CgroupEnforcer&) = delete;
     CgroupEnforcer& operator=(const CgroupEnforcer&) = delete;
@@ -71,11 +75,20 @@ private:
     std::uint64_t cgroup_id_;
     CompiledEgress installed_;
     std::vector<UniqueFd> links_;
+    std::string link_pin_dir_;
     UniqueFd ringbuf_;
     struct ring_buffer* rb_ = nullptr;
     EventHandler on_event_;
     bool events_registered_ = false;
     bool released_ = false;
 };
+
+// After a crash: removes the link pins and map entries of sandboxes whose owner is gone (call
+// it after their cgroups were swept, so no process of theirs runs unconfined). Also removes pin
+// directories of older builds that no link uses any more. Returns how many were removed.
+int sweep_stale_enforcement();
+
+// Where pinned links of running sandboxes live.
+std::string sandbox_pin_root();
 
 }  // namespace mcpwarden

@@ -214,6 +214,7 @@ RunReport Sandbox::run() {
     DegradedLimits degraded;
     check_enforceable(plan, degraded, report);
     sweep_stale_sandboxes(plan);
+    sweep_stale_workspaces(options_.state_dir);
 
     std::string user_name = !options_.user.empty() ? options_.user
                             : !options_.policy.user.empty() ? options_.policy.user : "nobody";

@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cgroup.h"
 #include "error.h"
 
 namespace mcpwarden {
@@ -76,6 +77,24 @@ Workspace::Workspace(const std::string& state_dir, const std::string& sandbox_na
 }
 
 Workspace::~Workspace() { remove_tree(run_dir_); }
+
+int sweep_stale_workspaces(const std::string& state_dir) {
+    int removed = 0;
+    std::string run = state_dir + "/run";
+    DIR* d = ::opendir(run.c_str());
+    if (!d) return 0;
+    std::vector<std::string> stale;
+    while (auto* e = ::readdir(d)) {
+        std::string n = e->d_name;
+        if (n.rfind("s-", 0) == 0 && !sandbox_owner_alive(n)) stale.push_back(run + "/" + n);
+    }
+    ::closedir(d);
+    for (const auto& path : stale) {
+        remove_tree(path);
+        ++removed;
+    }
+    return removed;
+}
 
 void remove_tree(const std::string& path) {
     if (path.empty()) return;

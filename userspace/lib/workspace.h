@@ -32,6 +32,9 @@ private:
     std::string run_dir_, home_, tmp_, cache_;
 };
 
+// Removes run directories left by runs whose owner is gone (a crash). Returns how many.
+int sweep_stale_workspaces(const std::string& state_dir);
+
 // Removes a directory tree without following symlinks or crossing mounts.
 void remove_tree(const std::string& path);
 
