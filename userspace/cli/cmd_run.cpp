@@ -12,6 +12,7 @@
 #include "exit_codes.h"
 #include "mcp_proxy.h"
 #include "policy.h"
+#include "policy_dir.h"
 #include "sandbox.h"
 #include "units.h"
 
@@ -26,8 +27,11 @@ public:
             "Run CMD in a fresh sandbox: its own cgroup (entered before its first instruction), "
             "an unprivileged user, no capabilities, a clean environment, and the policy's limits. "
             "Stdin, stdout and stderr pass through unchanged.");
-        app_->add_option("--policy", policy_file_, "Policy file (YAML); flags override its limits")
-            ->check(CLI::ExistingFile);
+        app_->add_option("--policy", policy_file_,
+                         "Policy file (YAML), or NAME for POLICY_DIR/NAME.yaml; flags override its limits");
+        app_->add_option("--policy-dir", policy_dir_,
+                         "Directory that policy names resolve in (default: the checkout's policies/ "
+                         "when run from a build tree, else /etc/mcpwarden/policies)");
         app_->add_option("--memory", memory_, "Memory limit, as 64M, 512Mi or 1G (no swap)");
         app_->add_option("--pids", pids_, "Maximum number of processes and threads");
         app_->add_option("--cpu", cpu_, "CPU limit in cores, as 1, 0.5 or 250m");
@@ -54,7 +58,7 @@ public:
 
     int execute() override {
         RunOptions opts;
-        if (!policy_file_.empty()) opts.policy = load_policy_file(policy_file_);
+        if (!policy_file_.empty()) opts.policy = load_policy_ref(policy_file_, policy_dir_);
         opts.limits = opts.policy.limits;
         std::string why;
         if (!memory_.empty()) {
@@ -123,6 +127,7 @@ private:
 
     std::string audit_file_;
     bool audit_only_ = false;
+    std::string policy_dir_;
     std::string policy_file_, memory_, pids_, cpu_, timeout_, user_, report_, cgroup_root_;
     std::string state_dir_ = "/var/lib/mcpwarden";
     std::vector<std::string> env_, command_;

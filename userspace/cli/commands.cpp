@@ -8,6 +8,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
     std::vector<std::unique_ptr<Command>> out;
     out.push_back(make_run_command());
     out.push_back(make_call_command());
+    out.push_back(make_policy_command());
     return out;
 }
 

@@ -28,5 +28,6 @@ int exit_code_for(ErrorKind kind);
 
 std::unique_ptr<Command> make_run_command();
 std::unique_ptr<Command> make_call_command();
+std::unique_ptr<Command> make_policy_command();
 
 }  // namespace mcpwarden
