@@ -61,11 +61,19 @@ struct ringbuf_inner {
 };
 
 struct {
-    __uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
-    __uint(max_entries, 1 << 14);
-    __type(key, __u64); /* policy id */
+    __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+    __uint(max_entries, MW_EVENT_SLOTS);
+    __type(key, __u32);
     __array(values, struct ringbuf_inner);
 } events SEC(".maps");
+
+/* Which sandbox holds which slot (userspace bookkeeping, pinned with the rest). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, MW_EVENT_SLOTS);
+    __type(key, __u32);
+    __type(value, struct mw_slot_owner);
+} event_slot_owner SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -179,7 +187,8 @@ static __always_inline void emit(struct mw_sandbox_state *st, __u8 hook, __u32 f
                                  __u8 verdict, __u32 sock_family, __u32 sock_type)
 {
     __u64 id = st ? st->policy_id : 0;
-    void *rb = bpf_map_lookup_elem(&events, &id);
+    __u32 slot = st && st->event_slot ? st->event_slot - 1 : MW_EVENT_SLOTS;
+    void *rb = slot < MW_EVENT_SLOTS ? bpf_map_lookup_elem(&events, &slot) : 0;
     struct mw_event *e = rb ? bpf_ringbuf_reserve(rb, sizeof(*e), 0) : 0;
     if (!e) {
         if (st)

@@ -50,15 +50,24 @@ typedef unsigned long long mw_u64;
  * program attached to the sandbox cgroup shares one value. Zero-initialised by the kernel when
  * the first program is attached: policy_id 0 means "no policy bound yet" = deny everything. */
 struct mw_sandbox_state {
-    mw_u64 policy_id;  /* = the sandbox cgroup id; selects rules and the event ring */
+    mw_u64 policy_id;  /* = the sandbox cgroup id; selects its rules */
     mw_u32 flags;      /* MW_SANDBOX_* */
-    mw_u32 pad;
+    mw_u32 event_slot; /* 1 + index of the sandbox's ring buffer in `events`; 0 = none */
     mw_u64 denied;     /* denials so far (atomic), independent of lost events */
     mw_u64 audited;    /* would-be denials let through in audit-only mode */
     mw_u64 lost;       /* events of this sandbox the ring buffer could not take */
 };
 
 #define MW_SANDBOX_AUDIT_ONLY 0x1u /* log what would be denied, allow it */
+
+/* Audit ring buffers: a pool of slots, each a ring buffer created on first use and kept, so a
+ * sandbox start never updates a map-in-map (each such update waits for an RCU grace period).
+ * A sandbox claims a free slot by inserting its name into `event_slot_owner`. */
+#define MW_EVENT_SLOTS 256
+struct mw_slot_owner {
+    char sandbox[56];
+    mw_u64 policy_id;
+};
 
 #define MW_INLINE_RANGES 8
 

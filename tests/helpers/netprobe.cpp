@@ -16,6 +16,7 @@
 //   netprobe socket raw|ping|ping6|packet|vsock|netlink|sctp|udplite   socket() only
 //   netprobe fork-tcp4 ADDR PORT     a double-forked, setsid grandchild connects
 //   netprobe bpf-attack PINDIR       tries to reach the policy pins, maps, programs and links
+//   netprobe connect-loop ADDR PORT N   N x (connect + close); prints the median ns per pair
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -29,7 +30,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -274,6 +277,24 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (cmd == "bpf-attack" && argc == 3) return bpf_attack(argv[2]);
+    if (cmd == "connect-loop" && argc == 5) {
+        int n = std::atoi(argv[4]);
+        socklen_t len;
+        auto ss = make_addr(AF_INET, argv[2], argv[3], &len);
+        std::vector<long> ns;
+        for (int i = 0; i < n; ++i) {
+            timespec a{}, b{};
+            clock_gettime(CLOCK_MONOTONIC, &a);
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return result(-1);
+            close(fd);
+            clock_gettime(CLOCK_MONOTONIC, &b);
+            ns.push_back((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec));
+        }
+        std::sort(ns.begin(), ns.end());
+        std::printf("%ld\n", ns[ns.size() / 2]);
+        return 0;
+    }
     std::fprintf(stderr, "netprobe: bad arguments\n");
     return 2;
 }

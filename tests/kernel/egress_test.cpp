@@ -177,8 +177,10 @@ int entries_of(std::uint64_t policy_id) {
     };
     scan(objs->map("rules4"), sizeof(mw_key4));
     scan(objs->map("rules6"), sizeof(mw_key6));
-    std::uint64_t k;
-    if (bpf_map_lookup_elem(objs->map("events"), &policy_id, &k) == 0) ++count;
+    for (std::uint32_t slot = 0; slot < MW_EVENT_SLOTS; ++slot) {
+        mw_slot_owner owner{};
+        if (bpf_map_lookup_elem(objs->map("event_slot_owner"), &slot, &owner) == 0 && owner.policy_id == policy_id) ++count;
+    }
     return count;
 }
 
@@ -205,7 +207,7 @@ protected:
         int pins = 0;
         while (auto* e = ::readdir(d)) pins += e->d_name[0] != '.';
         ::closedir(d);
-        EXPECT_EQ(pins, 12) << "unexpected pins in " << root;
+        EXPECT_EQ(pins, 13) << "unexpected pins in " << root;
     }
 };
 

@@ -7,6 +7,8 @@
 
 static_assert(sizeof(mw_sandbox_state) == 40);
 static_assert(offsetof(mw_sandbox_state, denied) == 16);
+static_assert(offsetof(mw_sandbox_state, event_slot) == 12);
+static_assert(sizeof(mw_slot_owner) == 64);
 static_assert(sizeof(mw_ports) == 80);
 static_assert(sizeof(mw_rule_value) == 4 * 80 + 8);
 static_assert(sizeof(mw_key4) == 16);

@@ -39,7 +39,8 @@ constexpr ProgSpec kProgs[] = {
     {"sendmsg4", BPF_CGROUP_UDP4_SENDMSG},  {"sendmsg6", BPF_CGROUP_UDP6_SENDMSG},
     {"sock_create", BPF_CGROUP_INET_SOCK_CREATE}, {"egress", BPF_CGROUP_INET_EGRESS},
 };
-constexpr const char* kMaps[] = {"sandbox_state", "rules4", "rules6", "portsets", "events", "events_lost"};
+constexpr const char* kMaps[] = {"sandbox_state", "rules4", "rules6", "portsets", "events", "events_lost",
+                                 "event_slot_owner"};
 
 // libbpf's messages, kept so a failed load can say what the verifier or kernel refused.
 std::mutex g_log_mutex;
@@ -132,7 +133,8 @@ void load_and_pin(const std::string& dir) {
         pin(bpf_program__pin(progs[i], (tmp + "/prog_" + kProgs[i].name).c_str()), kProgs[i].name);
     }
     struct bpf_map* maps[] = {skel->maps.sandbox_state, skel->maps.rules4, skel->maps.rules6,
-                              skel->maps.portsets, skel->maps.events, skel->maps.events_lost};
+                              skel->maps.portsets, skel->maps.events, skel->maps.events_lost,
+                              skel->maps.event_slot_owner};
     for (size_t i = 0; i < std::size(kMaps); ++i) {
         pin(bpf_map__pin(maps[i], (tmp + "/map_" + kMaps[i]).c_str()), kMaps[i]);
     }
@@ -160,7 +162,7 @@ std::vector<std::string> list_dir(const std::string& path) {
 }
 
 // Deletes every rule-map entry and the event ring of one policy id.
-void delete_policy_entries(int rules4, int rules6, int portsets, int events, std::uint64_t id) {
+void delete_policy_entries(int rules4, int rules6, int portsets, int slot_owner, std::uint64_t id) {
     auto scan = [&](int fd, size_t key_size, size_t id_offset) {
         std::vector<unsigned char> cur(key_size), next(key_size);
         std::vector<std::vector<unsigned char>> doomed;
@@ -181,7 +183,11 @@ void delete_policy_entries(int rules4, int rules6, int portsets, int events, std
     scan(rules4, sizeof(mw_key4), 4);
     scan(rules6, sizeof(mw_key6), 4);
     scan(portsets, sizeof(mw_portset_key), 0);
-    bpf_map_delete_elem(events, &id);
+    for (std::uint32_t slot = 0; slot < MW_EVENT_SLOTS; ++slot) {
+        mw_slot_owner owner{};
+        if (bpf_map_lookup_elem(slot_owner, &slot, &owner) == 0 && owner.policy_id == id)
+            bpf_map_delete_elem(slot_owner, &slot);
+    }
 }
 
 // Pin directories of other builds whose programs no link uses any more.
@@ -244,7 +250,7 @@ int sweep_stale_enforcement() {
         if (policy) {
             if (!objs) objs = BpfObjects::open();
             delete_policy_entries(objs->map("rules4"), objs->map("rules6"), objs->map("portsets"),
-                                  objs->map("events"), policy);
+                                  objs->map("event_slot_owner"), policy);
         }
         spdlog::info("removed the pinned links and rules of stale sandbox {}", name);
         ++removed;
@@ -321,23 +327,20 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
             // The policy id, for the sweep after a crash (bpffs holds no regular files).
             make_private_dir(link_pin_dir_ + "/policy-" + std::to_string(cgroup_id_));
         }
-        // 1. The sandbox's own ring buffer, registered before anything can emit.
-        ringbuf_.reset(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "mw_sandbox_ev", 0, 0, 256 * 1024, nullptr));
-        if (!ringbuf_) load_failed("create the audit ring buffer", errno);
-        std::uint32_t rb_fd = static_cast<std::uint32_t>(ringbuf_.get());
-        if (bpf_map_update_elem(objects_->map("events"), &cgroup_id_, &rb_fd, BPF_ANY) != 0)
-            load_failed("register the audit ring buffer", errno);
-        events_registered_ = true;
+        // 1. The sandbox's own audit ring buffer: claim a free slot of the pool.
+        claim_event_slot(pin_name);
         rb_ = ring_buffer__new(
             ringbuf_.get(),
             [](void* ctx, void* data, size_t size) -> int {
                 auto* self = static_cast<CgroupEnforcer*>(ctx);
-                if (size >= sizeof(mw_event) && self->on_event_)
+                if (size >= sizeof(mw_event) && self->on_event_ && self->events_live_)
                     self->on_event_(*static_cast<const mw_event*>(data));
                 return 0;
             },
             this, nullptr);
         if (!rb_) load_failed("open the audit ring buffer", errno);
+        ring_buffer__consume(rb_);  // whatever a crashed earlier holder left is not ours
+        events_live_ = true;
 
         // 2. Rules, keyed by this sandbox's policy id (= its cgroup id).
         install(rules);
@@ -365,6 +368,7 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
         mw_sandbox_state state{};
         state.policy_id = cgroup_id_;
         state.flags = audit_only ? MW_SANDBOX_AUDIT_ONLY : 0;
+        state.event_slot = event_slot_ + 1;
         if (bpf_map_update_elem(objects_->map("sandbox_state"), &cgroup_id_, &state, 0) != 0)
             load_failed("bind the policy to the sandbox cgroup", errno);
     } catch (...) {
@@ -431,6 +435,34 @@ void CgroupEnforcer::update_rules(const CompiledEgress& rules) {
     remove(stale);
 }
 
+void CgroupEnforcer::claim_event_slot(const std::string& name) {
+    int owners = objects_->map("event_slot_owner");
+    int events = objects_->map("events");
+    mw_slot_owner owner{};
+    std::snprintf(owner.sandbox, sizeof owner.sandbox, "%s", name.c_str());
+    owner.policy_id = cgroup_id_;
+    for (std::uint32_t slot = 0; slot < MW_EVENT_SLOTS; ++slot) {
+        // The kernel makes the insert atomic: of concurrent claimers, one wins each slot.
+        if (bpf_map_update_elem(owners, &slot, &owner, BPF_NOEXIST) != 0) continue;
+        event_slot_ = slot;
+        std::uint32_t id = 0;
+        if (bpf_map_lookup_elem(events, &slot, &id) == 0) {
+            ringbuf_.reset(bpf_map_get_fd_by_id(id));
+        } else {
+            // First use of this slot: create its ring buffer (once; it stays for later runs).
+            ringbuf_.reset(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "mw_audit", 0, 0, 256 * 1024, nullptr));
+            if (!ringbuf_) load_failed("create an audit ring buffer", errno);
+            std::uint32_t fd = static_cast<std::uint32_t>(ringbuf_.get());
+            if (bpf_map_update_elem(events, &slot, &fd, BPF_ANY) != 0) load_failed("register an audit ring buffer", errno);
+        }
+        if (!ringbuf_) load_failed("open an audit ring buffer", errno);
+        return;
+    }
+    throw Error(ErrorKind::sandbox_unavailable,
+                "all " + std::to_string(MW_EVENT_SLOTS) + " audit ring buffers are in use by running sandboxes; "
+                "denials could not be audited, so the sandbox is refused. Wait for sandboxes to end");
+}
+
 int CgroupEnforcer::events_fd() const { return rb_ ? ring_buffer__epoll_fd(rb_) : -1; }
 
 void CgroupEnforcer::consume_events() {
@@ -462,8 +494,8 @@ void CgroupEnforcer::release() {
         ring_buffer__free(rb_);
         rb_ = nullptr;
     }
-    if (events_registered_) bpf_map_delete_elem(objects_->map("events"), &cgroup_id_);
     ringbuf_.reset();
+    if (event_slot_ != kNoSlot) bpf_map_delete_elem(objects_->map("event_slot_owner"), &event_slot_);
     remove(installed_);
     installed_ = {};
 }

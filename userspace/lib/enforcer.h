@@ -69,6 +69,8 @@ public:
 
 private:
     void install(const CompiledEgress& rules);
+    void claim_event_slot(const std::string& name);
+    static constexpr std::uint32_t kNoSlot = 0xffffffffu;
     void remove(const CompiledEgress& rules);
 
     std::shared_ptr<BpfObjects> objects_;
@@ -79,7 +81,8 @@ private:
     UniqueFd ringbuf_;
     struct ring_buffer* rb_ = nullptr;
     EventHandler on_event_;
-    bool events_registered_ = false;
+    std::uint32_t event_slot_ = kNoSlot;
+    bool events_live_ = false;
     bool released_ = false;
 };
 
