@@ -274,6 +274,22 @@ TEST_F(Session, InvalidServerLinesAreDroppedAndAnswered) {
     EXPECT_EQ(session->stats().server_invalid, 2u);
 }
 
+TEST_F(Session, UncheckableResultsDoNotBypassThePolicy) {
+    McpConfig c;
+    c.tools_deny = {"secret"};
+    c.max_content_chars = 5;
+    make(c);
+    from_client({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "tools/list"}});
+    session->server_line(R"({"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"secret"}],"x":1e999}})", now);
+    EXPECT_EQ(last_client()["error"]["data"]["kind"], "result_invalid");
+    from_client(call(2, "big"));
+    session->server_line(R"({"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"0123456789"}],"n":-1e400}})", now);
+    EXPECT_EQ(last_client()["error"]["data"]["kind"], "result_invalid");
+    // A server request with a null id is not forwarded (SDK clients reject it).
+    session->server_line(R"({"jsonrpc":"2.0","id":null,"method":"roots/list"})", now);
+    EXPECT_EQ(client.size(), 2u);
+}
+
 TEST_F(Session, ServerRequestsHaveTheirOwnIdSpace) {
     from_client(call(1, "ask_client"));
     // The server asks the client something, with the same id 1.

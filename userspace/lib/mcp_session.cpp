@@ -346,11 +346,17 @@ void McpSession::server_line(std::string_view line, Clock::time_point now) {
         return;
     }
     if (env.has_method) {
+        std::optional<std::string> c;
+        if (env.has_id && !env.id_too_long) c = canonical_id(env.id);
+        if (!env.method_is_string || (env.has_id && !c)) {
+            // Clients reject these (an SDK client fails on "id": null): never forward them.
+            ++stats_.server_invalid;
+            spdlog::warn("mcp: the server wrote a request with an invalid method or id ({} bytes): dropped", line.size());
+            return;
+        }
         if (env.has_id) {
             // A server->client request (sampling, roots, elicitation, ping): its own id space.
-            if (auto c = canonical_id(env.id)) {
-                if (server_pending_.size() < config_.max_pending) server_pending_.insert(*c);
-            }
+            if (server_pending_.size() < config_.max_pending) server_pending_.insert(*c);
             io_.to_client(line);
             return;
         }
@@ -397,6 +403,17 @@ void McpSession::server_response(std::string_view line, const JsonEnvelope& env,
         return;
     }
     json msg = json::parse(line, nullptr, false);
+    if (msg.is_discarded() && (filter || trunc)) {
+        // Valid JSON our parser cannot hold (a number beyond a double): it cannot be filtered
+        // or truncated, so it does not pass.
+        json figures = request_figures(p, now);
+        figures["reason"] = "a number out of range";
+        io_.to_client(jsonrpc_error(p.raw_id, mcp_code::result_invalid,
+                                    Error(ErrorKind::result_invalid,
+                                          "the server's answer to " + p.method + " could not be checked against the policy (a number out of range)",
+                                          figures)));
+        return;
+    }
     if (!msg.is_object() || !msg.contains("result") || !msg["result"].is_object()) {
         io_.to_client(line);
         return;
@@ -414,7 +431,6 @@ void McpSession::server_response(std::string_view line, const JsonEnvelope& env,
         io_.to_client(line);
         return;
     }
-    (void)now;
     // Rebuilt with the id exactly as the server wrote it (integers beyond 2^53 stay exact).
     std::string out = R"({"jsonrpc":"2.0","id":)" + env.id + ",\"result\":" +
                       result.dump(-1, ' ', false, json::error_handler_t::replace) + "}";
