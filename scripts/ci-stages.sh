@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs the test stages of scripts/test.sh on a built tree and prints one summary line per
+# stage with its counts and time. Every stage runs even when an earlier one failed; the exit
+# status is non-zero when any failed.
+#
+#   scripts/ci-stages.sh [STAGE...]     stages: unit kernel vm sanitize fuzz (default: all)
+#
+#   unit      ctest -L unit in build/ (no privileges; includes the fuzz corpus replays)
+#   kernel    ctest -L kernel in build/: the kernel tests on this host's kernel, as root
+#   vm        ctest -L vm: the kernel tests in a QEMU guest, Linux 6.1, pure cgroup v2
+#   sanitize  scripts/ci-sanitize.sh: unit + kernel tests built with ASan+UBSan
+#   fuzz      scripts/ci-fuzz.sh: every libFuzzer target for MCPWARDEN_FUZZ_SECONDS (45) each
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STAGES=("$@")
+[ ${#STAGES[@]} -gt 0 ] || STAGES=(unit kernel vm sanitize fuzz)
+LOGDIR=build/stage-logs
+mkdir -p "$LOGDIR"
+
+declare -A RESULT COUNTS TIME
+# ctest's own counts: "N tests, N passed, N failed, N skipped".
+ctest_counts() {
+  local log=$1 line total failed skipped
+  line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n1)
+  total=$(sed -nE 's/.* out of ([0-9]+).*/\1/p' <<< "$line")
+  failed=$(sed -nE 's/.*passed, ([0-9]+) tests? failed.*/\1/p' <<< "$line")
+  skipped=$(grep -c '(Skipped)' "$log")
+  total=${total:-0} failed=${failed:-0}
+  echo "$total tests, $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
+}
+
+run_ctest_stage() {  # stage label
+  local stage=$1 label=$2 log=$LOGDIR/$1.log
+  (cd build && ctest -L "^$label\$" --output-on-failure --timeout 900) 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  COUNTS[$stage]=$(ctest_counts "$log")
+  if ! grep -qE 'out of [1-9]' "$log"; then rc=1; COUNTS[$stage]="no tests ran"; fi
+  return "$rc"
+}
+
+stage_unit() { run_ctest_stage unit unit; }
+stage_kernel() { run_ctest_stage kernel kernel; }
+stage_vm() {
+  (cd build && ctest -L '^vm$' --output-on-failure) 2>&1 | tee "$LOGDIR/vm.log"
+  local rc=${PIPESTATUS[0]}
+  if [ -f build/vm/result ]; then
+    val() { sed -n "s/^$1=//p" build/vm/result | tail -n1; }
+    local reason
+    reason=$(val reason)
+    [ -n "$(val total)" ] || reason="no tests ran: $reason"
+    COUNTS[vm]="$(val total) tests, $(val passed) passed, $(val failed) failed, $(val skipped) skipped (Linux $(val kernel), pure cgroup v2)${reason:+; $reason}"
+  else
+    COUNTS[vm]="no result from the guest"
+    rc=1
+  fi
+  return "$rc"
+}
+stage_sanitize() {
+  scripts/ci-sanitize.sh 2>&1 | tee "$LOGDIR/sanitize.log"
+  local rc=${PIPESTATUS[0]}
+  COUNTS[sanitize]=$(sed -n 's/^sanitizer: //p' "$LOGDIR/sanitize.log" | tail -n1)
+  return "$rc"
+}
+stage_fuzz() {
+  scripts/ci-fuzz.sh 2>&1 | tee "$LOGDIR/fuzz.log"
+  local rc=${PIPESTATUS[0]}
+  COUNTS[fuzz]=$(grep -E '^fuzz: [0-9]+ targets' "$LOGDIR/fuzz.log" | sed 's/^fuzz: //' | tail -n1)
+  return "$rc"
+}
+
+failed=0
+for stage in "${STAGES[@]}"; do
+  if ! declare -F "stage_$stage" >/dev/null; then
+    echo "scripts/ci-stages.sh: unknown stage '$stage' (unit kernel vm sanitize fuzz)" >&2
+    exit 64
+  fi
+  echo "=================== stage: $stage ===================" >&2
+  start=$(date +%s)
+  if "stage_$stage"; then RESULT[$stage]=PASS; else RESULT[$stage]=FAIL; failed=1; fi
+  TIME[$stage]=$(( $(date +%s) - start ))
+done
+
+echo
+echo "=================== test stages ==================="
+for stage in "${STAGES[@]}"; do
+  printf '%-9s %-4s %6ss  %s\n' "$stage" "${RESULT[$stage]}" "${TIME[$stage]}" "${COUNTS[$stage]:-}"
+done
+exit "$failed"
