@@ -11,8 +11,6 @@
 #include <map>
 #include <sstream>
 
-#include <yaml-cpp/yaml.h>
-
 #include "egress_compiler.h"
 #include "error.h"
 #include "host_match.h"
@@ -27,6 +25,43 @@ using json = nlohmann::json;
 // Finds the position of a key path ("mcp", "tool_timeouts", "x") in the YAML text, so that
 // warnings about values without a recorded position still point at the line.
 using Locator = std::function<SourceLocation(const std::vector<std::string>& path)>;
+
+// The position of a key path in block-style YAML, found by indentation: a warning about a value
+// the parsed policy keeps no position for still points at its line. Stops at the deepest key it
+// finds (flow style, "mcp: { ... }", is not looked into); nothing found = the file alone.
+SourceLocation locate_key(std::string_view text, const std::string& file, const std::vector<std::string>& path) {
+    SourceLocation where{file, 0, 0};
+    size_t depth = 0;
+    int parent_indent = -1;
+    int child_indent = 0;  // the indentation of the keys searched for; -1 = the next line's
+    int line_no = 0;
+    size_t pos = 0;
+    while (pos <= text.size() && depth < path.size()) {
+        size_t end = text.find('\n', pos);
+        if (end == std::string_view::npos) end = text.size();
+        std::string_view line = text.substr(pos, end - pos);
+        pos = end + 1;
+        ++line_no;
+        size_t indent = line.find_first_not_of(' ');
+        if (indent == std::string_view::npos || line[indent] == '#') continue;
+        if (static_cast<int>(indent) <= parent_indent) break;  // left the parent's block
+        if (child_indent < 0) child_indent = static_cast<int>(indent);
+        if (static_cast<int>(indent) != child_indent) continue;  // deeper: not a sibling key
+        std::string_view rest = line.substr(indent);
+        const std::string& key = path[depth];
+        for (const std::string& form : {key, "\"" + key + "\"", "'" + key + "'"}) {
+            if (rest.substr(0, form.size()) == form && rest.substr(form.size()).starts_with(":")) {
+                where = {file, line_no, static_cast<int>(indent) + 1};
+                parent_indent = static_cast<int>(indent);
+                child_indent = -1;
+                ++depth;
+                break;
+            }
+        }
+        if (end == text.size()) break;
+    }
+    return where;
+}
 
 // ---- ports and protocols ----------------------------------------------------------------
 
@@ -392,31 +427,7 @@ PolicyCheck check_policy_text(const std::string& text, const std::string& file) 
         if (check.errors.empty()) check.errors.push_back({{file, 0, 0}, e.what()});
         return check;
     }
-    YAML::Node root;
-    try {
-        root = YAML::Load(text);
-    } catch (const YAML::Exception&) {
-    }
-    Locator at = [&](const std::vector<std::string>& path) -> SourceLocation {
-        YAML::Node node = root;
-        SourceLocation where{file, 0, 0};
-        for (const auto& key : path) {
-            if (!node.IsMap()) return where;
-            bool found = false;
-            for (auto it = node.begin(); it != node.end(); ++it) {
-                const YAML::Node k = it->first;
-                if (k.IsScalar() && k.Scalar() == key) {
-                    auto m = k.Mark();
-                    if (m.line >= 0) where = {file, m.line + 1, m.column + 1};
-                    node = it->second;
-                    found = true;
-                    break;
-                }
-            }
-            if (!found) return where;
-        }
-        return where;
-    };
+    Locator at = [&](const std::vector<std::string>& path) { return locate_key(text, file, path); };
     check.warnings = lint(*check.policy, at);
     try {
         (void)compile_egress(check.policy->egress, 1);
@@ -431,6 +442,9 @@ PolicyCheck check_policy_text(const std::string& text, const std::string& file) 
                                                     path.filename().string() + ": `--policy " + stem +
                                                     "` would load a policy named '" + check.policy->name + "'"});
     }
+    std::stable_sort(check.warnings.begin(), check.warnings.end(), [](const Diagnostic& a, const Diagnostic& b) {
+        return std::tie(a.where.line, a.where.column) < std::tie(b.where.line, b.where.column);
+    });
     return check;
 }
 
