@@ -1,0 +1,254 @@
+// Benchmark of the MCP-aware relay (not a test: no pass/fail). In one run, against the same
+// bundled server connected directly (the baseline), interleaved so both see the same load:
+//   1. round-trip latency of a small tools/call through `mcpwarden run --mcp`;
+//   2. throughput of 1 MiB tools/call results;
+//   3. `mcpwarden call` end to end against starting the server and calling it directly.
+// Prints medians and ratios. Run as root:
+//   build/bin/bench_mcp build/bin/mcpwarden build/bin/mcpwarden-example-server
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double us_since(Clock::time_point t) { return std::chrono::duration<double, std::micro>(Clock::now() - t).count(); }
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+double p90(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[static_cast<size_t>(0.9 * static_cast<double>(v.size() - 1))];
+}
+
+[[noreturn]] void die(const std::string& why) {
+    std::fprintf(stderr, "bench_mcp: %s\n", why.c_str());
+    std::exit(1);
+}
+
+// A process we talk newline-delimited JSON-RPC to.
+class Peer {
+public:
+    explicit Peer(const std::vector<std::string>& argv, bool quiet_stderr = true) {
+        int in[2], out[2];
+        if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC)) die("pipe2");
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::dup2(in[0], 0);
+            ::dup2(out[1], 1);
+            if (quiet_stderr) {
+                int null = ::open("/dev/null", O_WRONLY);
+                ::dup2(null, 2);
+            }
+            std::vector<char*> a;
+            for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+            a.push_back(nullptr);
+            ::execv(a[0], a.data());
+            ::_exit(127);
+        }
+        ::close(in[0]);
+        ::close(out[1]);
+        in_ = in[1];
+        out_ = out[0];
+    }
+    ~Peer() { close(); }
+    void send(const std::string& line) {
+        size_t off = 0;
+        while (off < line.size()) {
+            ssize_t n = ::write(in_, line.data() + off, line.size() - off);
+            if (n <= 0) die("write to peer failed");
+            off += static_cast<size_t>(n);
+        }
+    }
+    std::string recv() {
+        for (;;) {
+            auto nl = buf_.find('\n', scanned_);
+            if (nl != std::string::npos) {
+                std::string line = buf_.substr(0, nl);
+                buf_.erase(0, nl + 1);
+                scanned_ = 0;
+                return line;
+            }
+            scanned_ = buf_.size();
+            char chunk[262144];
+            ssize_t n = ::read(out_, chunk, sizeof chunk);
+            if (n <= 0) die("peer closed its stdout");
+            buf_.append(chunk, static_cast<size_t>(n));
+        }
+    }
+    std::string call(const std::string& line) {
+        send(line);
+        return recv();
+    }
+    int close() {
+        if (pid_ <= 0) return 0;
+        ::close(in_);
+        ::close(out_);
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return status;
+    }
+
+private:
+    pid_t pid_ = -1;
+    int in_ = -1, out_ = -1;
+    std::string buf_;
+    size_t scanned_ = 0;
+};
+
+const std::string kInit =
+    R"({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}})"
+    "\n"
+    R"({"jsonrpc":"2.0","method":"notifications/initialized"})"
+    "\n";
+
+std::string echo_call(int id) {
+    return R"({"jsonrpc":"2.0","id":)" + std::to_string(id) +
+           R"(,"method":"tools/call","params":{"name":"echo","arguments":{"text":"ping"}}})" "\n";
+}
+
+std::string big_call(int id, int n) {
+    return R"({"jsonrpc":"2.0","id":)" + std::to_string(id) + R"(,"method":"tools/call","params":{"name":"big","arguments":{"n":)" +
+           std::to_string(n) + "}}}\n";
+}
+
+void handshake(Peer& p) {
+    p.send(kInit);
+    if (p.recv().find("\"result\"") == std::string::npos) die("initialize failed");
+}
+
+double run_process(const std::vector<std::string>& argv) {
+    auto t = Clock::now();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int null = ::open("/dev/null", O_RDWR);
+        ::dup2(null, 1);
+        ::dup2(null, 2);
+        std::vector<char*> a;
+        for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+        a.push_back(nullptr);
+        ::execv(a[0], a.data());
+        ::_exit(127);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("command failed: " + argv[0]);
+    return us_since(t);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::string warden = argc > 1 ? argv[1] : "build/bin/mcpwarden";
+    std::string server_src = argc > 2 ? argv[2] : "build/bin/mcpwarden-example-server";
+    int rounds = argc > 3 ? std::atoi(argv[3]) : 10;
+    if (::geteuid() != 0) die("run as root (mcpwarden run creates cgroups)");
+
+    // The server, where the sandbox user can run it; a policy that lets 1 MiB results through.
+    char tmpl[] = "/tmp/bench-mcp-XXXXXX";
+    if (!::mkdtemp(tmpl)) die("mkdtemp");
+    std::string dir = tmpl;
+    ::chmod(dir.c_str(), 0755);
+    std::string server = dir + "/server", policy = dir + "/bench.yaml", state = dir + "/state";
+    {
+        std::ifstream in(server_src, std::ios::binary);
+        std::ofstream out(server, std::ios::binary);
+        out << in.rdbuf();
+        if (!in || !out) die("cannot copy " + server_src);
+    }
+    ::chmod(server.c_str(), 0755);
+    std::ofstream(policy) << "name: bench\nmcp: { max_content_chars: 10000000, max_result_bytes: 16Mi }\n";
+    std::vector<std::string> proxied_argv{warden, "run", "--policy", policy, "--state-dir", state, "--", server};
+
+    // 1 and 2: long-lived direct and proxied servers, measured alternately.
+    Peer direct({server}), proxied(proxied_argv);
+    handshake(direct);
+    handshake(proxied);
+    const int per_round = 500, big_per_round = 10, big_n = 1 << 20;
+    std::vector<double> rtt_direct, rtt_proxied, big_direct, big_proxied;
+    int id = 1;
+    for (int i = 0; i < 50; ++i) {  // warm-up
+        direct.call(echo_call(id));
+        proxied.call(echo_call(id++));
+    }
+    direct.call(big_call(id, big_n));
+    proxied.call(big_call(id++, big_n));
+    for (int r = 0; r < rounds; ++r) {
+        for (int k = 0; k < 2; ++k) {
+            bool use_direct = (r + k) % 2 == 0;
+            Peer& p = use_direct ? direct : proxied;
+            auto& rtt = use_direct ? rtt_direct : rtt_proxied;
+            auto& big = use_direct ? big_direct : big_proxied;
+            for (int i = 0; i < per_round; ++i) {
+                auto t = Clock::now();
+                std::string reply = p.call(echo_call(id++));
+                rtt.push_back(us_since(t));
+                if (reply.find("ping") == std::string::npos) die("bad echo reply: " + reply.substr(0, 200));
+            }
+            for (int i = 0; i < big_per_round; ++i) {
+                auto t = Clock::now();
+                std::string reply = p.call(big_call(id++, big_n));
+                big.push_back(us_since(t));
+                if (reply.size() < static_cast<size_t>(big_n) || reply.find("truncated") != std::string::npos)
+                    die("bad big reply");
+            }
+        }
+    }
+    direct.close();
+    int status = proxied.close();
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("mcpwarden run did not exit cleanly");
+
+    // 3: one call in a fresh sandbox, against start + handshake + call + exit of the server.
+    std::vector<double> call_direct, call_warden;
+    std::vector<std::string> call_argv{warden, "call", "--state-dir", state, "--tool", "echo", "--args",
+                                       R"({"text":"ping"})", "--", server};
+    for (int i = 0; i < 3 * rounds + 5; ++i) {
+        auto t = Clock::now();
+        {
+            Peer p({server});
+            handshake(p);
+            if (p.call(echo_call(1)).find("ping") == std::string::npos) die("direct call failed");
+            p.close();
+        }
+        double d = us_since(t);
+        double w = run_process(call_argv);
+        if (i >= 5) {  // warm-up
+            call_direct.push_back(d);
+            call_warden.push_back(w);
+        }
+    }
+    std::string rm = "rm -rf '" + dir + "'";
+    if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "bench_mcp: could not remove %s\n", dir.c_str());
+
+    double md = median(rtt_direct), mp = median(rtt_proxied);
+    double bd = median(big_direct), bp = median(big_proxied);
+    double mib_direct = 1e6 / bd, mib_proxied = 1e6 / bp;  // 1 MiB per call: MiB/s
+    double cd = median(call_direct), cw = median(call_warden);
+    std::printf("benchmark: MCP over stdio, direct vs through mcpwarden (%d rounds, interleaved)\n", rounds);
+    std::printf("  small tools/call round trip  direct  median %7.1f us  p90 %7.1f us  (%zu calls)\n", md, p90(rtt_direct), rtt_direct.size());
+    std::printf("                               run --mcp median %7.1f us  p90 %7.1f us\n", mp, p90(rtt_proxied));
+    std::printf("                               added   median %7.1f us   goal <= 50 us: %s\n", mp - md, mp - md <= 50 ? "met" : "NOT met");
+    std::printf("  1 MiB tools/call results     direct  median %7.2f ms  %7.1f MiB/s  (%zu calls)\n", bd / 1000, mib_direct, big_direct.size());
+    std::printf("                               run --mcp median %7.2f ms  %7.1f MiB/s\n", bp / 1000, mib_proxied);
+    std::printf("                               ratio   %5.1f%% of direct   goal >= 80%%: %s\n", 100 * mib_proxied / mib_direct,
+                mib_proxied >= 0.8 * mib_direct ? "met" : "NOT met");
+    std::printf("  one call, process to result  direct  median %7.2f ms  p90 %7.2f ms  (%zu runs)\n", cd / 1000, p90(call_direct) / 1000, call_direct.size());
+    std::printf("                               call    median %7.2f ms  p90 %7.2f ms\n", cw / 1000, p90(call_warden) / 1000);
+    std::printf("                               added   median %7.2f ms  ratio %.1fx\n", (cw - cd) / 1000, cw / cd);
+    return 0;
+}
