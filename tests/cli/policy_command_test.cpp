@@ -185,9 +185,9 @@ TEST_F(PolicyExplainCommand, DenyWins) {
 }
 
 TEST_F(PolicyExplainCommand, DefaultDeny) {
-    auto r = explain("10.2.3.4:22");
+    auto r = explain("198.51.100.7:22");
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_TRUE(has(r.out, "tcp 10.2.3.4:22: denied: default deny\n")) << r.out;
+    EXPECT_EQ(r.out, "tcp 198.51.100.7:22: denied: default deny\n");
     auto udp = explain("10.2.3.4:443/udp");
     EXPECT_EQ(udp.exit_code, 1);
     EXPECT_TRUE(has(udp.out, "udp 10.2.3.4:443: denied: default deny")) << udp.out;

@@ -579,6 +579,8 @@ Explanation explain(const Policy& p, const Destination& to) {
                 x.notes.push_back("deny wins: an answer address inside " + dr.cidr->to_string() +
                                   " stays denied (deny " + dr.describe() + ")");
         }
+        x.notes.push_back("answers in reserved ranges (loopback, private, link-local) are admitted only if "
+                          "the policy's dns section allows reserved answers (DNS rebinding)");
         x.notes.push_back("connecting to one of its addresses without resolving the name through "
                           "mcpwarden is decided by the CIDR rules alone");
         return x;
