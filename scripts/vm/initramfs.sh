@@ -55,6 +55,26 @@ for f in "$BUILD"/bin/*; do
   strip --strip-debug -o "$stage$f" "$f" 2>/dev/null || cp "$f" "$stage$f"
   progs+=("$f")
 done
+# Host tools the kernel tests call that busybox lacks or implements only in part (network
+# namespaces, nsenter/setpriv options), at their host paths, which come first in PATH for
+# programs that exec by name (busybox sh itself runs its own applets first).
+for tool in ip nsenter unshare setpriv sysctl; do
+  f=$(command -v "$tool" 2>/dev/null) || continue
+  f=$(realpath "$f")
+  mkdir -p "$stage$(dirname "$f")"
+  cp "$f" "$stage$f"
+  progs+=("$f")
+done
+# Kernel modules the tests need (the guest loads them at boot; it has no module autoloading):
+# VM_MODULES names them, VM_MODULE_DIR is the unpacked kernel package's lib/modules/<version>.
+mkdir -p "$stage/lib/modules"
+for m in ${VM_MODULES:-}; do
+  ko=$(find "${VM_MODULE_DIR:-/nonexistent}" -name "$m.ko" 2>/dev/null | head -n1)
+  [ -n "$ko" ] || die "kernel module $m.ko not found under ${VM_MODULE_DIR:-(no module dir)}"
+  cp "$ko" "$stage/lib/modules/"
+  echo "$m" >> "$stage/lib/modules/load"
+done
+
 # Extra host programs or files for debugging (scripts/vm/run.sh --with PATH), at their paths.
 for f in ${VM_EXTRA_FILES:-}; do
   [ -e "$f" ] || die "--with $f: no such file"

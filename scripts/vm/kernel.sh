@@ -43,6 +43,9 @@ if [ ! -s "$DIR/vmlinuz" ]; then
   mkdir -p "$DIR"
   cp "$vmlinuz" "$DIR/vmlinuz.tmp"
   cp "$tmp"/root/boot/config-* "$DIR/config" 2>/dev/null || true
+  # The modules too: the guest loads the few the tests need (scripts/vm/initramfs.sh).
+  rm -rf "$DIR/modules"
+  cp -r "$tmp"/root/lib/modules/*/ "$DIR/modules"
   mv "$DIR/vmlinuz.tmp" "$DIR/vmlinuz"
 fi
 echo "$(realpath "$DIR/vmlinuz")"

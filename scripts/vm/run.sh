@@ -4,12 +4,16 @@
 #
 #   scripts/vm/run.sh [--build-dir DIR] [--filter GTEST_FILTER] [--timeout SECONDS]
 #                     [--memory MB] [--cpus N] [--command 'SHELL COMMAND'] [--with PATH]...
+#                     [--modules 'veth dummy'] [--exclude GTEST_PATTERNS]
 #
 # Needs a built tree (scripts/build.sh) and qemu-system-x86, busybox-static and cpio
 # (scripts/setup.sh installs them). Software emulation (TCG): nested KVM crashes the guest on
 # these machines. --command runs a command of yours in the same guest instead of the suite
 # (e.g. --command "$PWD/build/bin/mcpwarden run -- id"), to debug on Linux 6.1; --with adds
-# a host program or file (e.g. /usr/sbin/bpftool) to the guest at the same path. The guest's console is printed as it runs and kept in DIR/vm/console.log;
+# a host program or file (e.g. /usr/sbin/bpftool) to the guest at the same path. --modules
+# names the kernel modules loaded at boot (default: veth dummy; the guest does not autoload).
+# --exclude lists tests that cannot run in the guest (default: McpSdk.*, which needs node
+# and the npm registry; the guest has no network); they still run in the host stage. The guest's console is printed as it runs and kept in DIR/vm/console.log;
 # its summary is written to DIR/vm/result (key=value lines) for scripts/test.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,7 +23,8 @@ TIMEOUT=1200
 MEMORY=1024
 CPUS=2
 COMMAND=""
-export VM_EXTRA_FILES=""
+EXCLUDE="McpSdk.*"
+export VM_EXTRA_FILES="" VM_MODULES="veth dummy"
 while [ $# -gt 0 ]; do
   case "$1" in
     --build-dir) BUILD=$2; shift 2 ;;
@@ -28,8 +33,10 @@ while [ $# -gt 0 ]; do
     --memory) MEMORY=$2; shift 2 ;;
     --cpus) CPUS=$2; shift 2 ;;
     --command) COMMAND=$2; shift 2 ;;
+    --modules) VM_MODULES=$2; shift 2 ;;
+    --exclude) EXCLUDE=$2; shift 2 ;;
     --with) VM_EXTRA_FILES="$VM_EXTRA_FILES $(realpath "$2")"; shift 2 ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "scripts/vm/run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -49,11 +56,22 @@ command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing: run
 
 start=$(date +%s)
 KERNEL=$(scripts/vm/kernel.sh "$VMDIR/kernel") || die "could not fetch the guest kernel"
+if [ -n "$VM_MODULES" ] && [ ! -d "$(dirname "$KERNEL")/modules/kernel" ]; then
+  # A cache from before modules were kept: fetch the package again.
+  rm -f "$KERNEL"
+  KERNEL=$(scripts/vm/kernel.sh "$VMDIR/kernel") || die "could not fetch the guest kernel"
+fi
+export VM_MODULE_DIR="$(dirname "$KERNEL")/modules"
+# The gtest filter: what was asked for, minus what cannot run in the guest.
+GTEST="${FILTER:-*}"
+if [ -n "$EXCLUDE" ]; then
+  case "$GTEST" in *-*) GTEST="$GTEST:${EXCLUDE//,/:}" ;; *) GTEST="$GTEST-${EXCLUDE//,/:}" ;; esac
+fi
 INITRD=$VMDIR/initramfs.cpio.gz
-scripts/vm/initramfs.sh "$BUILD" "$INITRD" "$FILTER" "$COMMAND" || die "could not build the initramfs"
+scripts/vm/initramfs.sh "$BUILD" "$INITRD" "$GTEST" "$COMMAND" || die "could not build the initramfs"
 
 echo "scripts/vm/run.sh: booting $(basename "$(dirname "$KERNEL")") under TCG" \
-     "(${CPUS} cpus, ${MEMORY} MiB)${FILTER:+, filter $FILTER}" >&2
+     "(${CPUS} cpus, ${MEMORY} MiB), filter $GTEST" >&2
 # -no-reboot + panic=-1: a guest panic (init dying included) ends QEMU at once.
 set +e
 timeout --kill-after=10 "$TIMEOUT" qemu-system-x86_64 \
