@@ -14,9 +14,10 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET=${1:-${MCPWARDEN_FUZZ_SECONDS:-45}}
 OUT=build-fuzz
 
+# Warnings are not errors here: clang's differ from GCC's, and the main build enforces those.
 cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DMCPWARDEN_FUZZ=ON -DMCPWARDEN_SANITIZE=ON >/dev/null
+  -DMCPWARDEN_FUZZ=ON -DMCPWARDEN_SANITIZE=ON -DMCPWARDEN_WERROR=OFF >/dev/null
 cmake --build "$OUT" -j"$(nproc)" --target fuzz_targets
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1

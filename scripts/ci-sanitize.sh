@@ -12,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=build-asan
 # -O1 -g1: half the compile time of -O2 -g with ASan+UBSan, stack traces keep file:line, and
-# assertions stay on.
-cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMCPWARDEN_SANITIZE=ON \
+# assertions stay on. Warnings are not errors here: GCC's flow warnings give false positives
+# on sanitizer-instrumented code, and the main build already enforces them.
+cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMCPWARDEN_SANITIZE=ON -DMCPWARDEN_WERROR=OFF \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" >/dev/null
 cmake --build "$OUT" -j"$(nproc)"
 
