@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config git
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
   libclang-rt-dev  # libFuzzer and clang's sanitizer runtimes (fuzz stage)
-  libspdlog-dev libfmt-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libseccomp-dev
+  libspdlog-dev libfmt-dev libcli11-dev libyaml-dev nlohmann-json3-dev libseccomp-dev
   libgtest-dev libgmock-dev libbenchmark-dev liburing-dev
   iproute2 util-linux procps
   qemu-system-x86 busybox-static cpio

@@ -1,4 +1,4 @@
-// libFuzzer target: the policy YAML parser (policy.cpp, on top of yaml-cpp). A policy either
+// libFuzzer target: the policy YAML parser (policy.cpp, on top of libyaml). A policy either
 // parses into a consistent Policy or fails with one Error of kind policy_invalid that lists
 // every problem with its position. Any other exception, a crash or a sanitizer report is a bug.
 #include <cstddef>

@@ -141,9 +141,11 @@ bool cidr_less(const Cidr& a, const Cidr& b) {
 
 void compile_family(const Egress& egress, int family, std::uint32_t deny_base, CompiledEgress& out,
                     PortsetTable& sets) {
-    std::map<std::string, Node> by_cidr;  // keyed by canonical text, then sorted below
+    // Keyed by network (one family here: address bytes and prefix), then sorted below. Not by
+    // text: formatting the addresses took a fifth of the time of a 100,000-rule compile.
+    std::map<std::pair<std::array<std::uint8_t, 16>, int>, Node> by_cidr;
     auto node_for = [&](const Cidr& c) -> Node& {
-        auto& n = by_cidr[c.to_string() + "/" + std::to_string(c.prefix)];
+        auto& n = by_cidr[{c.addr, c.prefix}];
         n.cidr = c;
         return n;
     };

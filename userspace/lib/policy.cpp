@@ -1,13 +1,11 @@
 #include "policy.h"
 
 #include <fstream>
-#include <set>
 #include <sstream>
-
-#include <yaml-cpp/yaml.h>
 
 #include "error.h"
 #include "units.h"
+#include "yaml_doc.h"
 
 namespace mcpwarden {
 
@@ -47,59 +45,59 @@ class Checker {
 public:
     explicit Checker(std::string file) : file_(std::move(file)) {}
 
-    SourceLocation at(const YAML::Node& node) const {
-        auto m = node.Mark();
-        if (m.line < 0) return {file_, 0, 0};
-        return {file_, m.line + 1, m.column + 1};
+    SourceLocation at(const YamlNode& node) const {
+        return {file_, node.line(), node.column()};
     }
-    void fail(const YAML::Node& node, const std::string& message) { fail(at(node), message); }
+    void fail(const YamlNode& node, const std::string& message) { fail(at(node), message); }
     void fail(const SourceLocation& where, const std::string& message) {
         errors_.push_back({where, message});
     }
 
-    bool is_map(const YAML::Node& node, const std::string& what) {
-        if (node.IsMap()) return true;
+    bool is_map(const YamlNode& node, const std::string& what) {
+        if (node.is_mapping()) return true;
         fail(node, what + " must be a mapping");
         return false;
     }
-    bool is_seq(const YAML::Node& node, const std::string& what) {
-        if (node.IsSequence()) return true;
+    bool is_seq(const YamlNode& node, const std::string& what) {
+        if (node.is_sequence()) return true;
         fail(node, what + " must be a list");
         return false;
     }
-    std::optional<std::string> scalar(const YAML::Node& node, const std::string& what) {
-        if (node.IsScalar()) return node.Scalar();
+    std::optional<std::string> scalar(const YamlNode& node, const std::string& what) {
+        if (node.is_scalar()) return node.text();
         fail(node, what + " must be a single value");
         return std::nullopt;
     }
 
     // Calls fn(key, value) for each entry; unknown keys are errors naming the known ones.
+    // The mapping must have been checked with is_map (or be one).
     template <typename Fn>
-    void each_key(const YAML::Node& map, const std::string& section,
+    void each_key(const YamlNode& map, const std::string& section,
                   std::initializer_list<const char*> known, Fn fn) {
-        std::set<std::string> seen;
-        for (auto it = map.begin(); it != map.end(); ++it) {
-            // A copy: yaml-cpp's it-> hands out a temporary proxy, so a reference into it
-            // dangles after this statement (ASan: stack-use-after-scope, found by fuzzing).
-            const YAML::Node key = it->first;
-            if (!key.IsScalar()) {
-                fail(key, "keys of " + section + " must be names");
+        std::uint32_t seen = 0;  // bit i: known[i] was seen (a policy section has < 32 keys)
+        for (const auto& [key, value] : map.entries()) {
+            if (!key->is_scalar()) {
+                fail(*key, "keys of " + section + " must be names");
                 continue;
             }
-            std::string k = key.Scalar();
-            bool ok = false;
-            for (const char* name : known) ok = ok || k == name;
-            if (!ok) {
+            const std::string& k = key->text();
+            int index = -1;
+            for (int i = 0; const char* name : known) {
+                if (index < 0 && k == name) index = i;
+                ++i;
+            }
+            if (index < 0) {
                 std::string list;
                 for (const char* name : known) list += std::string(list.empty() ? "" : ", ") + name;
-                fail(key, "unknown key '" + k + "' in " + section + " (known: " + list + ")");
+                fail(*key, "unknown key '" + k + "' in " + section + " (known: " + list + ")");
                 continue;
             }
-            if (!seen.insert(k).second) {
-                fail(key, "duplicate key '" + k + "' in " + section);
+            if (seen & (1u << index)) {
+                fail(*key, "duplicate key '" + k + "' in " + section);
                 continue;
             }
-            fn(k, it->second);
+            seen |= 1u << index;
+            fn(k, *value);
         }
     }
 
@@ -124,7 +122,7 @@ private:
 };
 
 template <typename T>
-std::optional<T> parse_with(Checker& c, const YAML::Node& node, const std::string& what,
+std::optional<T> parse_with(Checker& c, const YamlNode& node, const std::string& what,
                             std::optional<T> (*fn)(std::string_view, std::string*)) {
     auto text = c.scalar(node, what);
     if (!text) return std::nullopt;
@@ -134,7 +132,7 @@ std::optional<T> parse_with(Checker& c, const YAML::Node& node, const std::strin
     return value;
 }
 
-std::optional<std::uint64_t> parse_count(Checker& c, const YAML::Node& node,
+std::optional<std::uint64_t> parse_count(Checker& c, const YamlNode& node,
                                          const std::string& what, std::uint64_t min,
                                          std::uint64_t max) {
     auto text = c.scalar(node, what);
@@ -200,7 +198,7 @@ bool valid_host_pattern(const std::string& host, std::string* why) {
     return true;
 }
 
-void parse_rule(Checker& c, const YAML::Node& node, bool is_deny, std::vector<EgressRule>& out) {
+void parse_rule(Checker& c, const YamlNode& node, bool is_deny, std::vector<EgressRule>& out) {
     std::string what = std::string("egress.") + (is_deny ? "deny" : "allow") + " rule";
     if (!c.is_map(node, what)) return;
     EgressRule rule;
@@ -208,7 +206,7 @@ void parse_rule(Checker& c, const YAML::Node& node, bool is_deny, std::vector<Eg
     bool have_target = false;
     bool ok = true;
     c.each_key(node, what, {"cidr", "host", "ports", "port", "protocol", "comment"},
-               [&](const std::string& key, const YAML::Node& v) {
+               [&](const std::string& key, const YamlNode& v) {
         if (key == "cidr") {
             auto text = c.scalar(v, "cidr");
             if (!text) { ok = false; return; }
@@ -239,19 +237,20 @@ void parse_rule(Checker& c, const YAML::Node& node, bool is_deny, std::vector<Eg
             if (have_target) { c.fail(v, "a rule has either cidr or host, not both"); ok = false; }
             have_target = true;
         } else if (key == "ports" || key == "port") {
-            std::vector<YAML::Node> items;
-            if (v.IsSequence()) {
-                for (const auto& item : v) items.push_back(item);
+            std::span<const YamlNode* const> items;
+            const YamlNode* single = &v;
+            if (v.is_sequence()) {
+                items = v.items();
                 if (items.empty()) { c.fail(v, "ports: an empty list allows nothing; leave ports out for every port"); ok = false; }
             } else {
-                items.push_back(v);
+                items = {&single, 1};
             }
-            for (const auto& item : items) {
-                auto text = c.scalar(item, "port");
+            for (const YamlNode* item : items) {
+                auto text = c.scalar(*item, "port");
                 if (!text) { ok = false; continue; }
                 std::string why;
                 auto range = parse_port_range(*text, &why);
-                if (!range) { c.fail(item, "ports: " + why); ok = false; continue; }
+                if (!range) { c.fail(*item, "ports: " + why); ok = false; continue; }
                 rule.ports.push_back(*range);
             }
             rule.ports = normalise_ports(rule.ports);
@@ -270,19 +269,20 @@ void parse_rule(Checker& c, const YAML::Node& node, bool is_deny, std::vector<Eg
     if (ok) out.push_back(std::move(rule));
 }
 
-void parse_rules(Checker& c, const YAML::Node& node, bool is_deny, std::vector<EgressRule>& out) {
-    if (node.IsNull()) return;
+void parse_rules(Checker& c, const YamlNode& node, bool is_deny, std::vector<EgressRule>& out) {
+    if (node.is_null()) return;
     if (!c.is_seq(node, std::string("egress.") + (is_deny ? "deny" : "allow"))) return;
-    for (const auto& item : node) parse_rule(c, item, is_deny, out);
+    out.reserve(out.size() + node.size());
+    for (const YamlNode* item : node.items()) parse_rule(c, *item, is_deny, out);
 }
 
-std::vector<std::string> parse_string_list(Checker& c, const YAML::Node& node,
+std::vector<std::string> parse_string_list(Checker& c, const YamlNode& node,
                                            const std::string& what) {
     std::vector<std::string> out;
-    if (node.IsNull()) return out;
+    if (node.is_null()) return out;
     if (!c.is_seq(node, what)) return out;
-    for (const auto& item : node) {
-        if (auto s = c.scalar(item, what + " entry")) out.push_back(*s);
+    for (const YamlNode* item : node.items()) {
+        if (auto s = c.scalar(*item, what + " entry")) out.push_back(*s);
     }
     return out;
 }
@@ -295,10 +295,10 @@ bool valid_env_name(const std::string& name) {
     return true;
 }
 
-Policy parse_document(Checker& c, const YAML::Node& root, const std::string& file) {
+Policy parse_document(Checker& c, const YamlNode& root, const std::string& file) {
     Policy p;
     p.source = file;
-    if (root.IsNull()) {
+    if (root.is_null()) {
         c.fail(SourceLocation{file, 1, 1}, "the policy is empty; it needs at least a name");
         return p;
     }
@@ -306,7 +306,7 @@ Policy parse_document(Checker& c, const YAML::Node& root, const std::string& fil
     bool named = false;
     c.each_key(root, "the policy",
                {"name", "description", "limits", "egress", "dns", "env", "mcp", "user"},
-               [&](const std::string& key, const YAML::Node& v) {
+               [&](const std::string& key, const YamlNode& v) {
         if (key == "name") {
             auto s = c.scalar(v, "name");
             if (!s) return;
@@ -323,7 +323,7 @@ Policy parse_document(Checker& c, const YAML::Node& root, const std::string& fil
         } else if (key == "limits") {
             if (!c.is_map(v, "limits")) return;
             c.each_key(v, "limits", {"memory", "pids", "cpu", "timeout"},
-                       [&](const std::string& k, const YAML::Node& n) {
+                       [&](const std::string& k, const YamlNode& n) {
                 if (k == "memory") {
                     p.limits.memory_bytes = parse_with<std::uint64_t>(c, n, "limits.memory", parse_size);
                     if (p.limits.memory_bytes && *p.limits.memory_bytes < (1u << 20)) {
@@ -344,10 +344,10 @@ Policy parse_document(Checker& c, const YAML::Node& root, const std::string& fil
             });
         } else if (key == "egress") {
             p.has_egress = true;
-            if (v.IsNull()) return;
+            if (v.is_null()) return;
             if (!c.is_map(v, "egress")) return;
             c.each_key(v, "egress", {"allow", "deny", "audit_only"},
-                       [&](const std::string& k, const YAML::Node& n) {
+                       [&](const std::string& k, const YamlNode& n) {
                 if (k == "allow") parse_rules(c, n, false, p.egress.allow);
                 else if (k == "deny") parse_rules(c, n, true, p.egress.deny);
                 else if (k == "audit_only") {
@@ -360,38 +360,38 @@ Policy parse_document(Checker& c, const YAML::Node& root, const std::string& fil
             });
         } else if (key == "dns") {
             if (!c.is_map(v, "dns")) return;
-            c.each_key(v, "dns", {"upstream"}, [&](const std::string&, const YAML::Node& n) {
+            c.each_key(v, "dns", {"upstream"}, [&](const std::string&, const YamlNode& n) {
                 p.dns.upstream = parse_string_list(c, n, "dns.upstream");
             });
         } else if (key == "env") {
             if (!c.is_map(v, "env")) return;
-            c.each_key(v, "env", {"pass", "set"}, [&](const std::string& k, const YAML::Node& n) {
+            c.each_key(v, "env", {"pass", "set"}, [&](const std::string& k, const YamlNode& n) {
                 if (k == "pass") {
-                    if (!n.IsSequence()) { c.fail(n, "env.pass must be a list of names"); return; }
-                    for (const auto& item : n) {
-                        auto s = c.scalar(item, "env.pass entry");
+                    if (!n.is_sequence()) { c.fail(n, "env.pass must be a list of names"); return; }
+                    for (const YamlNode* item : n.items()) {
+                        auto s = c.scalar(*item, "env.pass entry");
                         if (!s) continue;
-                        if (!valid_env_name(*s)) c.fail(item, "'" + *s + "' is not a variable name");
+                        if (!valid_env_name(*s)) c.fail(*item, "'" + *s + "' is not a variable name");
                         else p.env.pass.push_back(*s);
                     }
                 } else if (k == "set") {
                     if (!c.is_map(n, "env.set")) return;
-                    for (auto it = n.begin(); it != n.end(); ++it) {
-                        std::string name = it->first.IsScalar() ? it->first.Scalar() : "";
+                    for (const auto& [key, val] : n.entries()) {
+                        std::string name = key->is_scalar() ? key->text() : "";
                         if (!valid_env_name(name)) {
-                            c.fail(it->first, "'" + name + "' is not a variable name");
+                            c.fail(*key, "'" + name + "' is not a variable name");
                             continue;
                         }
                         EnvValue value;
-                        if (it->second.IsMap()) {
-                            c.each_key(it->second, "env.set." + name, {"file", "value"},
-                                       [&](const std::string& kk, const YAML::Node& nn) {
+                        if (val->is_mapping()) {
+                            c.each_key(*val, "env.set." + name, {"file", "value"},
+                                       [&](const std::string& kk, const YamlNode& nn) {
                                 auto s = c.scalar(nn, "env.set." + name + "." + kk);
                                 if (!s) return;
                                 if (kk == "file") value.file = *s;
                                 else value.value = *s;
                             });
-                        } else if (auto s = c.scalar(it->second, "env.set." + name)) {
+                        } else if (auto s = c.scalar(*val, "env.set." + name)) {
                             value.value = *s;
                         }
                         p.env.set[name] = value;
@@ -400,21 +400,21 @@ Policy parse_document(Checker& c, const YAML::Node& root, const std::string& fil
             });
         } else if (key == "mcp") {
             p.mcp.enabled = true;
-            if (v.IsNull()) return;
+            if (v.is_null()) return;
             if (!c.is_map(v, "mcp")) return;
             auto& m = p.mcp;
             c.each_key(v, "mcp",
                        {"call_timeout", "tool_timeouts", "max_message_bytes", "max_depth",
                         "max_string_bytes", "max_array_length", "max_content_chars",
                         "max_result_bytes", "tools"},
-                       [&](const std::string& k, const YAML::Node& n) {
+                       [&](const std::string& k, const YamlNode& n) {
                 if (k == "call_timeout") {
                     m.call_timeout = parse_with<std::chrono::milliseconds>(c, n, "mcp.call_timeout", parse_duration);
                 } else if (k == "tool_timeouts") {
                     if (!c.is_map(n, "mcp.tool_timeouts")) return;
-                    for (auto it = n.begin(); it != n.end(); ++it) {
-                        auto name = c.scalar(it->first, "tool name");
-                        auto d = parse_with<std::chrono::milliseconds>(c, it->second, "mcp.tool_timeouts", parse_duration);
+                    for (const auto& [key, val] : n.entries()) {
+                        auto name = c.scalar(*key, "tool name");
+                        auto d = parse_with<std::chrono::milliseconds>(c, *val, "mcp.tool_timeouts", parse_duration);
                         if (name && d) m.tool_timeouts[*name] = *d;
                     }
                 } else if (k == "max_message_bytes") {
@@ -431,7 +431,7 @@ Policy parse_document(Checker& c, const YAML::Node& root, const std::string& fil
                     m.max_result_bytes = parse_with<std::uint64_t>(c, n, "mcp.max_result_bytes", parse_size);
                 } else if (k == "tools") {
                     if (!c.is_map(n, "mcp.tools")) return;
-                    c.each_key(n, "mcp.tools", {"allow", "deny"}, [&](const std::string& kk, const YAML::Node& nn) {
+                    c.each_key(n, "mcp.tools", {"allow", "deny"}, [&](const std::string& kk, const YamlNode& nn) {
                         auto list = parse_string_list(c, nn, "mcp.tools." + kk);
                         (kk == "allow" ? m.tools_allow : m.tools_deny) = list;
                     });
@@ -439,7 +439,7 @@ Policy parse_document(Checker& c, const YAML::Node& root, const std::string& fil
             });
         }
     });
-    if (!named && root.IsMap()) c.fail(c.at(root), "the policy needs a name (name: my-integration)");
+    if (!named && root.is_mapping()) c.fail(c.at(root), "the policy needs a name (name: my-integration)");
     return p;
 }
 
@@ -447,15 +447,14 @@ Policy parse_document(Checker& c, const YAML::Node& root, const std::string& fil
 
 Policy parse_policy(const std::string& text, const std::string& file_name) {
     Checker c(file_name);
-    YAML::Node root;
-    try {
-        root = YAML::Load(text);
-    } catch (const YAML::Exception& e) {
-        c.fail(SourceLocation{file_name, e.mark.line + 1, e.mark.column + 1},
-               "YAML syntax: " + e.msg);
+    YamlProblem problem;
+    auto doc = read_yaml(text, &problem);
+    if (!doc) {
+        c.fail(SourceLocation{file_name, problem.line, problem.column},
+               "YAML syntax: " + problem.message);
         c.raise();
     }
-    Policy p = parse_document(c, root, file_name);
+    Policy p = parse_document(c, doc->root(), file_name);
     if (!c.ok()) c.raise();
     return p;
 }
@@ -466,9 +465,22 @@ Policy load_policy_file(const std::string& path) {
         throw Error(ErrorKind::policy_invalid, errno_text("cannot read policy " + path, errno),
                     {{"file", path}});
     }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return parse_policy(ss.str(), path);
+    std::string text;
+    in.seekg(0, std::ios::end);
+    auto size = in.tellg();
+    in.seekg(0, std::ios::beg);
+    if (size > 0) {
+        // One read of the whole file (a stringstream copies it twice).
+        text.resize(static_cast<std::size_t>(size));
+        in.read(text.data(), size);
+        text.resize(static_cast<std::size_t>(in.gcount()));
+    } else {
+        // Not seekable (a pipe, /dev/stdin) or empty: read to the end.
+        std::stringstream ss;
+        ss << in.rdbuf();
+        text = ss.str();
+    }
+    return parse_policy(text, path);
 }
 
 }  // namespace mcpwarden
