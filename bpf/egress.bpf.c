@@ -82,6 +82,13 @@ struct {
     __type(value, __u64);
 } events_lost SEC(".maps");
 
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 1 << 16);
+    __type(key, __u64); /* socket cookie */
+    __type(value, struct mw_dns_orig);
+} dns_orig SEC(".maps");
+
 struct verdict {
     __u32 allow;
     __u32 rule;
@@ -250,6 +257,120 @@ static __always_inline int proto_index(__u32 type, __u32 protocol, __u32 *idx)
     return 0;
 }
 
+/* Every port-53 flow, to any address, goes to mcpwarden's resolver for this sandbox; the
+ * original destination is kept by socket cookie for recvmsg/getpeername. */
+static __always_inline int redirect_dns(struct bpf_sock_addr *ctx, struct mw_sandbox_state *st,
+                                        __u8 hook, __u32 family, const __u32 *a, __u32 protocol)
+{
+    struct mw_dns_orig orig = {};
+    orig.port = bpf_htons(53);
+    orig.family = (__u8)family;
+    int mapped = family == 6 && is_v4_mapped(a);
+    orig.v4_mapped = (__u8)mapped;
+    if (family == 4)
+        __builtin_memcpy(orig.addr, a, 4);
+    else
+        __builtin_memcpy(orig.addr, a, 16);
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    if (bpf_map_update_elem(&dns_orig, &cookie, &orig, BPF_ANY))
+        return deny(st, hook, family, a, 53, protocol, MW_RULE_DNS_REDIRECT, 0, 0); /* fail closed */
+    if (family == 4) {
+        ctx->user_ip4 = st->dns_ip4;
+        ctx->user_port = bpf_htons(st->dns_port4);
+    } else if (mapped || !st->dns_port6) {
+        /* ::ffff:127.0.0.1 reaches the IPv4 resolver from a dual-stack socket. */
+        ctx->user_ip6[0] = 0;
+        ctx->user_ip6[1] = 0;
+        ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+        ctx->user_ip6[3] = st->dns_ip4;
+        ctx->user_port = bpf_htons(st->dns_port4);
+    } else {
+        ctx->user_ip6[0] = 0;
+        ctx->user_ip6[1] = 0;
+        ctx->user_ip6[2] = 0;
+        ctx->user_ip6[3] = bpf_htonl(1);
+        ctx->user_port = bpf_htons(st->dns_port6);
+    }
+    return 1;
+}
+
+/* recvmsg/getpeername: a reply from the resolver is shown as coming from where the app sent
+ * its query. These hooks cannot deny (the verifier only accepts return 1). */
+static __always_inline void restore_dns(struct bpf_sock_addr *ctx, __u32 family)
+{
+    struct mw_sandbox_state *st = bpf_get_local_storage(&sandbox_state, 0);
+    if (!st || !st->dns_port4)
+        return;
+    volatile __u32 raw_port = ctx->user_port;
+    __u16 port = bpf_ntohs((__u16)raw_port);
+    if (family == 4) {
+        if (ctx->user_ip4 != st->dns_ip4 || port != st->dns_port4)
+            return;
+    } else {
+        __u32 w0 = ctx->user_ip6[0], w1 = ctx->user_ip6[1], w2 = ctx->user_ip6[2], w3 = ctx->user_ip6[3];
+        int from4 = w0 == 0 && w1 == 0 && w2 == bpf_htonl(0x0000ffff) && w3 == st->dns_ip4 &&
+                    port == st->dns_port4;
+        int from6 = w0 == 0 && w1 == 0 && w2 == 0 && w3 == bpf_htonl(1) && port == st->dns_port6 &&
+                    st->dns_port6;
+        if (!from4 && !from6)
+            return;
+    }
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    struct mw_dns_orig *orig = bpf_map_lookup_elem(&dns_orig, &cookie);
+    if (!orig)
+        return;
+    if (family == 4) {
+        if (orig->family != 4)
+            return;
+        __u32 ip;
+        __builtin_memcpy(&ip, orig->addr, 4);
+        ctx->user_ip4 = ip;
+    } else if (orig->family == 4 || orig->v4_mapped) {
+        __u32 ip;
+        __builtin_memcpy(&ip, orig->family == 4 ? orig->addr : orig->addr + 12, 4);
+        ctx->user_ip6[0] = 0;
+        ctx->user_ip6[1] = 0;
+        ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+        ctx->user_ip6[3] = ip;
+    } else {
+        __u32 w[4];
+        __builtin_memcpy(w, orig->addr, 16);
+        ctx->user_ip6[0] = w[0];
+        ctx->user_ip6[1] = w[1];
+        ctx->user_ip6[2] = w[2];
+        ctx->user_ip6[3] = w[3];
+    }
+    ctx->user_port = orig->port;
+}
+
+SEC("cgroup/recvmsg4")
+int mw_recvmsg4(struct bpf_sock_addr *ctx)
+{
+    restore_dns(ctx, 4);
+    return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int mw_recvmsg6(struct bpf_sock_addr *ctx)
+{
+    restore_dns(ctx, 6);
+    return 1;
+}
+
+SEC("cgroup/getpeername4")
+int mw_getpeername4(struct bpf_sock_addr *ctx)
+{
+    restore_dns(ctx, 4);
+    return 1;
+}
+
+SEC("cgroup/getpeername6")
+int mw_getpeername6(struct bpf_sock_addr *ctx)
+{
+    restore_dns(ctx, 6);
+    return 1;
+}
+
 static __always_inline int check_addr(struct bpf_sock_addr *ctx, __u8 hook, __u32 family)
 {
     struct mw_sandbox_state *st = bpf_get_local_storage(&sandbox_state, 0);
@@ -271,6 +392,14 @@ static __always_inline int check_addr(struct bpf_sock_addr *ctx, __u8 hook, __u3
     __u32 idx;
     if (!proto_index(ctx->type, protocol, &idx))
         return deny(st, hook, family, a, port, protocol, MW_RULE_PROTO, 0, ctx->type);
+    if (port == 53 && st->dns_port4)
+        return redirect_dns(ctx, st, hook, family, a, protocol);
+    if (port == 853) {
+        __u32 f = family;
+        if (f == 6 && is_v4_mapped(a))
+            f = 4, a[0] = a[3];
+        return deny(st, hook, f, a, port, protocol, MW_RULE_DOT, 0, 0);
+    }
     struct verdict v = decide(st->policy_id, &family, a, idx, port);
     if (v.allow)
         return 1;
@@ -364,11 +493,20 @@ int mw_egress(struct __sk_buff *skb)
         return deny(st, MW_HOOK_SKB_EGRESS, family, a, 0, l4, MW_RULE_PROTO, 0, 0);
     __u16 port = 0;
     if (first_fragment) {
-        __u16 ports[2];
-        if (bpf_skb_load_bytes(skb, l4off, ports, sizeof(ports)))
+        __u8 hdr[14];
+        if (bpf_skb_load_bytes(skb, l4off, hdr, idx == MW_PROTO_TCP ? 14 : 4))
             return 0;
-        port = bpf_ntohs(ports[1]);
+        port = ((__u16)hdr[2] << 8) | hdr[3];
+        /* TCP: the connect hook decided; only a connection's first packet is checked again,
+         * so a learned address expiring does not cut connections opened under it. */
+        if (idx == MW_PROTO_TCP && !(hdr[13] & 0x02 /* SYN */))
+            return 1;
     }
+    /* The sandbox's own resolver (the target of the DNS redirect). */
+    if (st->dns_port4 && ((family == 4 && a[0] == st->dns_ip4 && port == st->dns_port4) ||
+                          (family == 6 && a[0] == 0 && a[1] == 0 && a[2] == 0 &&
+                           a[3] == bpf_htonl(1) && port == st->dns_port6 && st->dns_port6)))
+        return 1;
     struct verdict v = decide(st->policy_id, &family, a, idx, port);
     if (v.allow)
         return 1;

@@ -56,6 +56,20 @@ struct mw_sandbox_state {
     mw_u64 denied;     /* denials so far (atomic), independent of lost events */
     mw_u64 audited;    /* would-be denials let through in audit-only mode */
     mw_u64 lost;       /* events of this sandbox the ring buffer could not take */
+    /* mcpwarden's resolver for this sandbox: every port-53 flow is redirected here. */
+    mw_u32 dns_ip4;    /* network order (127.0.0.1) */
+    mw_u16 dns_port4;  /* host order; 0 = no resolver: port 53 is denied like any port */
+    mw_u16 dns_port6;  /* on ::1; 0 = IPv6 sockets are sent to the IPv4 resolver, v4-mapped */
+};
+
+/* What a redirected DNS socket asked for, keyed by socket cookie, restored on recvmsg and
+ * getpeername so resolvers that check the reply's source (glibc, musl) accept it. */
+struct mw_dns_orig {
+    mw_u8 addr[16];  /* IPv4 in the first 4 bytes when family == 4 */
+    mw_u16 port;     /* network order */
+    mw_u8 family;    /* 4 or 6 */
+    mw_u8 v4_mapped; /* the app used ::ffff:a.b.c.d on a v6 socket */
+    mw_u32 pad;
 };
 
 #define MW_SANDBOX_AUDIT_ONLY 0x1u /* log what would be denied, allow it */
@@ -123,6 +137,8 @@ struct mw_portset {
 #define MW_RULE_SOCKET 0xfffffffdu   /* socket type not allowed (sock_create) */
 #define MW_RULE_UNBOUND 0xfffffffcu  /* the sandbox has no policy bound (never expected) */
 #define MW_RULE_PROTO 0xfffffffbu    /* not TCP or UDP (backstop) */
+#define MW_RULE_DOT 0xfffffffau      /* DNS over TLS (port 853): names must go through the resolver */
+#define MW_RULE_DNS_REDIRECT 0xfffffff9u /* the DNS redirect could not be recorded */
 
 /* Reserved ranges (value.reserved). */
 #define MW_RESERVED_NONE 0
@@ -141,6 +157,7 @@ struct mw_portset {
 #define MW_HOOK_SENDMSG4 4
 #define MW_HOOK_SENDMSG6 5
 #define MW_HOOK_SKB_EGRESS 6
+#define MW_HOOK_DNS 7 /* emitted by userspace: a query the resolver refused */
 
 #define MW_VERDICT_DENIED 1
 #define MW_VERDICT_AUDIT 2 /* would have been denied; allowed in audit-only mode */

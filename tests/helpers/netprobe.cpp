@@ -17,10 +17,14 @@
 //   netprobe fork-tcp4 ADDR PORT     a double-forked, setsid grandchild connects
 //   netprobe bpf-attack PINDIR       tries to reach the policy pins, maps, programs and links
 //   netprobe connect-loop ADDR PORT N   N x (connect + close); prints the median ns per pair
+//   netprobe resolve NAME            getaddrinfo(NAME): the IPv4 addresses, one per line, or the error
+//   netprobe dns-tcp SERVER NAME     one A query over TCP to SERVER:53: the first address, or the rcode
+//   netprobe udp-raw ADDR PORT TEXT  sends TEXT as one datagram (garbage for resolvers)
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <liburing.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -277,6 +281,65 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (cmd == "bpf-attack" && argc == 3) return bpf_attack(argv[2]);
+    if (cmd == "resolve" && argc == 3) {
+        addrinfo hints{};
+        hints.ai_family = AF_INET;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        int rc = getaddrinfo(argv[2], nullptr, &hints, &res);
+        if (rc != 0) {
+            std::printf("%s\n", gai_strerror(rc));
+            return 0;
+        }
+        for (auto* a = res; a; a = a->ai_next) {
+            char buf[64];
+            inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr, buf, sizeof buf);
+            std::printf("%s\n", buf);
+        }
+        freeaddrinfo(res);
+        return 0;
+    }
+    if (cmd == "udp-raw" && argc == 5) {
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        socklen_t len;
+        auto ss = make_addr(AF_INET, argv[2], argv[3], &len);
+        ssize_t n = sendto(fd, argv[4], std::strlen(argv[4]), 0, reinterpret_cast<sockaddr*>(&ss), len);
+        return result(n < 0 ? -1 : 0);
+    }
+    if (cmd == "dns-tcp" && argc == 4) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        socklen_t len;
+        auto ss = make_addr(AF_INET, argv[2], "53", &len);
+        if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return result(-1);
+        std::vector<unsigned char> q{0, 0, 0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+        std::string name = argv[3];
+        size_t start = 0;
+        while (start < name.size()) {
+            size_t dot = name.find('.', start);
+            if (dot == std::string::npos) dot = name.size();
+            q.push_back(static_cast<unsigned char>(dot - start));
+            q.insert(q.end(), name.begin() + static_cast<long>(start), name.begin() + static_cast<long>(dot));
+            start = dot + 1;
+        }
+        q.insert(q.end(), {0, 0, 1, 0, 1});
+        q[1] = static_cast<unsigned char>(q.size() - 2);
+        if (write(fd, q.data(), q.size()) < 0) return result(-1);
+        unsigned char lenb[2];
+        if (recv(fd, lenb, 2, MSG_WAITALL) != 2) return result(-1);
+        std::vector<unsigned char> r((lenb[0] << 8) | lenb[1]);
+        if (recv(fd, r.data(), r.size(), MSG_WAITALL) != static_cast<ssize_t>(r.size()) || r.size() < 12) return result(-1);
+        if ((r[3] & 0xf) != 0) {
+            std::printf("rcode %d\n", r[3] & 0xf);
+            return 0;
+        }
+        // The last 4 bytes of an answer whose last record is an A record.
+        if (r.size() >= 16 && ((r[6] << 8) | r[7]) > 0) {
+            std::printf("%d.%d.%d.%d\n", r[r.size() - 4], r[r.size() - 3], r[r.size() - 2], r[r.size() - 1]);
+        } else {
+            std::printf("no answer\n");
+        }
+        return 0;
+    }
     if (cmd == "connect-loop" && argc == 5) {
         int n = std::atoi(argv[4]);
         socklen_t len;

@@ -5,7 +5,8 @@
 
 #include "mcpwarden.h"
 
-static_assert(sizeof(mw_sandbox_state) == 40);
+static_assert(sizeof(mw_sandbox_state) == 48);
+static_assert(sizeof(mw_dns_orig) == 24);
 static_assert(offsetof(mw_sandbox_state, denied) == 16);
 static_assert(offsetof(mw_sandbox_state, event_slot) == 12);
 static_assert(sizeof(mw_slot_owner) == 64);

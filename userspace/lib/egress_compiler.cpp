@@ -92,7 +92,8 @@ void apply_rule(Lists& l, const EgressRule& r, std::uint32_t index, bool is_deny
 
 class PortsetTable {
 public:
-    explicit PortsetTable(CompiledEgress& out) : out_(out) {}
+    explicit PortsetTable(CompiledEgress& out, std::uint32_t first_id = 1) : out_(out), first_id_(first_id) {}
+    std::uint32_t next_id() const { return first_id_ + static_cast<std::uint32_t>(ids_.size()); }
     std::uint32_t intern(const Segments& segs, std::uint32_t proto) {
         mw_portset set{};
         for (const auto& s : segs) {
@@ -102,7 +103,7 @@ public:
         auto key = std::make_pair(proto, bytes);
         auto it = ids_.find(key);
         if (it != ids_.end()) return it->second;
-        std::uint32_t id = static_cast<std::uint32_t>(ids_.size()) + 1;
+        std::uint32_t id = first_id_ + static_cast<std::uint32_t>(ids_.size());
         ids_[key] = id;
         out_.portsets.push_back({mw_portset_key{out_.policy_id, id, proto}, set});
         return id;
@@ -110,6 +111,7 @@ public:
 
 private:
     CompiledEgress& out_;
+    std::uint32_t first_id_;
     std::map<std::pair<std::uint32_t, std::string>, std::uint32_t> ids_;
 };
 
@@ -241,6 +243,74 @@ CompiledEgress compile_egress(const Egress& egress, std::uint64_t policy_id) {
     return out;
 }
 
+LearnedEntry compile_learned(const Egress& egress, std::uint64_t policy_id, const Cidr& address,
+                             const std::vector<std::uint32_t>& host_rules, std::uint32_t& next_set_id) {
+    // The path from the widest covering network down to the address, as the DFS would walk it.
+    struct Level {
+        int prefix;
+        bool reserved = false;
+        std::vector<std::uint32_t> allow, deny;
+    };
+    std::map<int, Level> levels;
+    auto level = [&](int prefix) -> Level& {
+        auto& l = levels[prefix];
+        l.prefix = prefix;
+        return l;
+    };
+    for (size_t i = 0; i < egress.allow.size(); ++i) {
+        const auto& r = egress.allow[i];
+        if (r.cidr && r.cidr->contains(address)) level(r.cidr->prefix).allow.push_back(static_cast<std::uint32_t>(i));
+    }
+    for (size_t i = 0; i < egress.deny.size(); ++i) {
+        const auto& r = egress.deny[i];
+        if (r.cidr && r.cidr->contains(address)) level(r.cidr->prefix).deny.push_back(static_cast<std::uint32_t>(i));
+    }
+    std::uint32_t reserved_kind = 0;
+    for (const auto& res : kReserved) {
+        Cidr c = *parse_cidr(res.cidr);
+        if (c.contains(address)) {
+            level(c.prefix).reserved = true;
+            reserved_kind = res.kind;
+        }
+    }
+    auto deny_base = static_cast<std::uint32_t>(egress.allow.size());
+    Lists l;
+    for (auto& [prefix, lv] : levels) {
+        if (lv.reserved) {
+            l.allow[0].clear();
+            l.allow[1].clear();
+        }
+        for (auto idx : lv.allow) apply_rule(l, egress.allow[idx], idx, false);
+        for (auto idx : lv.deny) apply_rule(l, egress.deny[idx], deny_base + idx, true);
+    }
+    // The host rules that resolved to this address, most specific of all.
+    for (auto idx : host_rules) {
+        if (idx < egress.allow.size()) apply_rule(l, egress.allow[idx], idx, false);
+    }
+    CompiledEgress sets_out;
+    sets_out.policy_id = policy_id;
+    PortsetTable sets(sets_out, next_set_id);
+    LearnedEntry e;
+    e.family = address.family;
+    for (std::uint32_t proto = 0; proto < 2; ++proto) {
+        encode(l.deny[proto], proto, e.value.deny[proto], sets);
+        encode(l.allow[proto], proto, e.value.allow[proto], sets);
+    }
+    e.value.reserved = reserved_kind;
+    next_set_id = sets.next_id();
+    e.portsets = std::move(sets_out.portsets);
+    if (address.family == AF_INET) {
+        e.key4.prefixlen = 64 + 32;
+        put_policy(e.key4.policy, policy_id);
+        std::memcpy(e.key4.addr, address.addr.data(), 4);
+    } else {
+        e.key6.prefixlen = 64 + 128;
+        put_policy(e.key6.policy, policy_id);
+        std::memcpy(e.key6.addr, address.addr.data(), 16);
+    }
+    return e;
+}
+
 std::optional<std::string> reserved_range_of(const Cidr& address) {
     const Reserved* best = nullptr;
     int best_prefix = -1;
@@ -267,6 +337,8 @@ std::string describe_rule(const CompiledEgress& c, std::uint32_t rule, const std
         case MW_RULE_SOCKET: return "socket type not allowed (only TCP and UDP over IPv4/IPv6)";
         case MW_RULE_UNBOUND: return "no policy bound to the sandbox";
         case MW_RULE_PROTO: return "protocol not allowed (only TCP and UDP)";
+        case MW_RULE_DOT: return "DNS over TLS (port 853) is denied: names are resolved through mcpwarden";
+        case MW_RULE_DNS_REDIRECT: return "DNS redirect could not be recorded (fail closed)";
     }
     return "rule " + std::to_string(rule);
 }

@@ -31,6 +31,19 @@ std::string describe_rule(const CompiledEgress& c, std::uint32_t rule,
 // The reserved range an address falls in ("127.0.0.0/8 (loopback)"), if any.
 std::optional<std::string> reserved_range_of(const Cidr& address);
 
+// The entry for one address learned from DNS: every CIDR rule covering it (as compile_egress
+// would merge them) with the given host rules' ports allowed on top. Portsets it needs get ids
+// from next_set_id upwards. The key is the address as a /32 or /128.
+struct LearnedEntry {
+    int family = 0;
+    mw_key4 key4{};
+    mw_key6 key6{};
+    mw_rule_value value{};
+    std::vector<std::pair<mw_portset_key, mw_portset>> portsets;
+};
+LearnedEntry compile_learned(const Egress& egress, std::uint64_t policy_id, const Cidr& address,
+                             const std::vector<std::uint32_t>& host_rules, std::uint32_t& next_set_id);
+
 struct Decision {
     bool allow = false;
     std::uint32_t rule = MW_RULE_DEFAULT;

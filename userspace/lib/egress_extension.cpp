@@ -1,9 +1,12 @@
 #include "egress_extension.h"
 
+#include "error.h"
+
 #include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
 #include <ctime>
 
@@ -39,6 +42,7 @@ const char* hook_name(int hook) {
         case MW_HOOK_SENDMSG4: return "sendmsg4";
         case MW_HOOK_SENDMSG6: return "sendmsg6";
         case MW_HOOK_SKB_EGRESS: return "skb_egress";
+        case MW_HOOK_DNS: return "dns";
     }
     return "unknown";
 }
@@ -94,7 +98,89 @@ EgressExtension::EgressExtension(const Policy& policy, bool audit_only, std::sha
 }
 
 EgressExtension::~EgressExtension() {
+    if (dns_) dns_->stop();
     if (loop_ && events_fd_ >= 0) loop_->remove(events_fd_);
+    if (enforcer_) {
+        std::lock_guard<std::mutex> lock(learned_mutex_);
+        for (auto& [k, l] : learned_) enforcer_->drop_learned(l.entry);
+    }
+}
+
+void EgressExtension::audit_line(nlohmann::json j) {
+    if (!audit_) return;
+    j["sandbox"] = sandbox_name_;
+    j["policy"] = policy_.name;
+    audit_->info(j.dump());
+}
+
+bool EgressExtension::admit(const std::string& name, const std::vector<std::uint32_t>& rules,
+                            const std::vector<DnsAddress>& addresses) {
+    std::lock_guard<std::mutex> lock(learned_mutex_);
+    auto now = std::chrono::steady_clock::now();
+    auto floor = policy_.dns.min_ttl.value_or(std::chrono::seconds(30));
+    auto cap = policy_.dns.max_learned.value_or(4096);
+    for (const auto& a : addresses) {
+        Cidr c;
+        c.family = a.address.size() == 4 ? AF_INET : AF_INET6;
+        c.prefix = c.family == AF_INET ? 32 : 128;
+        std::copy(a.address.begin(), a.address.end(), c.addr.begin());
+        // ::ffff:a.b.c.d in an AAAA answer is IPv4 to the kernel.
+        if (auto norm = parse_address(c.to_string())) c = *norm;
+        std::string key(reinterpret_cast<const char*>(c.addr.data()), c.family == AF_INET ? 4 : 16);
+        if (auto range = reserved_range_of(c); range && !policy_.dns.allow_reserved_answers) {
+            // DNS rebinding: an allowed name must not open loopback, private or metadata ranges.
+            ++answers_blocked_;
+            audit_line({{"event", "dns_answer_blocked"}, {"name", name}, {"address", c.to_string()},
+                        {"rule", "answer in reserved range " + *range + " (dns.allow_reserved_answers is false)"}});
+            continue;
+        }
+        auto it = learned_.find(key);
+        if (it == learned_.end() && learned_.size() >= cap) {
+            audit_line({{"event", "dns_learned_cap"}, {"name", name}, {"address", c.to_string()},
+                        {"rule", "the sandbox already holds " + std::to_string(cap) + " learned addresses (dns.max_learned)"}});
+            return false;  // fail closed: the answer is not released
+        }
+        std::vector<std::uint32_t> all_rules = rules;
+        if (it != learned_.end()) {
+            for (auto r : it->second.rules) {
+                if (std::find(all_rules.begin(), all_rules.end(), r) == all_rules.end()) all_rules.push_back(r);
+            }
+        }
+        auto entry = compile_learned(policy_.egress, compiled_.policy_id, c, all_rules, next_set_id_);
+        try {
+            enforcer_->put_learned(entry);
+        } catch (const Error& e) {
+            spdlog::error("cannot admit {} for {}: {}", c.to_string(), name, e.what());
+            return false;
+        }
+        auto ttl = std::max<std::chrono::milliseconds>(std::chrono::seconds(a.ttl), floor);
+        if (it != learned_.end()) {
+            // Port sets of the entry it replaces go when the sandbox ends.
+            for (auto& ps : it->second.entry.portsets) replaced_sets_.push_back(ps);
+            it->second.entry = entry;
+            it->second.rules = all_rules;
+            it->second.expiry = std::max(it->second.expiry, now + ttl);
+        } else {
+            learned_[key] = {entry, all_rules, name, now + ttl};
+            ++learned_total_;
+        }
+        names_[key] = name;
+    }
+    return true;
+}
+
+// Addresses whose TTL ran out leave the allow-list, unless a connected UDP socket still uses
+// them (TCP connections opened under them are not affected: the backstop checks only SYNs).
+void EgressExtension::expire(std::chrono::steady_clock::time_point now) {
+    std::lock_guard<std::mutex> lock(learned_mutex_);
+    for (auto it = learned_.begin(); it != learned_.end();) {
+        if (it->second.expiry > now) {
+            ++it;
+            continue;
+        }
+        enforcer_->drop_learned(it->second.entry);
+        it = learned_.erase(it);
+    }
 }
 
 void EgressExtension::before_spawn(Sandbox& sandbox) {
@@ -103,12 +189,21 @@ void EgressExtension::before_spawn(Sandbox& sandbox) {
     sweep_stale_enforcement();
     std::uint64_t id = sandbox.cgroup().unified_id();
     compiled_ = compile_egress(policy_.egress, id);
+    DnsProxy::Hooks hooks;
+    hooks.admit = [this](const std::string& name, const std::vector<std::uint32_t>& rules,
+                         const std::vector<DnsAddress>& addrs) { return admit(name, rules, addrs); };
+    hooks.refused = [this](const std::string& name, std::uint16_t qtype) {
+        audit_line({{"event", "dns_refused"}, {"name", name}, {"qtype", qtype},
+                    {"rule", "no host rule allows this name"}});
+    };
+    hooks.tick = [this] { expire(std::chrono::steady_clock::now()); };
+    dns_ = std::make_unique<DnsProxy>(policy_, dns_upstreams(policy_.dns), hooks);
     enforcer_ = std::make_unique<CgroupEnforcer>(objects, sandbox.cgroup().unified_fd(), id, compiled_,
                                                  audit_only_, [this](const mw_event& e) {
                                                      ++events_seen_;
                                                      if (audit_) audit_->info(event_json(e).dump());
                                                  },
-                                                 sandbox_name_);
+                                                 sandbox_name_, dns_->target());
     loop_ = &sandbox.loop();
     events_fd_ = enforcer_->events_fd();
     loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });
@@ -144,6 +239,11 @@ nlohmann::json EgressExtension::event_json(const mw_event& e) const {
         j["protocol"] = protocol_name(e.protocol == 0 ? 6 : e.protocol);
         j["address"] = c.to_string();
         j["port"] = e.port;
+        std::string key(reinterpret_cast<const char*>(c.addr.data()), c.family == AF_INET ? 4 : 16);
+        {
+            std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(learned_mutex_));
+            if (auto n = names_.find(key); n != names_.end()) j["name"] = n->second;
+        }
     }
     j["rule"] = describe_rule(compiled_, e.rule, addr);
     return j;
@@ -151,7 +251,20 @@ nlohmann::json EgressExtension::event_json(const mw_event& e) const {
 
 void EgressExtension::on_end(Sandbox& sandbox, RunReport& report) {
     (void)sandbox;
+    if (dns_) {
+        dns_->stop();
+        dns_final_ = dns_->stats();
+        dns_.reset();
+    }
     if (enforcer_) {
+        {
+            std::lock_guard<std::mutex> lock(learned_mutex_);
+            for (auto& [k, l] : learned_) enforcer_->drop_learned(l.entry);
+            learned_.clear();
+            LearnedEntry sets;
+            sets.portsets = std::move(replaced_sets_);
+            enforcer_->drop_learned(sets);
+        }
         enforcer_->consume_events();
         final_ = enforcer_->counters();
         if (loop_ && events_fd_ >= 0) loop_->remove(events_fd_);
@@ -163,6 +276,9 @@ void EgressExtension::on_end(Sandbox& sandbox, RunReport& report) {
     if (audit_only_) report.extra["egress_audited"] = final_.audited;
     report.extra["audit_events_lost"] = final_.lost;
     report.extra["egress_audit_only"] = audit_only_;
+    report.extra["dns"] = {{"answered", dns_final_.answered}, {"refused", dns_final_.refused},
+                           {"malformed", dns_final_.malformed}, {"failed", dns_final_.failed},
+                           {"addresses_learned", learned_total_}, {"answers_blocked", answers_blocked_}};
 }
 
 std::uint64_t EgressExtension::egress_denied() const {

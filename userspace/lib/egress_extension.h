@@ -2,11 +2,14 @@
 // the child exists, turns kernel denial events into audit lines, and reports the counts.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include <spdlog/logger.h>
 
+#include "dns_proxy.h"
 #include "egress_compiler.h"
 #include "enforcer.h"
 #include "sandbox.h"
@@ -28,13 +31,34 @@ public:
     // The audit line of one kernel event (exposed for tests).
     nlohmann::json event_json(const mw_event& e) const;
 
+    // The resolver's hooks (also driven directly by tests).
+    bool admit(const std::string& name, const std::vector<std::uint32_t>& rules,
+               const std::vector<DnsAddress>& addresses);
+    void expire(std::chrono::steady_clock::time_point now);
+
 private:
+    struct Learned {
+        LearnedEntry entry;
+        std::vector<std::uint32_t> rules;
+        std::string name;
+        std::chrono::steady_clock::time_point expiry;
+    };
+    void audit_line(nlohmann::json j);
+
     const Policy& policy_;
     bool audit_only_;
     std::shared_ptr<spdlog::logger> audit_;
     std::string sandbox_name_;
     CompiledEgress compiled_;
     std::unique_ptr<CgroupEnforcer> enforcer_;
+    std::unique_ptr<DnsProxy> dns_;
+    std::mutex learned_mutex_;
+    std::map<std::string, Learned> learned_;      // by address bytes
+    std::map<std::string, std::string> names_;    // address bytes -> name it was learned for
+    std::uint32_t next_set_id_ = 1u << 24;        // portsets of learned entries
+    std::vector<std::pair<mw_portset_key, mw_portset>> replaced_sets_;
+    std::uint64_t learned_total_ = 0, answers_blocked_ = 0;
+    DnsProxy::Stats dns_final_{};
     EventLoop* loop_ = nullptr;
     int events_fd_ = -1;
     std::int64_t boot_to_real_ns_ = 0;

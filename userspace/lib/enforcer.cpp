@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <dirent.h>
+#include <sys/socket.h>
 
 #include <cerrno>
 #include <cstdarg>
@@ -38,9 +39,11 @@ constexpr ProgSpec kProgs[] = {
     {"connect4", BPF_CGROUP_INET4_CONNECT}, {"connect6", BPF_CGROUP_INET6_CONNECT},
     {"sendmsg4", BPF_CGROUP_UDP4_SENDMSG},  {"sendmsg6", BPF_CGROUP_UDP6_SENDMSG},
     {"sock_create", BPF_CGROUP_INET_SOCK_CREATE}, {"egress", BPF_CGROUP_INET_EGRESS},
+    {"recvmsg4", BPF_CGROUP_UDP4_RECVMSG},  {"recvmsg6", BPF_CGROUP_UDP6_RECVMSG},
+    {"getpeername4", BPF_CGROUP_INET4_GETPEERNAME}, {"getpeername6", BPF_CGROUP_INET6_GETPEERNAME},
 };
 constexpr const char* kMaps[] = {"sandbox_state", "rules4", "rules6", "portsets", "events", "events_lost",
-                                 "event_slot_owner"};
+                                 "event_slot_owner", "dns_orig"};
 
 // libbpf's messages, kept so a failed load can say what the verifier or kernel refused.
 std::mutex g_log_mutex;
@@ -128,13 +131,15 @@ void load_and_pin(const std::string& dir) {
     };
     struct bpf_program* progs[] = {skel->progs.mw_connect4, skel->progs.mw_connect6,
                                    skel->progs.mw_sendmsg4, skel->progs.mw_sendmsg6,
-                                   skel->progs.mw_sock_create, skel->progs.mw_egress};
+                                   skel->progs.mw_sock_create, skel->progs.mw_egress,
+                                   skel->progs.mw_recvmsg4, skel->progs.mw_recvmsg6,
+                                   skel->progs.mw_getpeername4, skel->progs.mw_getpeername6};
     for (size_t i = 0; i < std::size(kProgs); ++i) {
         pin(bpf_program__pin(progs[i], (tmp + "/prog_" + kProgs[i].name).c_str()), kProgs[i].name);
     }
     struct bpf_map* maps[] = {skel->maps.sandbox_state, skel->maps.rules4, skel->maps.rules6,
                               skel->maps.portsets, skel->maps.events, skel->maps.events_lost,
-                              skel->maps.event_slot_owner};
+                              skel->maps.event_slot_owner, skel->maps.dns_orig};
     for (size_t i = 0; i < std::size(kMaps); ++i) {
         pin(bpf_map__pin(maps[i], (tmp + "/map_" + kMaps[i]).c_str()), kMaps[i]);
     }
@@ -317,7 +322,8 @@ int BpfObjects::map(const std::string& name) const {
 
 CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_fd,
                                std::uint64_t cgroup_id, const CompiledEgress& rules,
-                               bool audit_only, EventHandler on_event, const std::string& pin_name)
+                               bool audit_only, EventHandler on_event, const std::string& pin_name,
+                               DnsTarget dns)
     : objects_(std::move(objects)), cgroup_id_(cgroup_id), on_event_(std::move(on_event)) {
     try {
         if (!pin_name.empty()) {
@@ -343,6 +349,7 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
         events_live_ = true;
 
         // 2. Rules, keyed by this sandbox's policy id (= its cgroup id).
+        compiled_ = rules;
         install(rules);
 
         // 3. Links on the cgroup. Until step 4 binds the policy, the programs deny everything.
@@ -369,6 +376,9 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
         state.policy_id = cgroup_id_;
         state.flags = audit_only ? MW_SANDBOX_AUDIT_ONLY : 0;
         state.event_slot = event_slot_ + 1;
+        state.dns_ip4 = dns.ip4;
+        state.dns_port4 = dns.port4;
+        state.dns_port6 = dns.port6;
         if (bpf_map_update_elem(objects_->map("sandbox_state"), &cgroup_id_, &state, 0) != 0)
             load_failed("bind the policy to the sandbox cgroup", errno);
     } catch (...) {
@@ -461,6 +471,44 @@ void CgroupEnforcer::claim_event_slot(const std::string& name) {
     throw Error(ErrorKind::sandbox_unavailable,
                 "all " + std::to_string(MW_EVENT_SLOTS) + " audit ring buffers are in use by running sandboxes; "
                 "denials could not be audited, so the sandbox is refused. Wait for sandboxes to end");
+}
+
+void CgroupEnforcer::put_learned(const LearnedEntry& e) {
+    for (const auto& [k, v] : e.portsets) {
+        if (bpf_map_update_elem(objects_->map("portsets"), &k, &v, BPF_ANY) != 0)
+            throw Error(ErrorKind::internal, errno_text("cannot write a learned port set", errno));
+    }
+    int err = e.family == AF_INET ? bpf_map_update_elem(objects_->map("rules4"), &e.key4, &e.value, BPF_ANY)
+                                  : bpf_map_update_elem(objects_->map("rules6"), &e.key6, &e.value, BPF_ANY);
+    if (err != 0) throw Error(ErrorKind::internal, errno_text("cannot write a learned address", errno));
+}
+
+void CgroupEnforcer::drop_learned(const LearnedEntry& e) {
+    if (e.family == 0) {  // port sets only
+        for (const auto& [k, v] : e.portsets) bpf_map_delete_elem(objects_->map("portsets"), &k);
+        return;
+    }
+    // A learned /32 or /128 may stand on a compiled entry of the same prefix: restore it.
+    if (e.family == AF_INET) {
+        bool restored = false;
+        for (const auto& [k, v] : compiled_.v4) {
+            if (std::memcmp(&k, &e.key4, sizeof k) == 0) {
+                bpf_map_update_elem(objects_->map("rules4"), &k, &v, BPF_ANY);
+                restored = true;
+            }
+        }
+        if (!restored) bpf_map_delete_elem(objects_->map("rules4"), &e.key4);
+    } else {
+        bool restored = false;
+        for (const auto& [k, v] : compiled_.v6) {
+            if (std::memcmp(&k, &e.key6, sizeof k) == 0) {
+                bpf_map_update_elem(objects_->map("rules6"), &k, &v, BPF_ANY);
+                restored = true;
+            }
+        }
+        if (!restored) bpf_map_delete_elem(objects_->map("rules6"), &e.key6);
+    }
+    for (const auto& [k, v] : e.portsets) bpf_map_delete_elem(objects_->map("portsets"), &k);
 }
 
 int CgroupEnforcer::events_fd() const { return rb_ ? ring_buffer__epoll_fd(rb_) : -1; }

@@ -37,6 +37,12 @@ private:
     std::vector<std::pair<std::string, UniqueFd>> progs_, maps_;
 };
 
+// Where the sandbox's DNS goes (0 ports = no resolver: port 53 is then like any port).
+struct DnsTarget {
+    std::uint32_t ip4 = 0;  // network order
+    std::uint16_t port4 = 0, port6 = 0;
+};
+
 struct EgressCounters {
     std::uint64_t denied = 0, audited = 0, lost = 0;
 };
@@ -55,7 +61,7 @@ public:
     // enforcement outlives a crash of mcpwarden until the stale sandbox is swept.
     CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_fd, std::uint64_t cgroup_id,
                    const CompiledEgress& rules, bool audit_only, EventHandler on_event,
-                   const std::string& pin_name = "");
+                   const std::string& pin_name = "", DnsTarget dns = {});
     ~CgroupEnforcer();
     CgroupEnforcer(const CgroupEnforcer&) = delete;
     CgroupEnforcer& operator=(const CgroupEnforcer&) = delete;
@@ -63,6 +69,9 @@ public:
     int events_fd() const;  // epoll-able; call consume_events() when readable
     void consume_events();
     EgressCounters counters() const;
+    // An address learned from DNS: written before the answer is released; dropped at expiry.
+    void put_learned(const LearnedEntry& entry);
+    void drop_learned(const LearnedEntry& entry);
     // Replaces the rules (same policy id) — live policy updates.
     void update_rules(const CompiledEgress& rules);
     void release();
@@ -76,6 +85,7 @@ private:
     std::shared_ptr<BpfObjects> objects_;
     std::uint64_t cgroup_id_;
     CompiledEgress installed_;
+    CompiledEgress compiled_;
     std::vector<UniqueFd> links_;
     std::string link_pin_dir_;
     UniqueFd ringbuf_;

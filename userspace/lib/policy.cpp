@@ -360,8 +360,19 @@ Policy parse_document(Checker& c, const YamlNode& root, const std::string& file)
             });
         } else if (key == "dns") {
             if (!c.is_map(v, "dns")) return;
-            c.each_key(v, "dns", {"upstream"}, [&](const std::string&, const YamlNode& n) {
-                p.dns.upstream = parse_string_list(c, n, "dns.upstream");
+            c.each_key(v, "dns", {"upstream", "min_ttl", "max_learned", "allow_reserved_answers"},
+                       [&](const std::string& k, const YamlNode& n) {
+                if (k == "upstream") {
+                    p.dns.upstream = parse_string_list(c, n, "dns.upstream");
+                } else if (k == "min_ttl") {
+                    p.dns.min_ttl = parse_with<std::chrono::milliseconds>(c, n, "dns.min_ttl", parse_duration);
+                } else if (k == "max_learned") {
+                    p.dns.max_learned = parse_count(c, n, "dns.max_learned", 1, 1u << 20);
+                } else if (k == "allow_reserved_answers") {
+                    auto s = c.scalar(n, "dns.allow_reserved_answers");
+                    if (s && (*s == "true" || *s == "false")) p.dns.allow_reserved_answers = *s == "true";
+                    else if (s) c.fail(n, "dns.allow_reserved_answers must be true or false");
+                }
             });
         } else if (key == "env") {
             if (!c.is_map(v, "env")) return;

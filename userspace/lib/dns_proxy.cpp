@@ -1,0 +1,425 @@
+#include "dns_proxy.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "error.h"
+#include "host_match.h"
+
+namespace mcpwarden {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr auto kUpstreamTimeout = std::chrono::milliseconds(2000);
+constexpr size_t kMaxPending = 512;
+constexpr size_t kMaxTcpClients = 32;
+
+std::uint16_t random_id() {
+    static thread_local std::mt19937 rng(std::random_device{}());
+    return static_cast<std::uint16_t>(rng());
+}
+
+void set_id(std::vector<std::uint8_t>& msg, std::uint16_t id) {
+    if (msg.size() >= 2) {
+        msg[0] = static_cast<std::uint8_t>(id >> 8);
+        msg[1] = static_cast<std::uint8_t>(id);
+    }
+}
+
+// Binds UDP and TCP to the same port on addr; returns the port or 0.
+std::uint16_t bind_pair(int family, UniqueFd& udp, UniqueFd& tcp) {
+    for (int attempt = 0; attempt < 20; ++attempt) {
+        udp.reset(::socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        tcp.reset(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (!udp || !tcp) return 0;
+        sockaddr_storage ss{};
+        socklen_t len;
+        if (family == AF_INET) {
+            auto* s = reinterpret_cast<sockaddr_in*>(&ss);
+            s->sin_family = AF_INET;
+            s->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            len = sizeof *s;
+        } else {
+            auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
+            s->sin6_family = AF_INET6;
+            s->sin6_addr = in6addr_loopback;
+            int one = 1;
+            ::setsockopt(udp.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+            ::setsockopt(tcp.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+            len = sizeof *s;
+        }
+        if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return 0;
+        socklen_t got = len;
+        ::getsockname(udp.get(), reinterpret_cast<sockaddr*>(&ss), &got);
+        std::uint16_t port = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
+                                                     : reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
+        int one = 1;
+        ::setsockopt(tcp.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        if (::bind(tcp.get(), reinterpret_cast<sockaddr*>(&ss), len) == 0 && ::listen(tcp.get(), 64) == 0) return port;
+    }
+    return 0;
+}
+
+bool read_exact(int fd, void* buf, size_t n) {
+    auto* p = static_cast<std::uint8_t*>(buf);
+    while (n > 0) {
+        ssize_t r = ::read(fd, p, n);
+        if (r <= 0) {
+            if (r < 0 && errno == EINTR) continue;
+            return false;
+        }
+        p += r;
+        n -= static_cast<size_t>(r);
+    }
+    return true;
+}
+
+bool write_framed(int fd, const std::vector<std::uint8_t>& msg) {
+    std::vector<std::uint8_t> out{static_cast<std::uint8_t>(msg.size() >> 8), static_cast<std::uint8_t>(msg.size())};
+    out.insert(out.end(), msg.begin(), msg.end());
+    return write_all(fd, out.data(), out.size());
+}
+
+}  // namespace
+
+struct DnsProxy::Pending {
+    UniqueFd sock;  // connected to the upstream
+    int client_fd;
+    sockaddr_storage client{};
+    socklen_t client_len = 0;
+    std::vector<std::uint8_t> query;  // as the client sent it
+    DnsMessage parsed;
+    std::vector<std::uint32_t> rules;
+    std::uint16_t upstream_id = 0;
+    size_t upstream_index = 0;
+    Clock::time_point deadline;
+};
+
+DnsUpstream parse_upstream(const std::string& text) {
+    DnsUpstream u;
+    u.text = text;
+    std::string host = text;
+    int port = 53;
+    if (!text.empty() && text[0] == '[') {
+        auto close = text.find(']');
+        if (close == std::string::npos) throw Error(ErrorKind::policy_invalid, "dns upstream '" + text + "': missing ]");
+        host = text.substr(1, close - 1);
+        if (close + 1 < text.size()) {
+            if (text[close + 1] != ':') throw Error(ErrorKind::policy_invalid, "dns upstream '" + text + "': expected :PORT");
+            port = std::atoi(text.c_str() + close + 2);
+        }
+    } else if (std::count(text.begin(), text.end(), ':') == 1) {
+        host = text.substr(0, text.find(':'));
+        port = std::atoi(text.c_str() + text.find(':') + 1);
+    }
+    if (port < 1 || port > 65535) throw Error(ErrorKind::policy_invalid, "dns upstream '" + text + "': bad port");
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&u.addr);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&u.addr);
+    if (inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(static_cast<std::uint16_t>(port));
+        u.len = sizeof *v4;
+    } else if (inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(static_cast<std::uint16_t>(port));
+        u.len = sizeof *v6;
+    } else {
+        throw Error(ErrorKind::policy_invalid, "dns upstream '" + text + "' is not an IP address (with an optional :port)");
+    }
+    return u;
+}
+
+std::vector<DnsUpstream> dns_upstreams(const Dns& dns) {
+    std::vector<DnsUpstream> out;
+    for (const auto& u : dns.upstream) out.push_back(parse_upstream(u));
+    if (!out.empty()) return out;
+    std::ifstream in("/etc/resolv.conf");
+    for (std::string line; std::getline(in, line);) {
+        std::istringstream ss(line);
+        std::string word, addr;
+        if (ss >> word >> addr && word == "nameserver") {
+            try {
+                out.push_back(parse_upstream(addr.find(':') != std::string::npos && addr[0] != '[' ? "[" + addr + "]" : addr));
+            } catch (const Error&) {
+            }
+        }
+    }
+    return out;
+}
+
+std::vector<std::uint32_t> DnsProxy::rules_for(const Policy& policy, const std::string& name) {
+    std::vector<std::uint32_t> out;
+    for (size_t i = 0; i < policy.egress.allow.size(); ++i) {
+        const auto& r = policy.egress.allow[i];
+        if (!r.host.empty() && host_matches(r.host, name)) out.push_back(static_cast<std::uint32_t>(i));
+    }
+    return out;
+}
+
+DnsProxy::DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks)
+    : policy_(policy), upstreams_(std::move(upstreams)), hooks_(std::move(hooks)) {
+    std::uint16_t p4 = bind_pair(AF_INET, udp4_, tcp4_);
+    if (!p4) throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot bind the DNS resolver on 127.0.0.1", errno));
+    std::uint16_t p6 = bind_pair(AF_INET6, udp6_, tcp6_);
+    if (!p6) {
+        udp6_.reset();
+        tcp6_.reset();
+    }
+    target_.ip4 = htonl(INADDR_LOOPBACK);
+    target_.port4 = p4;
+    target_.port6 = p6;
+    int w[2];
+    if (::pipe2(w, O_CLOEXEC | O_NONBLOCK) != 0) throw Error(ErrorKind::internal, errno_text("pipe2", errno));
+    wake_read_.reset(w[0]);
+    wake_write_.reset(w[1]);
+    thread_ = std::thread([this] { serve(); });
+}
+
+DnsProxy::~DnsProxy() { stop(); }
+
+void DnsProxy::stop() {
+    if (stopping_.exchange(true)) return;
+    (void)!::write(wake_write_.get(), "x", 1);
+    if (thread_.joinable()) thread_.join();
+    std::vector<TcpClient> threads;
+    {
+        std::lock_guard<std::mutex> lock(tcp_mutex_);
+        for (int fd : tcp_fds_) ::shutdown(fd, SHUT_RDWR);
+        threads.swap(tcp_threads_);
+    }
+    for (auto& t : threads) t.thread.join();
+    pending_.clear();
+}
+
+DnsProxy::Stats DnsProxy::stats() const { return {answered_, refused_, malformed_, failed_}; }
+
+std::vector<std::uint8_t> DnsProxy::screen(const std::vector<std::uint8_t>& query, DnsMessage& parsed,
+                                           std::vector<std::uint32_t>& rules, bool& drop) {
+    drop = false;
+    std::string why;
+    auto m = parse_dns(query, &why);
+    if (!m || m->is_response() || m->questions.size() != 1 || m->opcode() != 0) {
+        ++malformed_;
+        drop = true;  // not a query we can answer: dropped and counted, never forwarded
+        spdlog::debug("dropped a malformed DNS query: {}", why.empty() ? "not a single-question query" : why);
+        return {};
+    }
+    parsed = std::move(*m);
+    const auto& q = parsed.questions[0];
+    rules = rules_for(policy_, q.name);
+    if (rules.empty()) {
+        ++refused_;
+        if (hooks_.refused) hooks_.refused(q.name, q.qtype);
+        return dns_error_reply(query, dns::kRcodeRefused);
+    }
+    return {};
+}
+
+std::vector<std::uint8_t> DnsProxy::finish(const std::vector<std::uint8_t>& query, const DnsMessage& q,
+                                           const std::vector<std::uint32_t>& rules, std::vector<std::uint8_t> reply) {
+    std::string why;
+    auto answer = parse_dns(reply, &why);
+    if (!answer || !answer->is_response() || answer->questions.size() != 1 ||
+        answer->questions[0].name != q.questions[0].name || answer->questions[0].qtype != q.questions[0].qtype) {
+        ++failed_;
+        spdlog::debug("upstream answer for {} rejected: {}", q.questions[0].name, why.empty() ? "question mismatch" : why);
+        return dns_error_reply(query, dns::kRcodeServfail);
+    }
+    auto addrs = dns_addresses_for(*answer, q.questions[0].name);
+    // The kernel allow-list learns the addresses before the application sees them.
+    if (!addrs.empty() && hooks_.admit && !hooks_.admit(q.questions[0].name, rules, addrs)) {
+        ++failed_;
+        return dns_error_reply(query, dns::kRcodeServfail);
+    }
+    ++answered_;
+    set_id(reply, q.id);
+    return reply;
+}
+
+void DnsProxy::on_query(int fd, const std::vector<std::uint8_t>& query, const sockaddr_storage& from, socklen_t fromlen) {
+    DnsMessage q;
+    std::vector<std::uint32_t> rules;
+    bool drop;
+    auto reply = screen(query, q, rules, drop);
+    if (drop) return;
+    if (!reply.empty()) {
+        ::sendto(fd, reply.data(), reply.size(), 0, reinterpret_cast<const sockaddr*>(&from), fromlen);
+        return;
+    }
+    if (upstreams_.empty() || pending_.size() >= kMaxPending) {
+        ++failed_;
+        reply = dns_error_reply(query, dns::kRcodeServfail);
+        ::sendto(fd, reply.data(), reply.size(), 0, reinterpret_cast<const sockaddr*>(&from), fromlen);
+        return;
+    }
+    auto p = std::make_unique<Pending>();
+    p->client_fd = fd;
+    p->client = from;
+    p->client_len = fromlen;
+    p->query = query;
+    p->parsed = std::move(q);
+    p->rules = std::move(rules);
+    on_upstream(*p);
+    pending_.push_back(std::move(p));
+}
+
+// Sends (or re-sends to the next upstream) the pending query.
+void DnsProxy::on_upstream(Pending& p) {
+    const auto& u = upstreams_[p.upstream_index % upstreams_.size()];
+    p.sock.reset(::socket(u.addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    p.upstream_id = random_id();
+    std::vector<std::uint8_t> out = p.query;
+    set_id(out, p.upstream_id);
+    if (!p.sock || ::connect(p.sock.get(), reinterpret_cast<const sockaddr*>(&u.addr), u.len) != 0 ||
+        ::send(p.sock.get(), out.data(), out.size(), 0) < 0) {
+        p.sock.reset();
+    }
+    p.deadline = Clock::now() + kUpstreamTimeout;
+}
+
+void DnsProxy::serve() {
+    std::vector<std::uint8_t> buf(65536);
+    auto last_tick = Clock::now();
+    while (!stopping_) {
+        std::vector<pollfd> fds;
+        fds.push_back({wake_read_.get(), POLLIN, 0});
+        for (int fd : {udp4_.get(), udp6_.get(), tcp4_.get(), tcp6_.get()}) {
+            if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+        }
+        size_t first_pending = fds.size();
+        for (auto& p : pending_) fds.push_back({p->sock ? p->sock.get() : -1, POLLIN, 0});
+        int n = ::poll(fds.data(), fds.size(), 100);
+        if (n < 0 && errno != EINTR) break;
+        for (size_t i = 1; i < first_pending && n > 0; ++i) {
+            if (!(fds[i].revents & POLLIN)) continue;
+            int fd = fds[i].fd;
+            if (fd == tcp4_.get() || fd == tcp6_.get()) {
+                int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+                if (c < 0) continue;
+                std::lock_guard<std::mutex> lock(tcp_mutex_);
+                // Reap the connections that ended.
+                for (size_t t = 0; t < tcp_threads_.size();) {
+                    if (*tcp_threads_[t].done) {
+                        tcp_threads_[t].thread.join();
+                        tcp_threads_.erase(tcp_threads_.begin() + static_cast<long>(t));
+                    } else {
+                        ++t;
+                    }
+                }
+                if (tcp_threads_.size() >= kMaxTcpClients) {
+                    ::close(c);
+                    continue;
+                }
+                tcp_fds_.push_back(c);
+                auto done = std::make_shared<std::atomic<bool>>(false);
+                tcp_threads_.push_back({std::thread([this, c, done] {
+                                            serve_tcp(c);
+                                            *done = true;
+                                        }),
+                                        done});
+                continue;
+            }
+            for (int k = 0; k < 64; ++k) {
+                sockaddr_storage from{};
+                socklen_t fromlen = sizeof from;
+                ssize_t r = ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &fromlen);
+                if (r < 0) break;
+                on_query(fd, std::vector<std::uint8_t>(buf.begin(), buf.begin() + r), from, fromlen);
+            }
+        }
+        auto now = Clock::now();
+        std::vector<std::unique_ptr<Pending>> keep;
+        for (size_t i = 0; i < pending_.size(); ++i) {
+            auto& p = pending_[i];
+            size_t slot = first_pending + i;
+            bool readable = slot < fds.size() && (fds[slot].revents & POLLIN) && p->sock;
+            if (readable) {
+                ssize_t r = ::recv(p->sock.get(), buf.data(), buf.size(), 0);
+                if (r >= 2 && ((buf[0] << 8) | buf[1]) == p->upstream_id) {
+                    auto reply = finish(p->query, p->parsed, p->rules, std::vector<std::uint8_t>(buf.begin(), buf.begin() + r));
+                    ::sendto(p->client_fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&p->client), p->client_len);
+                    continue;  // done
+                }
+            }
+            if (now > p->deadline) {
+                if (++p->upstream_index < upstreams_.size()) {
+                    on_upstream(*p);
+                } else {
+                    ++failed_;
+                    auto reply = dns_error_reply(p->query, dns::kRcodeServfail);
+                    ::sendto(p->client_fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&p->client), p->client_len);
+                    continue;
+                }
+            }
+            keep.push_back(std::move(p));
+        }
+        pending_ = std::move(keep);
+        if (now - last_tick > std::chrono::milliseconds(200)) {
+            last_tick = now;
+            if (hooks_.tick) hooks_.tick();
+        }
+    }
+}
+
+std::vector<std::uint8_t> DnsProxy::resolve_tcp(const std::vector<std::uint8_t>& query) {
+    for (const auto& u : upstreams_) {
+        UniqueFd s(::socket(u.addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        timeval tv{2, 0};
+        ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ::setsockopt(s.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (::connect(s.get(), reinterpret_cast<const sockaddr*>(&u.addr), u.len) != 0) continue;
+        if (!write_framed(s.get(), query)) continue;
+        std::uint8_t len[2];
+        if (!read_exact(s.get(), len, 2)) continue;
+        std::vector<std::uint8_t> reply((len[0] << 8) | len[1]);
+        if (!read_exact(s.get(), reply.data(), reply.size())) continue;
+        return reply;
+    }
+    return {};
+}
+
+void DnsProxy::serve_tcp(int fd) {
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (!stopping_) {
+        std::uint8_t len[2];
+        if (!read_exact(fd, len, 2)) break;
+        std::vector<std::uint8_t> query((len[0] << 8) | len[1]);
+        if (query.empty() || !read_exact(fd, query.data(), query.size())) break;
+        DnsMessage q;
+        std::vector<std::uint32_t> rules;
+        bool drop;
+        auto reply = screen(query, q, rules, drop);
+        if (drop) break;
+        if (reply.empty()) {
+            std::vector<std::uint8_t> out = query;
+            set_id(out, random_id());
+            auto upstream = resolve_tcp(out);
+            if (upstream.size() >= 2) {
+                set_id(upstream, q.id);  // finish() checks the question, not the id, on TCP
+                reply = finish(query, q, rules, upstream);
+            } else {
+                ++failed_;
+                reply = dns_error_reply(query, dns::kRcodeServfail);
+            }
+        }
+        if (!write_framed(fd, reply)) break;
+    }
+    std::lock_guard<std::mutex> lock(tcp_mutex_);
+    ::close(fd);
+    tcp_fds_.erase(std::remove(tcp_fds_.begin(), tcp_fds_.end(), fd), tcp_fds_.end());
+}
+
+}  // namespace mcpwarden

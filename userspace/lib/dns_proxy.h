@@ -1,0 +1,95 @@
+// mcpwarden's resolver for a sandbox. The kernel redirects every port-53 flow of the sandbox
+// here (UDP and TCP, any destination); names the policy allows are forwarded upstream and
+// their addresses admitted into the sandbox's allow-list *before* the answer is released;
+// other names get REFUSED without ever leaving the host, and an audit event.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dns_message.h"
+#include "enforcer.h"
+#include "fd.h"
+#include "policy.h"
+
+namespace mcpwarden {
+
+struct DnsUpstream {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    std::string text;
+};
+
+// "1.1.1.1", "127.0.0.53:5353", "[2001:db8::1]:53", "::1". Throws Error(policy_invalid).
+DnsUpstream parse_upstream(const std::string& text);
+// The policy's dns.upstream, or the nameservers of /etc/resolv.conf.
+std::vector<DnsUpstream> dns_upstreams(const Dns& dns);
+
+class DnsProxy {
+public:
+    struct Hooks {
+        // The addresses of an answer for an allowed name; false refuses the answer (SERVFAIL).
+        std::function<bool(const std::string& name, const std::vector<std::uint32_t>& rules,
+                           const std::vector<DnsAddress>& addresses)>
+            admit;
+        std::function<void(const std::string& name, std::uint16_t qtype)> refused;
+        std::function<void()> tick;  // about every 200 ms, on the resolver thread
+    };
+    struct Stats {
+        std::uint64_t answered = 0, refused = 0, malformed = 0, failed = 0;
+    };
+
+    // Binds UDP and TCP on 127.0.0.1 (and ::1 when available) on one ephemeral port each and
+    // starts serving. Throws Error(sandbox_unavailable) if it cannot.
+    DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks);
+    ~DnsProxy();
+    DnsProxy(const DnsProxy&) = delete;
+    DnsProxy& operator=(const DnsProxy&) = delete;
+
+    DnsTarget target() const { return target_; }
+    Stats stats() const;
+    void stop();
+
+    // Which allow rules (indexes) let the sandbox resolve `name`; empty = refused.
+    static std::vector<std::uint32_t> rules_for(const Policy& policy, const std::string& name);
+
+private:
+    struct Pending;
+    void serve();
+    void on_query(int fd, const std::vector<std::uint8_t>& query, const sockaddr_storage& from, socklen_t fromlen);
+    void on_upstream(Pending& p);
+    void serve_tcp(int fd);
+    std::vector<std::uint8_t> resolve_tcp(const std::vector<std::uint8_t>& query);
+    // Checks the query; returns the reply to send now (refused/malformed) or empty to forward.
+    std::vector<std::uint8_t> screen(const std::vector<std::uint8_t>& query, DnsMessage& parsed,
+                                     std::vector<std::uint32_t>& rules, bool& drop);
+    std::vector<std::uint8_t> finish(const std::vector<std::uint8_t>& query, const DnsMessage& q,
+                                     const std::vector<std::uint32_t>& rules, std::vector<std::uint8_t> reply);
+
+    const Policy& policy_;
+    std::vector<DnsUpstream> upstreams_;
+    Hooks hooks_;
+    DnsTarget target_;
+    UniqueFd udp4_, udp6_, tcp4_, tcp6_, wake_read_, wake_write_;
+    std::vector<std::unique_ptr<Pending>> pending_;
+    std::thread thread_;
+    std::mutex tcp_mutex_;
+    struct TcpClient {
+        std::thread thread;
+        std::shared_ptr<std::atomic<bool>> done;
+    };
+    std::vector<TcpClient> tcp_threads_;
+    std::vector<int> tcp_fds_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::uint64_t> answered_{0}, refused_{0}, malformed_{0}, failed_{0};
+};
+
+}  // namespace mcpwarden
