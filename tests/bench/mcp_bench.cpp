@@ -2,7 +2,8 @@
 // bundled server connected directly (the baseline), interleaved so both see the same load:
 //   1. round-trip latency of a small tools/call through `mcpwarden run --mcp`;
 //   2. throughput of 1 MiB tools/call results;
-//   3. `mcpwarden call` end to end against starting the server and calling it directly.
+//   3. `mcpwarden call` end to end against starting the server and calling it directly (and
+//      `mcpwarden run -- /bin/true`, the sandbox alone, to attribute the difference).
 // Prints medians and ratios. Run as root:
 //   build/bin/bench_mcp build/bin/mcpwarden build/bin/mcpwarden-example-server
 #include <fcntl.h>
@@ -188,25 +189,30 @@ int main(int argc, char** argv) {
     }
     direct.call(big_call(id, big_n));
     proxied.call(big_call(id++, big_n));
+    // Alternate finely (batches of 25 small calls, single large ones) so that both sides see
+    // the same machine load even when it changes quickly (shared CI machines).
     for (int r = 0; r < rounds; ++r) {
-        for (int k = 0; k < 2; ++k) {
-            bool use_direct = (r + k) % 2 == 0;
+        for (int batch = 0; batch < per_round / 25; ++batch) {
+            for (int k = 0; k < 2; ++k) {
+                bool use_direct = (batch + k) % 2 == 0;
+                Peer& p = use_direct ? direct : proxied;
+                auto& rtt = use_direct ? rtt_direct : rtt_proxied;
+                for (int i = 0; i < 25; ++i) {
+                    auto t = Clock::now();
+                    std::string reply = p.call(echo_call(id++));
+                    rtt.push_back(us_since(t));
+                    if (reply.find("ping") == std::string::npos) die("bad echo reply: " + reply.substr(0, 200));
+                }
+            }
+        }
+        for (int i = 0; i < 2 * big_per_round; ++i) {
+            bool use_direct = (i + r) % 2 == 0;
             Peer& p = use_direct ? direct : proxied;
-            auto& rtt = use_direct ? rtt_direct : rtt_proxied;
-            auto& big = use_direct ? big_direct : big_proxied;
-            for (int i = 0; i < per_round; ++i) {
-                auto t = Clock::now();
-                std::string reply = p.call(echo_call(id++));
-                rtt.push_back(us_since(t));
-                if (reply.find("ping") == std::string::npos) die("bad echo reply: " + reply.substr(0, 200));
-            }
-            for (int i = 0; i < big_per_round; ++i) {
-                auto t = Clock::now();
-                std::string reply = p.call(big_call(id++, big_n));
-                big.push_back(us_since(t));
-                if (reply.size() < static_cast<size_t>(big_n) || reply.find("truncated") != std::string::npos)
-                    die("bad big reply");
-            }
+            auto t = Clock::now();
+            std::string reply = p.call(big_call(id++, big_n));
+            (use_direct ? big_direct : big_proxied).push_back(us_since(t));
+            if (reply.size() < static_cast<size_t>(big_n) || reply.find("truncated") != std::string::npos)
+                die("bad big reply");
         }
     }
     direct.close();
@@ -214,7 +220,8 @@ int main(int argc, char** argv) {
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("mcpwarden run did not exit cleanly");
 
     // 3: one call in a fresh sandbox, against start + handshake + call + exit of the server.
-    std::vector<double> call_direct, call_warden;
+    std::vector<double> call_direct, call_warden, sandbox_only;
+    std::vector<std::string> true_argv{warden, "run", "--state-dir", state, "--", "/bin/true"};
     std::vector<std::string> call_argv{warden, "call", "--state-dir", state, "--tool", "echo", "--args",
                                        R"({"text":"ping"})", "--", server};
     for (int i = 0; i < 3 * rounds + 5; ++i) {
@@ -227,9 +234,11 @@ int main(int argc, char** argv) {
         }
         double d = us_since(t);
         double w = run_process(call_argv);
+        double t0 = run_process(true_argv);  // the sandbox alone, for attribution
         if (i >= 5) {  // warm-up
             call_direct.push_back(d);
             call_warden.push_back(w);
+            sandbox_only.push_back(t0);
         }
     }
     std::string rm = "rm -rf '" + dir + "'";
@@ -250,5 +259,7 @@ int main(int argc, char** argv) {
     std::printf("  one call, process to result  direct  median %7.2f ms  p90 %7.2f ms  (%zu runs)\n", cd / 1000, p90(call_direct) / 1000, call_direct.size());
     std::printf("                               call    median %7.2f ms  p90 %7.2f ms\n", cw / 1000, p90(call_warden) / 1000);
     std::printf("                               added   median %7.2f ms  ratio %.1fx\n", (cw - cd) / 1000, cw / cd);
+    std::printf("  for reference: run -- /bin/true  median %7.2f ms (sandbox set-up and tear-down alone)\n",
+                median(sandbox_only) / 1000);
     return 0;
 }

@@ -12,6 +12,7 @@
 #include "exit_codes.h"
 #include "mcp_proxy.h"
 #include "policy.h"
+#include "policy_dir.h"
 #include "sandbox.h"
 #include "units.h"
 
@@ -27,8 +28,11 @@ public:
             "handshake it supports, send one request, print one JSON object on stdout (the "
             "result, or {\"error\": {...}}), and tear everything down. The policy's mcp section "
             "(limits, tool filters, timeouts, truncation) applies as with `run --mcp`.");
-        app_->add_option("--policy", policy_file_, "Policy file (YAML); flags override its limits")
-            ->check(CLI::ExistingFile);
+        app_->add_option("--policy", policy_file_,
+                         "Policy file (YAML), or NAME for POLICY_DIR/NAME.yaml; flags override its limits");
+        app_->add_option("--policy-dir", policy_dir_,
+                         "Directory that policy names resolve in (default: the checkout's policies/ "
+                         "when run from a build tree, else /etc/mcpwarden/policies)");
         app_->add_option("--method", method_,
                          "tools/call, tools/list, resources/read or prompts/get (default: inferred "
                          "from --tool, --uri or --prompt)")
@@ -59,7 +63,8 @@ public:
             "server ended before answering; 76 the answer was not JSON-RPC; 77 tool denied by the "
             "policy; 122 call timeout; 123 result too large; 120 memory exceeded; 121 pids "
             "exceeded; 124 sandbox timeout; 125 sandbox unavailable; 78 invalid policy; 64 usage "
-            "error; 70 internal error.");
+            "error; 70 internal error. Shutdown: the server's stdin is closed, then SIGTERM after "
+            "2 s, then the sandbox is killed after 2 s more.");
     }
 
     int execute() override {
@@ -108,7 +113,7 @@ private:
     int call() {
         CallRequest request = build_request();
         RunOptions opts;
-        if (!policy_file_.empty()) opts.policy = load_policy_file(policy_file_);
+        if (!policy_file_.empty()) opts.policy = load_policy_ref(policy_file_, policy_dir_);
         opts.limits = opts.policy.limits;
         std::string why;
         if (!memory_.empty()) {
@@ -179,7 +184,7 @@ private:
         if (!out) spdlog::error("could not write report to {}", report_);
     }
 
-    std::string policy_file_, method_, tool_, args_, uri_, prompt_, call_timeout_;
+    std::string policy_file_, policy_dir_, method_, tool_, args_, uri_, prompt_, call_timeout_;
     std::string memory_, pids_, cpu_, timeout_, user_, report_, cgroup_root_, audit_file_;
     std::string state_dir_ = "/var/lib/mcpwarden";
     std::vector<std::string> env_, command_;

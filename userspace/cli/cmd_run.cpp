@@ -26,7 +26,8 @@ public:
             "run",
             "Run CMD in a fresh sandbox: its own cgroup (entered before its first instruction), "
             "an unprivileged user, no capabilities, a clean environment, and the policy's limits. "
-            "Stdin, stdout and stderr pass through unchanged.");
+            "Stdin, stdout and stderr pass through unchanged (with --mcp, or a policy with an mcp "
+            "section, the relay speaks MCP and enforces the policy's mcp limits).");
         app_->add_option("--policy", policy_file_,
                          "Policy file (YAML), or NAME for POLICY_DIR/NAME.yaml; flags override its limits");
         app_->add_option("--policy-dir", policy_dir_,

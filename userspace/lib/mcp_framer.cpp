@@ -84,7 +84,9 @@ void LineFramer::feed(std::string_view chunk, Sink& sink) {
         } else if (!delivered) {
             emit(buf_, sink);
             buf_.clear();
-            if (buf_.capacity() > (1u << 20)) buf_.shrink_to_fit();  // keep small buffers only
+            // Keep the allocation for the next line (fresh memory costs page faults per line)
+            // unless it is beyond what ordinary results need.
+            if (buf_.capacity() > (8u << 20)) buf_.shrink_to_fit();
         }
         chunk.remove_prefix(len + 1);
     }

@@ -1,6 +1,7 @@
 #include "mcp_json.h"
 
 #include <array>
+#include <cstring>
 
 #include <nlohmann/json.hpp>
 
@@ -241,8 +242,21 @@ bool JsonScanner::feed(std::string_view bytes) {
     std::size_t i = 0;
     while (i < n) {
         if (state_ == State::string && utf8_need_ == 0) {
-            // Fast path: a run of plain ASCII inside a string.
+            // Fast path: a run of plain ASCII inside a string, eight bytes at a time while no
+            // byte is a control character, '"', '\\' or non-ASCII.
             std::size_t start = i;
+            while (i + 8 <= n) {
+                std::uint64_t w;
+                std::memcpy(&w, p + i, 8);
+                constexpr std::uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+                std::uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+                std::uint64_t special = ((w - ones * 0x20) | (quote - ones) | (backslash - ones) | w) & highs;
+                // (w - 0x20..) sets a high bit for bytes below 0x20; (x - 0x01..) for zero bytes
+                // of x; w itself for bytes >= 0x80. Borrows only cause false alarms, which the
+                // byte loop below settles.
+                if (special) break;
+                i += 8;
+            }
             while (i < n && kPlain[static_cast<unsigned char>(p[i])]) ++i;
             if (i > start) {
                 str_bytes_ += i - start;

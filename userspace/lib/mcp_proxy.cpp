@@ -29,7 +29,8 @@ namespace {
 
 constexpr std::size_t kServerReadChunk = 256 * 1024;
 constexpr std::size_t kClientReadChunk = 64 * 1024;
-constexpr std::size_t kStderrQueueMax = 256 * 1024;  // server stderr waiting for our stderr
+constexpr std::size_t kStderrQueueMax = 256 * 1024;
+constexpr int kPipeSize = 1 << 20;  // server stderr waiting for our stderr
 constexpr const char* kClientName = "mcpwarden";
 constexpr const char* kClientVersion = "0.1.0";
 constexpr const char* kLegacyVersion = "2025-11-25";
@@ -186,6 +187,9 @@ void McpChannel::after_spawn(Sandbox& sandbox, int child_stdin, int child_stdout
     server_err_.reset(child_stderr);
     set_nonblocking(server_out_.get());
     set_nonblocking(server_err_.get());
+    // Larger pipes for results: fewer wake-ups per megabyte (best effort).
+    ::fcntl(server_out_.get(), F_SETPIPE_SZ, kPipeSize);
+    ::fcntl(child_stdin, F_SETPIPE_SZ, kPipeSize);
     // Our stderr takes the server's (it is the log channel of an MCP stdio server), without
     // ever blocking the server: what does not fit is counted and dropped.
     my_err_.reset(::fcntl(2, F_DUPFD_CLOEXEC, 3));
@@ -447,6 +451,7 @@ void McpProxy::client_start() {
     int out = ::fcntl(1, F_DUPFD_CLOEXEC, 3);
     if (!in_ || out < 0) throw Error(ErrorKind::internal, errno_text("dup stdin/stdout", errno));
     set_nonblocking(in_.get());
+    ::fcntl(out, F_SETPIPE_SZ, kPipeSize);  // when stdout is a pipe; best effort
     out_ = std::make_unique<MessageQueue>(*loop_, UniqueFd(out), [this] { update(); });
     // Regular files and /dev/null cannot be watched by epoll; they are always readable, which an
     // eventfd holding a count stands for.
