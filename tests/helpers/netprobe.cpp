@@ -20,8 +20,12 @@
 //   netprobe resolve NAME            getaddrinfo(NAME): the IPv4 addresses, one per line, or the error
 //   netprobe dns-tcp SERVER NAME     one A query over TCP to SERVER:53: the first address, or the rcode
 //   netprobe udp-raw ADDR PORT TEXT  sends TEXT as one datagram (garbage for resolvers)
+//   netprobe dns-load ADDR PORT NAME COUNT RATE   COUNT A queries paced at RATE per second
+//                                    (0 = as fast as 64 in flight allow); prints
+//                                    "median_us p99_us lost qps"
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <linux/bpf.h>
 #include <liburing.h>
 #include <netdb.h>
@@ -297,6 +301,67 @@ int main(int argc, char** argv) {
             std::printf("%s\n", buf);
         }
         freeaddrinfo(res);
+        return 0;
+    }
+    if (cmd == "dns-load" && argc == 7) {
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        socklen_t len;
+        auto ss = make_addr(AF_INET, argv[2], argv[3], &len);
+        if (connect(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0) return result(-1);
+        int count = std::atoi(argv[5]);
+        double rate = std::atof(argv[6]);
+        std::string name = argv[4];
+        auto now_ns = [] {
+            timespec t{};
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            return t.tv_sec * 1000000000L + t.tv_nsec;
+        };
+        std::vector<long> sent_at(65536, 0);
+        std::vector<long> lat;
+        int sent = 0, received = 0, inflight = 0;
+        long start = now_ns();
+        long last_activity = start;
+        while (received < count) {
+            long t = now_ns();
+            bool can_send = sent < count && (rate > 0 ? t >= start + static_cast<long>(sent * 1e9 / rate) : inflight < 64);
+            if (can_send) {
+                std::vector<unsigned char> q{static_cast<unsigned char>(sent >> 8), static_cast<unsigned char>(sent), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0};
+                size_t st = 0;
+                while (st < name.size()) {
+                    size_t dot = name.find('.', st);
+                    if (dot == std::string::npos) dot = name.size();
+                    q.push_back(static_cast<unsigned char>(dot - st));
+                    q.insert(q.end(), name.begin() + static_cast<long>(st), name.begin() + static_cast<long>(dot));
+                    st = dot + 1;
+                }
+                q.insert(q.end(), {0, 0, 1, 0, 1});
+                if (send(fd, q.data(), q.size(), 0) > 0) {
+                    sent_at[sent & 0xffff] = now_ns();
+                    ++sent;
+                    ++inflight;
+                }
+                continue;
+            }
+            unsigned char buf[4096];
+            ssize_t n = recv(fd, buf, sizeof buf, 0);
+            if (n >= 12) {
+                int id = (buf[0] << 8) | buf[1];
+                long tn = now_ns();
+                lat.push_back(tn - sent_at[id & 0xffff]);
+                ++received;
+                --inflight;
+                last_activity = tn;
+                continue;
+            }
+            if (sent == count && now_ns() - last_activity > 1000000000L) break;  // the rest is lost
+            pollfd p{fd, POLLIN, 0};
+            poll(&p, 1, rate > 0 ? 0 : 10);
+        }
+        double secs = (now_ns() - start) / 1e9;
+        std::sort(lat.begin(), lat.end());
+        long med = lat.empty() ? 0 : lat[lat.size() / 2];
+        long p99 = lat.empty() ? 0 : lat[static_cast<size_t>((lat.size() - 1) * 0.99)];
+        std::printf("%.1f %.1f %d %.0f\n", med / 1000.0, p99 / 1000.0, count - received, received / secs);
         return 0;
     }
     if (cmd == "udp-raw" && argc == 5) {

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -95,7 +96,6 @@ bool write_framed(int fd, const std::vector<std::uint8_t>& msg) {
 }  // namespace
 
 struct DnsProxy::Pending {
-    UniqueFd sock;  // connected to the upstream
     int client_fd;
     sockaddr_storage client{};
     socklen_t client_len = 0;
@@ -177,6 +177,17 @@ DnsProxy::DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hoo
         udp6_.reset();
         tcp6_.reset();
     }
+    for (int fd : {udp4_.get(), udp6_.get()}) {
+        int size = 4 << 20;  // bursts of queries must not be dropped by the socket
+        if (fd >= 0) ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    }
+    for (const auto& u : upstreams_) {
+        UniqueFd fd(::socket(u.addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        int size = 4 << 20;
+        if (fd) ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        if (fd && ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&u.addr), u.len) != 0) fd.reset();
+        upstream_socks_.push_back(std::move(fd));
+    }
     target_.ip4 = htonl(INADDR_LOOPBACK);
     target_.port4 = p4;
     target_.port6 = p6;
@@ -200,7 +211,7 @@ void DnsProxy::stop() {
         threads.swap(tcp_threads_);
     }
     for (auto& t : threads) t.thread.join();
-    pending_.clear();
+    by_id_.clear();
 }
 
 DnsProxy::Stats DnsProxy::stats() const { return {answered_, refused_, malformed_, failed_}; }
@@ -258,7 +269,7 @@ void DnsProxy::on_query(int fd, const std::vector<std::uint8_t>& query, const so
         ::sendto(fd, reply.data(), reply.size(), 0, reinterpret_cast<const sockaddr*>(&from), fromlen);
         return;
     }
-    if (upstreams_.empty() || pending_.size() >= kMaxPending) {
+    if (upstreams_.empty() || by_id_.size() >= kMaxPending) {
         ++failed_;
         reply = dns_error_reply(query, dns::kRcodeServfail);
         ::sendto(fd, reply.data(), reply.size(), 0, reinterpret_cast<const sockaddr*>(&from), fromlen);
@@ -272,39 +283,56 @@ void DnsProxy::on_query(int fd, const std::vector<std::uint8_t>& query, const so
     p->parsed = std::move(q);
     p->rules = std::move(rules);
     on_upstream(*p);
-    pending_.push_back(std::move(p));
+    std::uint16_t id = p->upstream_id;
+    by_id_[id] = std::move(p);
 }
 
-// Sends (or re-sends to the next upstream) the pending query.
+// Sends (or re-sends to the next upstream) the pending query, under a fresh random id that no
+// other pending query holds; the reply is matched by id on that upstream's socket.
 void DnsProxy::on_upstream(Pending& p) {
-    const auto& u = upstreams_[p.upstream_index % upstreams_.size()];
-    p.sock.reset(::socket(u.addr.ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-    p.upstream_id = random_id();
+    size_t index = p.upstream_index % upstreams_.size();
+    do {
+        p.upstream_id = random_id();
+    } while (by_id_.count(p.upstream_id));
     std::vector<std::uint8_t> out = p.query;
     set_id(out, p.upstream_id);
-    if (!p.sock || ::connect(p.sock.get(), reinterpret_cast<const sockaddr*>(&u.addr), u.len) != 0 ||
-        ::send(p.sock.get(), out.data(), out.size(), 0) < 0) {
-        p.sock.reset();
-    }
+    int fd = upstream_socks_[index].get();
+    if (fd >= 0) (void)::send(fd, out.data(), out.size(), 0);
     p.deadline = Clock::now() + kUpstreamTimeout;
 }
 
 void DnsProxy::serve() {
     std::vector<std::uint8_t> buf(65536);
     auto last_tick = Clock::now();
+    std::vector<pollfd> fds;
+    fds.push_back({wake_read_.get(), POLLIN, 0});
+    for (int fd : {udp4_.get(), udp6_.get(), tcp4_.get(), tcp6_.get()}) {
+        if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+    }
+    size_t first_upstream = fds.size();
+    for (auto& u : upstream_socks_) fds.push_back({u.get(), POLLIN, 0});
     while (!stopping_) {
-        std::vector<pollfd> fds;
-        fds.push_back({wake_read_.get(), POLLIN, 0});
-        for (int fd : {udp4_.get(), udp6_.get(), tcp4_.get(), tcp6_.get()}) {
-            if (fd >= 0) fds.push_back({fd, POLLIN, 0});
-        }
-        size_t first_pending = fds.size();
-        for (auto& p : pending_) fds.push_back({p->sock ? p->sock.get() : -1, POLLIN, 0});
+        for (auto& f : fds) f.revents = 0;
         int n = ::poll(fds.data(), fds.size(), 100);
         if (n < 0 && errno != EINTR) break;
-        for (size_t i = 1; i < first_pending && n > 0; ++i) {
+        for (size_t i = 1; i < fds.size() && n > 0; ++i) {
             if (!(fds[i].revents & POLLIN)) continue;
             int fd = fds[i].fd;
+            if (i >= first_upstream) {
+                // Answers from upstream, matched to pending queries by id.
+                for (int k = 0; k < 256; ++k) {
+                    ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
+                    if (r < 0) break;
+                    if (r < 12) continue;
+                    auto it = by_id_.find(static_cast<std::uint16_t>((buf[0] << 8) | buf[1]));
+                    if (it == by_id_.end()) continue;  // late, spoofed or already answered
+                    auto p = std::move(it->second);
+                    by_id_.erase(it);
+                    auto reply = finish(p->query, p->parsed, p->rules, std::vector<std::uint8_t>(buf.begin(), buf.begin() + r));
+                    ::sendto(p->client_fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&p->client), p->client_len);
+                }
+                continue;
+            }
             if (fd == tcp4_.get() || fd == tcp6_.get()) {
                 int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
                 if (c < 0) continue;
@@ -331,7 +359,7 @@ void DnsProxy::serve() {
                                         done});
                 continue;
             }
-            for (int k = 0; k < 64; ++k) {
+            for (int k = 0; k < 256; ++k) {
                 sockaddr_storage from{};
                 socklen_t fromlen = sizeof from;
                 ssize_t r = ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &fromlen);
@@ -340,34 +368,26 @@ void DnsProxy::serve() {
             }
         }
         auto now = Clock::now();
-        std::vector<std::unique_ptr<Pending>> keep;
-        for (size_t i = 0; i < pending_.size(); ++i) {
-            auto& p = pending_[i];
-            size_t slot = first_pending + i;
-            bool readable = slot < fds.size() && (fds[slot].revents & POLLIN) && p->sock;
-            if (readable) {
-                ssize_t r = ::recv(p->sock.get(), buf.data(), buf.size(), 0);
-                if (r >= 2 && ((buf[0] << 8) | buf[1]) == p->upstream_id) {
-                    auto reply = finish(p->query, p->parsed, p->rules, std::vector<std::uint8_t>(buf.begin(), buf.begin() + r));
-                    ::sendto(p->client_fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&p->client), p->client_len);
-                    continue;  // done
-                }
+        if (now - last_tick > std::chrono::milliseconds(100)) {
+            last_tick = now;
+            // Queries upstream did not answer in time: the next upstream, or SERVFAIL.
+            std::vector<std::uint16_t> late;
+            for (auto& [id, p] : by_id_) {
+                if (now > p->deadline) late.push_back(id);
             }
-            if (now > p->deadline) {
+            for (auto id : late) {
+                auto p = std::move(by_id_[id]);
+                by_id_.erase(id);
                 if (++p->upstream_index < upstreams_.size()) {
                     on_upstream(*p);
+                    std::uint16_t nid = p->upstream_id;
+                    by_id_[nid] = std::move(p);
                 } else {
                     ++failed_;
                     auto reply = dns_error_reply(p->query, dns::kRcodeServfail);
                     ::sendto(p->client_fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&p->client), p->client_len);
-                    continue;
                 }
             }
-            keep.push_back(std::move(p));
-        }
-        pending_ = std::move(keep);
-        if (now - last_tick > std::chrono::milliseconds(200)) {
-            last_tick = now;
             if (hooks_.tick) hooks_.tick();
         }
     }

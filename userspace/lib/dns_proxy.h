@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -79,7 +80,8 @@ private:
     Hooks hooks_;
     DnsTarget target_;
     UniqueFd udp4_, udp6_, tcp4_, tcp6_, wake_read_, wake_write_;
-    std::vector<std::unique_ptr<Pending>> pending_;
+    std::map<std::uint16_t, std::unique_ptr<Pending>> by_id_;  // pending queries by upstream id
+    std::vector<UniqueFd> upstream_socks_;  // one connected socket per upstream
     std::thread thread_;
     std::mutex tcp_mutex_;
     struct TcpClient {

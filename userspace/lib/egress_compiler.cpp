@@ -312,10 +312,16 @@ LearnedEntry compile_learned(const Egress& egress, std::uint64_t policy_id, cons
 }
 
 std::optional<std::string> reserved_range_of(const Cidr& address) {
+    static const std::vector<Cidr> parsed = [] {
+        std::vector<Cidr> out;
+        for (const auto& r : kReserved) out.push_back(*parse_cidr(r.cidr));
+        return out;
+    }();
     const Reserved* best = nullptr;
     int best_prefix = -1;
-    for (const auto& r : kReserved) {
-        Cidr c = *parse_cidr(r.cidr);
+    for (size_t i = 0; i < parsed.size(); ++i) {
+        const auto& r = kReserved[i];
+        const Cidr& c = parsed[i];
         if (c.contains(address) && c.prefix > best_prefix) {
             best = &r;
             best_prefix = c.prefix;

@@ -140,6 +140,14 @@ bool EgressExtension::admit(const std::string& name, const std::vector<std::uint
                         {"rule", "the sandbox already holds " + std::to_string(cap) + " learned addresses (dns.max_learned)"}});
             return false;  // fail closed: the answer is not released
         }
+        auto ttl_now = std::max<std::chrono::milliseconds>(std::chrono::seconds(a.ttl), floor);
+        if (it != learned_.end() && std::all_of(rules.begin(), rules.end(), [&](std::uint32_t r) {
+                return std::find(it->second.rules.begin(), it->second.rules.end(), r) != it->second.rules.end();
+            })) {
+            // Already admitted for these rules: the entry stands, only its life is extended.
+            it->second.expiry = std::max(it->second.expiry, now + ttl_now);
+            continue;
+        }
         std::vector<std::uint32_t> all_rules = rules;
         if (it != learned_.end()) {
             for (auto r : it->second.rules) {
