@@ -2,6 +2,8 @@
 // bundled server connected directly (the baseline), interleaved so both see the same load:
 //   1. round-trip latency of a small tools/call through `mcpwarden run --mcp`;
 //   2. throughput of 1 MiB tools/call results;
+//   (1 and 2 also through plain `mcpwarden run`, whose stdio is the server's own: the cost of
+//   the sandbox alone, to attribute the difference between relay and sandbox)
 //   3. `mcpwarden call` end to end against starting the server and calling it directly (and
 //      `mcpwarden run -- /bin/true`, the sandbox alone, to attribute the difference).
 // Prints medians and ratios. Run as root:
@@ -177,9 +179,20 @@ int main(int argc, char** argv) {
     std::vector<std::string> proxied_argv{warden, "run", "--policy", policy, "--state-dir", state, "--", server};
 
     // 1 and 2: long-lived direct and proxied servers, measured alternately.
-    Peer direct({server}), proxied(proxied_argv);
+    // The server keeps its heap between calls (glibc tunables; direct and sandboxed alike):
+    // otherwise each 1 MiB result is fresh mmap memory, and whether its page faults get huge
+    // pages varies per process by a factor of two, which drowns what is measured here.
+    ::setenv("MALLOC_MMAP_THRESHOLD_", "1073741824", 1);
+    ::setenv("MALLOC_TRIM_THRESHOLD_", "1073741824", 1);
+    std::vector<std::string> malloc_env{"--env", "MALLOC_MMAP_THRESHOLD_", "--env", "MALLOC_TRIM_THRESHOLD_"};
+    proxied_argv.insert(proxied_argv.begin() + 2, malloc_env.begin(), malloc_env.end());
+    std::vector<std::string> raw_argv{warden, "run", "--state-dir", state, "--", server};
+    raw_argv.insert(raw_argv.begin() + 2, malloc_env.begin(), malloc_env.end());
+    Peer direct({server}), proxied(proxied_argv), raw(raw_argv);
     handshake(direct);
     handshake(proxied);
+    handshake(raw);
+    std::vector<double> rtt_raw, big_raw;
     const int per_round = 500, big_per_round = 10, big_n = 1 << 20;
     std::vector<double> rtt_direct, rtt_proxied, big_direct, big_proxied;
     int id = 1;
@@ -193,10 +206,10 @@ int main(int argc, char** argv) {
     // the same machine load even when it changes quickly (shared CI machines).
     for (int r = 0; r < rounds; ++r) {
         for (int batch = 0; batch < per_round / 25; ++batch) {
-            for (int k = 0; k < 2; ++k) {
-                bool use_direct = (batch + k) % 2 == 0;
-                Peer& p = use_direct ? direct : proxied;
-                auto& rtt = use_direct ? rtt_direct : rtt_proxied;
+            for (int k = 0; k < 3; ++k) {
+                int which = (batch + k) % 3;
+                Peer& p = which == 0 ? direct : which == 1 ? proxied : raw;
+                auto& rtt = which == 0 ? rtt_direct : which == 1 ? rtt_proxied : rtt_raw;
                 for (int i = 0; i < 25; ++i) {
                     auto t = Clock::now();
                     std::string reply = p.call(echo_call(id++));
@@ -205,17 +218,18 @@ int main(int argc, char** argv) {
                 }
             }
         }
-        for (int i = 0; i < 2 * big_per_round; ++i) {
-            bool use_direct = (i + r) % 2 == 0;
-            Peer& p = use_direct ? direct : proxied;
+        for (int i = 0; i < 3 * big_per_round; ++i) {
+            int which = (i + r) % 3;
+            Peer& p = which == 0 ? direct : which == 1 ? proxied : raw;
             auto t = Clock::now();
             std::string reply = p.call(big_call(id++, big_n));
-            (use_direct ? big_direct : big_proxied).push_back(us_since(t));
+            (which == 0 ? big_direct : which == 1 ? big_proxied : big_raw).push_back(us_since(t));
             if (reply.size() < static_cast<size_t>(big_n) || reply.find("truncated") != std::string::npos)
                 die("bad big reply");
         }
     }
     direct.close();
+    raw.close();
     int status = proxied.close();
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("mcpwarden run did not exit cleanly");
 
@@ -252,10 +266,13 @@ int main(int argc, char** argv) {
     std::printf("  small tools/call round trip  direct  median %7.1f us  p90 %7.1f us  (%zu calls)\n", md, p90(rtt_direct), rtt_direct.size());
     std::printf("                               run --mcp median %7.1f us  p90 %7.1f us\n", mp, p90(rtt_proxied));
     std::printf("                               added   median %7.1f us   goal <= 50 us: %s\n", mp - md, mp - md <= 50 ? "met" : "NOT met");
+    std::printf("                               run (no relay) median %7.1f us\n", median(rtt_raw));
     std::printf("  1 MiB tools/call results     direct  median %7.2f ms  %7.1f MiB/s  (%zu calls)\n", bd / 1000, mib_direct, big_direct.size());
     std::printf("                               run --mcp median %7.2f ms  %7.1f MiB/s\n", bp / 1000, mib_proxied);
     std::printf("                               ratio   %5.1f%% of direct   goal >= 80%%: %s\n", 100 * mib_proxied / mib_direct,
                 mib_proxied >= 0.8 * mib_direct ? "met" : "NOT met");
+    std::printf("                               run (no relay) median %7.2f ms  %7.1f MiB/s (%.1f%% of direct)\n",
+                median(big_raw) / 1000, 1e6 / median(big_raw), 100 * (1e6 / median(big_raw)) / mib_direct);
     std::printf("  one call, process to result  direct  median %7.2f ms  p90 %7.2f ms  (%zu runs)\n", cd / 1000, p90(call_direct) / 1000, call_direct.size());
     std::printf("                               call    median %7.2f ms  p90 %7.2f ms\n", cw / 1000, p90(call_warden) / 1000);
     std::printf("                               added   median %7.2f ms  ratio %.1fx\n", (cw - cd) / 1000, cw / cd);

@@ -4,6 +4,8 @@
 // fresh clone works. In CI a missing node or npm is a failure, like every kernel test.
 #include <sys/stat.h>
 
+#include <thread>
+
 #include "mcp_common.h"
 
 using namespace harness;
@@ -45,4 +47,10 @@ TEST_F(McpSdk, OfficialClientAgainstServerEverything) {
     EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
     EXPECT_NE(r.out.find("pass 9"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("fail 0"), std::string::npos) << r.out;
+    // The SDK's close() resolves when mcpwarden's process closes; its teardown (the sandbox
+    // killed and removed) is awaited here rather than assumed: a sandbox that outlives it for
+    // more than a few seconds fails the leftover check of the fixture.
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while ((!leftover_processes().empty() || !leftover_cgroups().empty()) && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
 }

@@ -12,10 +12,23 @@ namespace {
 
 struct Collect : LineFramer::Sink {
     std::vector<std::string> lines;
+    std::string pieces;  // what piece() saw since the last line
+    void piece(std::string_view p) override { pieces.append(p); }
     std::vector<std::uint64_t> oversized_sizes;
     std::vector<std::string> heads, tails;
-    void line(std::string_view t) override { lines.emplace_back(t); }
+    void line(std::string_view t) override {
+        // The pieces of a line are the line (and perhaps the "\r" removed from its end),
+        // after those of skipped blank lines (whitespace, which JSON ignores).
+        std::string p = pieces;
+        if (p.size() > t.size() && p.back() == '\r' && p.compare(p.size() - t.size(), t.size(), t) != 0) p.pop_back();
+        ASSERT_GE(p.size(), t.size());
+        EXPECT_EQ(p.substr(p.size() - t.size()), t);
+        EXPECT_EQ(p.substr(0, p.size() - t.size()).find_first_not_of(" \t\r"), std::string::npos);
+        pieces.clear();
+        lines.emplace_back(t);
+    }
     void oversized(const LineFramer::Oversized& o) override {
+        pieces.clear();
         oversized_sizes.push_back(o.bytes);
         heads.emplace_back(o.head);
         tails.emplace_back(o.tail);

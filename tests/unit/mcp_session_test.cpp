@@ -252,6 +252,25 @@ TEST_F(Session, TruncatesResourcesAndPrompts) {
     EXPECT_EQ(client.back(), raw);
 }
 
+TEST_F(Session, ServerLinesScannedWhileTheyArriveGiveTheSameResult) {
+    McpConfig c;
+    c.max_content_chars = 4;
+    make(c);
+    from_client(call(1, "big"));
+    std::string line = text_result(1, "0123456789").dump();
+    for (size_t off = 0; off < line.size(); off += 7) session->server_piece(std::string_view(line).substr(off, 7));
+    session->server_line(line, now);
+    EXPECT_EQ(last_client()["result"]["_meta"]["mcpwarden/truncated"], true);
+    // A broken line scanned in pieces is still refused, and the next line starts afresh.
+    from_client(call(2, "big"));
+    session->server_piece(R"({"jsonrpc":"2.0","id":2,"result":{)");
+    session->server_line(R"({"jsonrpc":"2.0","id":2,"result":{)", now);
+    EXPECT_EQ(last_client()["error"]["data"]["kind"], "result_invalid");
+    from_client(call(3, "echo"));
+    session->server_line(text_result(3, "ok").dump(), now);
+    EXPECT_EQ(last_client()["result"]["content"][0]["text"], "ok");
+}
+
 TEST_F(Session, ResultTooLargeBecomesAnError) {
     from_client(call(4, "big"));
     session->server_oversized({20000000, R"({"jsonrpc":"2.0","id":4,"result":{"content":[{"type":"text","text":"xxx)", "xxx\"}]}}"}, now);

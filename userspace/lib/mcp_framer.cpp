@@ -73,9 +73,11 @@ void LineFramer::feed(std::string_view chunk, Sink& sink) {
             if (buf_.size() < kKeep) buf_.append(piece.substr(0, kKeep - buf_.size()));
             buf_.resize(std::min(buf_.size(), kKeep));
         } else if (nl && buf_.empty()) {
+            if (piece.size() <= max_ + 1) sink.piece(piece);
             emit(piece, sink);  // the whole line is in this chunk: no copy
             delivered = true;
         } else {
+            sink.piece(piece);
             buf_.append(piece);
         }
         if (!nl) return;

@@ -22,6 +22,10 @@ public:
         virtual ~Sink() = default;
         // One line without its "\n" and one trailing "\r". Lines of only whitespace are skipped.
         virtual void line(std::string_view text) = 0;
+        // The bytes of the current line as they arrive, before line() (not for a line that turns
+        // out oversized): lets a sink scan a long line while the rest is still on its way. The
+        // pieces of skipped blank lines (only " ", "\t", "\r": JSON whitespace) come first.
+        virtual void piece(std::string_view bytes) { (void)bytes; }
         virtual void oversized(const Oversized& o) = 0;
     };
     static constexpr std::size_t kKeep = 4096;

@@ -27,7 +27,7 @@ using nlohmann::json;
 
 namespace {
 
-constexpr std::size_t kServerReadChunk = 256 * 1024;
+constexpr std::size_t kServerReadChunk = 1024 * 1024;  // a whole (enlarged) pipe per read
 constexpr std::size_t kClientReadChunk = 64 * 1024;
 constexpr std::size_t kStderrQueueMax = 256 * 1024;
 constexpr int kPipeSize = 1 << 20;  // server stderr waiting for our stderr
@@ -64,6 +64,9 @@ struct SessionSink : LineFramer::Sink {
     void line(std::string_view text) override {
         if (from_client) session.client_line(text, now);
         else session.server_line(text, now);
+    }
+    void piece(std::string_view bytes) override {
+        if (!from_client) session.server_piece(bytes);  // scan results while they arrive
     }
     void oversized(const LineFramer::Oversized& o) override {
         if (from_client) session.client_oversized(o, now);

@@ -320,10 +320,21 @@ void McpSession::client_oversized(const LineFramer::Oversized& o, Clock::time_po
     reply_error(id, mcp_code::input_too_large, e);
 }
 
+void McpSession::server_piece(std::string_view bytes) {
+    if (!server_prescanned_) {
+        server_scan_.reset();
+        server_prescanned_ = true;
+    }
+    server_scan_.feed(bytes);
+}
+
 void McpSession::server_line(std::string_view line, Clock::time_point now) {
     ++stats_.server_messages;
-    server_scan_.reset();
-    server_scan_.feed(line);
+    if (!server_prescanned_) {
+        server_scan_.reset();
+        server_scan_.feed(line);
+    }
+    server_prescanned_ = false;  // (a trailing "\r" the framer removed is JSON whitespace)
     JsonViolation v = server_scan_.finish();
     const JsonEnvelope& env = server_scan_.envelope();
     if (v != JsonViolation::none || !env.is_object) {
@@ -439,6 +450,7 @@ void McpSession::server_response(std::string_view line, const JsonEnvelope& env,
 
 void McpSession::server_oversized(const LineFramer::Oversized& o, Clock::time_point now) {
     ++stats_.server_messages;
+    server_prescanned_ = false;
     JsonScanner head;
     head.feed(o.head);
     const auto& env = head.envelope();

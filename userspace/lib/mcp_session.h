@@ -105,6 +105,9 @@ public:
     void client_line(std::string_view line, Clock::time_point now);
     void client_oversized(const LineFramer::Oversized& o, Clock::time_point now);
     void server_line(std::string_view line, Clock::time_point now);
+    // Optional: the bytes of the server line in progress, scanned as they arrive, so that
+    // server_line() of a long line does not scan it again.
+    void server_piece(std::string_view bytes);
     void server_oversized(const LineFramer::Oversized& o, Clock::time_point now);
     // Answers requests whose deadline passed (and cancels them at the server).
     void expire(Clock::time_point now);
@@ -144,6 +147,7 @@ private:
     McpConfig config_;
     Io io_;
     JsonScanner client_scan_, server_scan_;
+    bool server_prescanned_ = false;
     std::unordered_map<std::string, Pending> pending_;  // by canonical id
     std::set<std::pair<Clock::time_point, std::string>> deadlines_;
     std::unordered_map<std::string, std::string> progress_;  // canonical token -> canonical id
