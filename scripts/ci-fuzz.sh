@@ -18,7 +18,7 @@ OUT=build-fuzz
 cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
   -DMCPWARDEN_FUZZ=ON -DMCPWARDEN_SANITIZE=ON -DMCPWARDEN_WERROR=OFF >/dev/null
-cmake --build "$OUT" -j"$(nproc)" --target fuzz_targets
+cmake --build "$OUT" -j"$(nproc)" --target fuzz_targets || { echo "fuzz: build failed"; exit 1; }
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

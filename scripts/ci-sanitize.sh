@@ -16,7 +16,7 @@ OUT=build-asan
 # on sanitizer-instrumented code, and the main build already enforces them.
 cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMCPWARDEN_SANITIZE=ON -DMCPWARDEN_WERROR=OFF \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" >/dev/null
-cmake --build "$OUT" -j"$(nproc)"
+cmake --build "$OUT" -j"$(nproc)" || { echo "sanitizer: build failed"; exit 1; }
 
 LOGS=$PWD/$OUT/sanitizer-logs
 rm -rf "$LOGS"
