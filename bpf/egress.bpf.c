@@ -257,6 +257,19 @@ static __always_inline int proto_index(__u32 type, __u32 protocol, __u32 *idx)
     return 0;
 }
 
+/* The sandbox's own resolver (the target of the DNS redirect), in any of its spellings. */
+static __always_inline int is_resolver(const struct mw_sandbox_state *st, __u32 family, const __u32 *a,
+                                       __u16 port)
+{
+    if (!st->dns_port4)
+        return 0;
+    if (family == 4)
+        return a[0] == st->dns_ip4 && port == st->dns_port4;
+    if (is_v4_mapped(a))
+        return a[3] == st->dns_ip4 && port == st->dns_port4;
+    return st->dns_port6 && a[0] == 0 && a[1] == 0 && a[2] == 0 && a[3] == bpf_htonl(1) && port == st->dns_port6;
+}
+
 /* Every port-53 flow, to any address, goes to mcpwarden's resolver for this sandbox; the
  * original destination is kept by socket cookie for recvmsg/getpeername. */
 static __always_inline int redirect_dns(struct bpf_sock_addr *ctx, struct mw_sandbox_state *st,
@@ -394,6 +407,8 @@ static __always_inline int check_addr(struct bpf_sock_addr *ctx, __u8 hook, __u3
         return deny(st, hook, family, a, port, protocol, MW_RULE_PROTO, 0, ctx->type);
     if (port == 53 && st->dns_port4)
         return redirect_dns(ctx, st, hook, family, a, protocol);
+    if (is_resolver(st, family, a, port))
+        return 1; /* already redirected: a connected v6 socket's v4-mapped send re-enters sendmsg4 */
     if (port == 853) {
         __u32 f = family;
         if (f == 6 && is_v4_mapped(a))
@@ -502,10 +517,7 @@ int mw_egress(struct __sk_buff *skb)
         if (idx == MW_PROTO_TCP && !(hdr[13] & 0x02 /* SYN */))
             return 1;
     }
-    /* The sandbox's own resolver (the target of the DNS redirect). */
-    if (st->dns_port4 && ((family == 4 && a[0] == st->dns_ip4 && port == st->dns_port4) ||
-                          (family == 6 && a[0] == 0 && a[1] == 0 && a[2] == 0 &&
-                           a[3] == bpf_htonl(1) && port == st->dns_port6 && st->dns_port6)))
+    if (is_resolver(st, family, a, port))
         return 1;
     struct verdict v = decide(st->policy_id, &family, a, idx, port);
     if (v.allow)

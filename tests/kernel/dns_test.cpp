@@ -184,6 +184,17 @@ TEST_F(Dns, QueriesToOtherResolversAreAnsweredByTheWarden) {
     EXPECT_TRUE(dot);
 }
 
+// Resolvers on IPv6, v4-mapped and the usual stub address are the warden too.
+TEST_F(Dns, Ipv6AndMappedResolverAddressesAreRedirected) {
+    Http http("127.0.0.2");
+    auto p = policy_file("dns-v6", http.port());
+    std::string audit = state_dir() + "/dns-v6.jsonl";
+    auto r = run(p, "for s in ::1 ::ffff:127.0.0.154 127.0.0.53 2001:db8::53; do "
+                    "busybox nslookup allowed.test $s 2>&1 | grep -A1 '^Name' | tail -1; done", audit);
+    EXPECT_EQ(r.out, "Address: 127.0.0.2\nAddress: 127.0.0.2\nAddress: 127.0.0.2\nAddress: 127.0.0.2\n") << r.err;
+    audit_lines(audit);
+}
+
 TEST_F(Dns, EveryResolverLibraryWorksThroughTheRedirect) {
     Http http("127.0.0.2");
     auto p = policy_file("dns-libs", http.port());

@@ -196,7 +196,9 @@ void EgressExtension::before_spawn(Sandbox& sandbox) {
     auto objects = BpfObjects::open();
     sweep_stale_enforcement();
     std::uint64_t id = sandbox.cgroup().unified_id();
+    auto t0 = std::chrono::steady_clock::now();
     compiled_ = compile_egress(policy_.egress, id);
+    auto t1 = std::chrono::steady_clock::now();
     DnsProxy::Hooks hooks;
     hooks.admit = [this](const std::string& name, const std::vector<std::uint32_t>& rules,
                          const std::vector<DnsAddress>& addrs) { return admit(name, rules, addrs); };
@@ -212,6 +214,12 @@ void EgressExtension::before_spawn(Sandbox& sandbox) {
                                                      if (audit_) audit_->info(event_json(e).dump());
                                                  },
                                                  sandbox_name_, dns_->target());
+    auto t2 = std::chrono::steady_clock::now();
+    spdlog::info("egress policy {}: {} rules compiled to {} entries in {} ms, loaded and bound in {} ms",
+                 policy_.name, policy_.egress.allow.size() + policy_.egress.deny.size(),
+                 compiled_.v4.size() + compiled_.v6.size(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count(),
+                 std::chrono::duration_cast<std::chrono::milliseconds>(t2 - t1).count());
     loop_ = &sandbox.loop();
     events_fd_ = enforcer_->events_fd();
     loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });
