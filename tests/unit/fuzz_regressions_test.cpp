@@ -41,3 +41,15 @@ TEST(FuzzRegression, PolicyKeysOutliveTheIterator) {
     EXPECT_EQ(p.name, "tiny");
     EXPECT_EQ(p.limits.pids, 10u);
 }
+
+// The YAML reader closed a mapping by computing it + 1 past the end of its pending list
+// (UBSan: pointer arithmetic on null / past the end). The sanitizer stage runs this under UBSan.
+TEST(FuzzRegression, YamlReaderClosesOddAndEmptyMappings) {
+    for (const char* text : {"{{{{{{{{{}{{{{{{{{{{;{~{{{{{{nuly{{{{{[{{{{{{nuly", "{}", "a: {}\n", "{a}", "[{}, {b}]"}) {
+        try {
+            parse_policy(text, "p.yaml");
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::policy_invalid) << text;
+        }
+    }
+}

@@ -249,7 +249,9 @@ private:
         } else {
             n.children_.first = doc_.entries_.size();
             n.count_ = static_cast<std::uint32_t>((pending_.end() - begin) / 2);
-            for (auto it = begin; it + 1 < pending_.end(); it += 2)
+            // Compare distances: it + 1 past the end (or on an empty, null-backed vector) is
+            // undefined behaviour (UBSan, found by fuzzing).
+            for (auto it = begin; pending_.end() - it >= 2; it += 2)
                 doc_.entries_.push_back({*it, *(it + 1)});
         }
         pending_.erase(begin, pending_.end());
