@@ -189,9 +189,11 @@ static __always_inline struct verdict decide(__u64 policy_id, __u32 *family, __u
     return decide_entry(lookup6(policy_id, l), policy_id, proto, port);
 }
 
+/* task: whether the current task is the sandbox's (socket hooks) — cgroup_skb programs may
+ * not ask (bpf_get_current_pid_tgid/comm are refused there on 6.1) and run in softirq anyway. */
 static __always_inline void emit(struct mw_sandbox_state *st, __u8 hook, __u32 family,
                                  const __u32 *a, __u16 port, __u32 protocol, __u32 rule,
-                                 __u8 verdict, __u32 sock_family, __u32 sock_type)
+                                 __u8 verdict, __u32 sock_family, __u32 sock_type, const int task)
 {
     __u64 id = st ? st->policy_id : 0;
     __u32 slot = st && st->event_slot ? st->event_slot - 1 : MW_EVENT_SLOTS;
@@ -208,9 +210,14 @@ static __always_inline void emit(struct mw_sandbox_state *st, __u8 hook, __u32 f
     }
     e->time_ns = bpf_ktime_get_boot_ns();
     e->policy_id = id;
-    e->pid = bpf_get_current_pid_tgid() >> 32;
     e->rule = rule;
-    bpf_get_current_comm(e->comm, sizeof(e->comm));
+    if (task) {
+        e->pid = bpf_get_current_pid_tgid() >> 32;
+        bpf_get_current_comm(e->comm, sizeof(e->comm));
+    } else {
+        e->pid = 0;
+        __builtin_memset(e->comm, 0, sizeof(e->comm));
+    }
     __builtin_memset(e->addr, 0, sizeof(e->addr));
     if (family == 4)
         __builtin_memcpy(e->addr, a, 4);
@@ -229,20 +236,27 @@ static __always_inline void emit(struct mw_sandbox_state *st, __u8 hook, __u32 f
 }
 
 /* Records a denial; returns what the hook returns (1 in audit-only mode, else 0). */
-static __always_inline int deny(struct mw_sandbox_state *st, __u8 hook, __u32 family,
-                                const __u32 *a, __u16 port, __u32 protocol, __u32 rule,
-                                __u32 sock_family, __u32 sock_type)
+static __always_inline int deny_as(struct mw_sandbox_state *st, __u8 hook, __u32 family,
+                                   const __u32 *a, __u16 port, __u32 protocol, __u32 rule,
+                                   __u32 sock_family, __u32 sock_type, const int task)
 {
     if (st && (st->flags & MW_SANDBOX_AUDIT_ONLY) && rule != MW_RULE_UNBOUND) {
         __sync_fetch_and_add(&st->audited, 1);
-        emit(st, hook, family, a, port, protocol, rule, MW_VERDICT_AUDIT, sock_family, sock_type);
+        emit(st, hook, family, a, port, protocol, rule, MW_VERDICT_AUDIT, sock_family, sock_type, task);
         return 1;
     }
     if (st)
         __sync_fetch_and_add(&st->denied, 1);
-    emit(st, hook, family, a, port, protocol, rule, MW_VERDICT_DENIED, sock_family, sock_type);
+    emit(st, hook, family, a, port, protocol, rule, MW_VERDICT_DENIED, sock_family, sock_type, task);
     return 0;
 }
+
+/* Socket hooks run in the task that made the call. */
+#define deny(st, hook, family, a, port, protocol, rule, sf, st_) \
+    deny_as(st, hook, family, a, port, protocol, rule, sf, st_, 1)
+/* The packet backstop does not know the task. */
+#define deny_packet(st, family, a, port, protocol, rule) \
+    deny_as(st, MW_HOOK_SKB_EGRESS, family, a, port, protocol, rule, 0, 0, 0)
 
 static __always_inline int proto_index(__u32 type, __u32 protocol, __u32 *idx)
 {
@@ -495,7 +509,7 @@ int mw_egress(struct __sk_buff *skb)
         return 0;
     }
     if (!st || st->policy_id == 0)
-        return deny(st, MW_HOOK_SKB_EGRESS, family, a, 0, l4, MW_RULE_UNBOUND, 0, 0);
+        return deny_packet(st, family, a, 0, l4, MW_RULE_UNBOUND);
     /* In audit-only mode the socket hooks already logged each flow; every packet of it
      * would only repeat that. */
     if (st->flags & MW_SANDBOX_AUDIT_ONLY)
@@ -505,7 +519,7 @@ int mw_egress(struct __sk_buff *skb)
     else if (l4 == IPPROTO_UDP)
         idx = MW_PROTO_UDP;
     else
-        return deny(st, MW_HOOK_SKB_EGRESS, family, a, 0, l4, MW_RULE_PROTO, 0, 0);
+        return deny_packet(st, family, a, 0, l4, MW_RULE_PROTO);
     __u16 port = 0;
     if (first_fragment) {
         __u8 hdr[14];
@@ -524,7 +538,7 @@ int mw_egress(struct __sk_buff *skb)
         return 1;
     if (!first_fragment)
         return 1; /* the first fragment carried the ports and was checked */
-    return deny(st, MW_HOOK_SKB_EGRESS, family, a, port, l4, v.rule, 0, 0);
+    return deny_packet(st, family, a, port, l4, v.rule);
 }
 
 /* Test entry for the decision function: sock_addr programs cannot be test-run, raw_tp can.

@@ -41,7 +41,9 @@ cat > "$stage/etc/group" <<'EOF'
 root:x:0:
 nogroup:x:65534:
 EOF
-printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files\n' > "$stage/etc/nsswitch.conf"
+printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n' > "$stage/etc/nsswitch.conf"
+# Any resolver address will do: the sandbox's DNS is redirected to mcpwarden's resolver.
+printf 'nameserver 127.0.0.53\n' > "$stage/etc/resolv.conf"
 printf '127.0.0.1 localhost\n::1 localhost\n' > "$stage/etc/hosts"
 echo mcpwarden-vm > "$stage/etc/hostname"
 

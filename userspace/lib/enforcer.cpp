@@ -17,6 +17,7 @@
 #include <cstdarg>
 #include <cstring>
 #include <mutex>
+#include <vector>
 #include <unordered_set>
 
 #include <spdlog/spdlog.h>
@@ -50,10 +51,11 @@ std::mutex g_log_mutex;
 std::string g_libbpf_log;
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
     if (level == LIBBPF_DEBUG) return 0;
-    char buf[1024];
-    vsnprintf(buf, sizeof buf, fmt, args);
+    // The verifier's log comes in one message; keep its end, where the reason is.
+    std::vector<char> buf(1 << 20);
+    vsnprintf(buf.data(), buf.size(), fmt, args);
     std::lock_guard<std::mutex> lock(g_log_mutex);
-    g_libbpf_log += buf;
+    g_libbpf_log += buf.data();
     if (g_libbpf_log.size() > 8192) g_libbpf_log.erase(0, g_libbpf_log.size() - 8192);
     return 0;
 }
