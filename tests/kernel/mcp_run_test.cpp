@@ -108,7 +108,9 @@ TEST_F(McpRun, DeniedToolsAreHiddenAndRefused) {
     auto r = run({"--policy", p},
                  handshake() + request(1, "tools/list") + tool_call(2, "delete_everything") + tool_call(3, "received"));
     auto msgs = messages(r.out);
-    for (const auto& t : response(msgs, 1)["result"]["tools"]) {
+    // A named copy: a range-for over a member of a temporary uses it after it is freed (ASan).
+    auto listed = response(msgs, 1);
+    for (const auto& t : listed["result"]["tools"]) {
         EXPECT_NE(t["name"], "delete_everything");
         EXPECT_NE(t["name"], "crash");
     }
