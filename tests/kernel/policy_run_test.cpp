@@ -11,7 +11,8 @@ namespace fs = std::filesystem;
 
 class PolicyByName : public KernelTest {};
 
-TEST_F(PolicyByName, RunFindsShippedPolicyInTheCheckout) {
+// The checkout (policies/ next to the build tree) exists on the host only: the VM stage excludes *HostOnly*.
+TEST_F(PolicyByName, HostOnlyRunFindsShippedPolicyInTheCheckout) {
     auto r = warden({"run", "--policy", "deny-all", "--", "true"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_EQ(r.report["policy"], "deny-all") << r.report.dump();
