@@ -9,7 +9,7 @@ PACKAGES=(
   libclang-rt-dev  # libFuzzer and clang's sanitizer runtimes (fuzz stage)
   libspdlog-dev libfmt-dev libcli11-dev libyaml-dev nlohmann-json3-dev libseccomp-dev
   libgtest-dev libgmock-dev libbenchmark-dev liburing-dev
-  iproute2 util-linux procps
+  iproute2 util-linux procps curl python3
   qemu-system-x86 busybox-static cpio
 )
 
