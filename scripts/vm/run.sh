@@ -38,7 +38,7 @@ while [ $# -gt 0 ]; do
     --modules) VM_MODULES=$2; shift 2 ;;
     --exclude) EXCLUDE=$2; shift 2 ;;
     --with) VM_EXTRA_FILES="$VM_EXTRA_FILES $(realpath "$2")"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "scripts/vm/run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
