@@ -27,7 +27,8 @@ export UBSAN_OPTIONS="log_path=$LOGS/ubsan:print_stacktrace=1:halt_on_error=1"
 export LSAN_OPTIONS="log_path=$LOGS/lsan"
 
 set +e
-(cd "$OUT" && ctest -L 'unit|kernel' --output-on-failure --timeout 900 "$@") 2>&1 | tee "$OUT/ctest.log"
+layout_out=$(scripts/kernel-layout.sh)
+(cd "$OUT" && ctest -L '^(unit|cli|kernel)$' -E "$layout_out" --output-on-failure --timeout 900 "$@") 2>&1 | tee "$OUT/ctest.log"
 rc=${PIPESTATUS[0]}
 set -e
 

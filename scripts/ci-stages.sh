@@ -5,8 +5,9 @@
 #
 #   scripts/ci-stages.sh [STAGE...]     stages: unit kernel vm sanitize fuzz (default: all)
 #
-#   unit      ctest -L unit in build/ (no privileges; includes the fuzz corpus replays)
-#   kernel    ctest -L kernel in build/: the kernel tests on this host's kernel, as root
+#   unit      ctest -L 'unit|cli' in build/ (no privileges; fuzz corpus replays, policy CLI)
+#   kernel    ctest -L kernel in build/: the kernel tests on this host's kernel, as root, less
+#             the few about the other cgroup layout (scripts/kernel-layout.sh)
 #   vm        ctest -L vm: the kernel tests in a QEMU guest, Linux 6.1, pure cgroup v2
 #   sanitize  scripts/ci-sanitize.sh: unit + kernel tests built with ASan+UBSan
 #   fuzz      scripts/ci-fuzz.sh: every libFuzzer target for MCPWARDEN_FUZZ_SECONDS (45) each
@@ -29,17 +30,18 @@ ctest_counts() {
   echo "$total tests, $((total - failed - skipped)) passed, $failed failed, $skipped skipped"
 }
 
-run_ctest_stage() {  # stage label
+run_ctest_stage() {  # stage label [ctest args...]
   local stage=$1 label=$2 log=$LOGDIR/$1.log
-  (cd build && ctest -L "^$label\$" --output-on-failure --timeout 900) 2>&1 | tee "$log"
+  shift 2
+  (cd build && ctest -L "^($label)\$" --output-on-failure --timeout 900 "$@") 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   COUNTS[$stage]=$(ctest_counts "$log")
   if ! grep -qE 'out of [1-9]' "$log"; then rc=1; COUNTS[$stage]="no tests ran"; fi
   return "$rc"
 }
 
-stage_unit() { run_ctest_stage unit unit; }
-stage_kernel() { run_ctest_stage kernel kernel; }
+stage_unit() { run_ctest_stage unit 'unit|cli'; }
+stage_kernel() { run_ctest_stage kernel kernel -E "$(scripts/kernel-layout.sh)"; }
 stage_vm() {
   (cd build && ctest -L '^vm$' --output-on-failure) 2>&1 | tee "$LOGDIR/vm.log"
   local rc=${PIPESTATUS[0]}

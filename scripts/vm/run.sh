@@ -13,8 +13,8 @@
 # a host program or file (e.g. /usr/sbin/bpftool) to the guest at the same path. --modules
 # names the kernel modules loaded at boot (default: veth dummy; the guest does not autoload).
 # --exclude lists tests that cannot run in the guest (default: McpSdk.*, which needs node
-# and the npm registry, and *HostOnly*, which need curl, Python and Node; the guest has
-# none); they still run in the host stage. The guest's console is printed as it runs and
+# and the npm registry, *HostOnly*, which need curl, Python and Node; the guest has none,
+# and Hybrid.*, which need a v1 memory hierarchy); they still run in the host stage. The guest's console is printed as it runs and
 # kept in DIR/vm/console.log; its summary is written to DIR/vm/result (key=value lines) for
 # scripts/test.sh.
 set -euo pipefail
@@ -25,7 +25,7 @@ TIMEOUT=1200
 MEMORY=1024
 CPUS=2
 COMMAND=""
-EXCLUDE="McpSdk.*:*HostOnly*"
+EXCLUDE="McpSdk.*:*HostOnly*:Hybrid.*"
 export VM_EXTRA_FILES="" VM_MODULES="veth dummy"
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -8,10 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "cgroup.h"
@@ -205,14 +207,28 @@ std::vector<pid_t> leftover_processes() {
     return out;
 }
 
+namespace {
+template <typename T>
+std::vector<T> appeared(std::vector<T> now, std::vector<T> before) {
+    std::sort(now.begin(), now.end());
+    std::sort(before.begin(), before.end());
+    std::vector<T> out;
+    std::set_difference(now.begin(), now.end(), before.begin(), before.end(), std::back_inserter(out));
+    return out;
+}
+}  // namespace
+
 void KernelTest::SetUp() {
     REQUIRE_ROOT();
+    cgroups_before_ = leftover_cgroups();
+    processes_before_ = leftover_processes();
 }
 
 void KernelTest::TearDown() {
     if (::geteuid() != 0) return;
-    EXPECT_EQ(leftover_processes(), std::vector<pid_t>{}) << "sandbox processes left running";
-    auto cgs = leftover_cgroups();
+    EXPECT_EQ(appeared(leftover_processes(), processes_before_), std::vector<pid_t>{})
+        << "sandbox processes left running";
+    auto cgs = appeared(leftover_cgroups(), cgroups_before_);
     EXPECT_TRUE(cgs.empty()) << "sandbox cgroups left: " << (cgs.empty() ? "" : cgs[0]);
 }
 

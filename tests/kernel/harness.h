@@ -55,11 +55,17 @@ std::string state_dir();
 std::vector<std::string> leftover_cgroups();
 std::vector<pid_t> leftover_processes();
 
-// Fixture base: checks root, and after each test that nothing of it is left behind.
+// Fixture base: checks root, and after each test that nothing of it is left behind. What
+// was already there when the test began (an earlier run killed mid-test, another suite on the
+// machine) is not the test's: only what appeared during the test counts.
 class KernelTest : public ::testing::Test {
 protected:
     void SetUp() override;
     void TearDown() override;
+
+private:
+    std::vector<std::string> cgroups_before_;
+    std::vector<pid_t> processes_before_;
 };
 
 }  // namespace harness
