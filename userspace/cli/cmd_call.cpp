@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agent_client.h"
 #include "commands.h"
 #include "egress_extension.h"
 #include "error.h"
@@ -56,6 +57,12 @@ public:
         app_->add_option("--cgroup-root", cgroup_root_, "Create sandbox cgroups beneath this cgroup path instead of mcpwarden's own");
         app_->add_option("--audit", audit_file_, "Append egress audit events (JSON lines) to FILE instead of stderr");
         app_->add_flag("--allow-degraded", allow_degraded_, "If a limit's cgroup controller is missing, fall back to rlimits (with a warning) instead of refusing");
+        app_->add_option("--agent", agent_,
+                         "Go through the mcpwarden agent listening on SOCKET (default for users other "
+                         "than root: $MCPWARDEN_AGENT, else /run/mcpwarden/agent.sock; root runs "
+                         "standalone unless this or $MCPWARDEN_AGENT is given). Through the agent, "
+                         "--policy NAME is required and --user, --state-dir, --cgroup-root, --audit, "
+                         "--policy-dir and --allow-degraded are the agent's to decide");
         app_->add_option("command", command_, "The server command and its arguments (after --)")->required();
         app_->footer(
             "Exit status: 0 result; 1 result with isError (the tool failed); 2 the server answered "
@@ -112,6 +119,7 @@ private:
 
     int call() {
         CallRequest request = build_request();
+        if (auto client = agent_for_cli(agent_)) return through_agent(*client, request);
         RunOptions opts;
         if (!policy_file_.empty()) opts.policy = load_policy_ref(policy_file_, policy_dir_);
         opts.limits = opts.policy.limits;
@@ -172,6 +180,31 @@ private:
         return outcome.exit_code();
     }
 
+    // The agent runs the server and the call; we print what it answers.
+    int through_agent(AgentClient& client, const CallRequest& request) {
+        refuse_standalone_flags({{"--user", !user_.empty()}, {"--state-dir", state_dir_ != kDefaultStateDir},
+                                 {"--cgroup-root", !cgroup_root_.empty()}, {"--audit", !audit_file_.empty()},
+                                 {"--policy-dir", !policy_dir_.empty()}, {"--allow-degraded", allow_degraded_}});
+        auto req = agent_sandbox_request("call", {policy_file_, memory_, pids_, cpu_, timeout_, env_, command_});
+        req["method"] = request.method;
+        req["params"] = request.params;
+        if (!call_timeout_.empty()) req["call_timeout"] = call_timeout_;
+        client.send(req);
+        nlohmann::json result;
+        try {
+            result = client.result(req["id"]);
+        } catch (const Error& e) {
+            write_report(e.to_json());
+            throw;
+        }
+        write_report(result.value("report", nlohmann::json::object()));
+        std::cout << result.value("outcome", nlohmann::json::object()).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+                  << "\n" << std::flush;
+        return result.value("exit_code", exit_code::internal);
+    }
+
+    static constexpr const char* kDefaultStateDir = "/var/lib/mcpwarden";
+
     void write_report(const nlohmann::json& j) {
         if (report_.empty()) return;
         std::string text = j.dump() + "\n";
@@ -186,7 +219,8 @@ private:
 
     std::string policy_file_, policy_dir_, method_, tool_, args_, uri_, prompt_, call_timeout_;
     std::string memory_, pids_, cpu_, timeout_, user_, report_, cgroup_root_, audit_file_;
-    std::string state_dir_ = "/var/lib/mcpwarden";
+    std::string state_dir_ = kDefaultStateDir;
+    std::string agent_;
     std::vector<std::string> env_, command_;
     bool allow_degraded_ = false;
 };

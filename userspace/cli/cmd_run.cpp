@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agent_client.h"
 #include "commands.h"
 #include "egress_extension.h"
 #include "error.h"
@@ -50,6 +51,12 @@ public:
                        "Speak MCP on the relayed stdio (also on when the policy has an mcp section): "
                        "input limits, per-call timeouts, tool filters, truncation, structured errors");
         app_->add_flag("--allow-degraded", allow_degraded_, "If a limit's cgroup controller is missing, fall back to rlimits (with a warning) instead of refusing");
+        app_->add_option("--agent", agent_,
+                         "Go through the mcpwarden agent listening on SOCKET (default for users other "
+                         "than root: $MCPWARDEN_AGENT, else /run/mcpwarden/agent.sock; root runs "
+                         "standalone unless this or $MCPWARDEN_AGENT is given). Through the agent, "
+                         "--policy NAME is required and --user, --state-dir, --cgroup-root, --audit, "
+                         "--audit-only, --policy-dir and --allow-degraded are the agent's to decide");
         app_->add_option("command", command_, "The command and its arguments (after --)")->required();
         app_->footer(
             "Exit status: the command's own status; 128+N if signal N ended it; 124 timeout, "
@@ -58,6 +65,7 @@ public:
     }
 
     int execute() override {
+        if (auto client = agent_for_cli(agent_)) return through_agent(*client);
         RunOptions opts;
         if (!policy_file_.empty()) opts.policy = load_policy_ref(policy_file_, policy_dir_);
         opts.limits = opts.policy.limits;
@@ -114,6 +122,28 @@ public:
     }
 
 private:
+    // The agent runs the sandbox; the server gets our stdio directly.
+    int through_agent(AgentClient& client) {
+        refuse_standalone_flags({{"--user", !user_.empty()}, {"--state-dir", state_dir_ != kDefaultStateDir},
+                                 {"--cgroup-root", !cgroup_root_.empty()}, {"--audit", !audit_file_.empty()},
+                                 {"--audit-only", audit_only_}, {"--policy-dir", !policy_dir_.empty()},
+                                 {"--allow-degraded", allow_degraded_}});
+        auto req = agent_sandbox_request("create", {policy_file_, memory_, pids_, cpu_, timeout_, env_, command_});
+        req["stdio"] = "pass";
+        if (mcp_) req["mcp"] = true;
+        nlohmann::json result;
+        try {
+            result = agent_run(client, req);
+        } catch (const Error& e) {
+            write_report(e.to_json());
+            throw;
+        }
+        write_report(result.value("report", nlohmann::json::object()));
+        return result.value("exit_code", exit_code::internal);
+    }
+
+    static constexpr const char* kDefaultStateDir = "/var/lib/mcpwarden";
+
     void write_report(const nlohmann::json& j) {
         if (report_.empty()) return;
         std::string text = j.dump() + "\n";
@@ -130,7 +160,8 @@ private:
     bool audit_only_ = false;
     std::string policy_dir_;
     std::string policy_file_, memory_, pids_, cpu_, timeout_, user_, report_, cgroup_root_;
-    std::string state_dir_ = "/var/lib/mcpwarden";
+    std::string state_dir_ = kDefaultStateDir;
+    std::string agent_;
     std::vector<std::string> env_, command_;
     bool allow_degraded_ = false;
     bool mcp_ = false;

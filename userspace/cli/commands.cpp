@@ -9,6 +9,10 @@ std::vector<std::unique_ptr<Command>> all_commands() {
     out.push_back(make_run_command());
     out.push_back(make_call_command());
     out.push_back(make_policy_command());
+    out.push_back(make_agent_command());
+    out.push_back(make_ps_command());
+    out.push_back(make_kill_command());
+    out.push_back(make_events_command());
     return out;
 }
 
@@ -28,6 +32,8 @@ int exit_code_for(ErrorKind kind) {
         case ErrorKind::result_invalid: return exit_code::result_invalid;
         case ErrorKind::server_exited: return exit_code::server_exited;
         case ErrorKind::server_error: return exit_code::call_server_error;
+        case ErrorKind::forbidden: return exit_code::forbidden;
+        case ErrorKind::busy: return exit_code::busy;
         default: return exit_code::internal;
     }
 }

@@ -29,5 +29,9 @@ int exit_code_for(ErrorKind kind);
 std::unique_ptr<Command> make_run_command();
 std::unique_ptr<Command> make_call_command();
 std::unique_ptr<Command> make_policy_command();
+std::unique_ptr<Command> make_agent_command();
+std::unique_ptr<Command> make_ps_command();
+std::unique_ptr<Command> make_kill_command();
+std::unique_ptr<Command> make_events_command();
 
 }  // namespace mcpwarden

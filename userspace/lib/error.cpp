@@ -22,6 +22,8 @@ std::string_view to_string(ErrorKind kind) {
         case ErrorKind::policy_invalid: return "policy_invalid";
         case ErrorKind::sandbox_unavailable: return "sandbox_unavailable";
         case ErrorKind::usage: return "usage";
+        case ErrorKind::forbidden: return "forbidden";
+        case ErrorKind::busy: return "busy";
         case ErrorKind::internal: return "internal";
     }
     return "internal";

@@ -27,6 +27,8 @@ enum class ErrorKind {
     policy_invalid,
     sandbox_unavailable,
     usage,
+    forbidden,  // the agent's configuration does not allow this caller what it asked
+    busy,       // the agent is at its sandbox cap and its wait queue is full or timed out
     internal,
 };
 

@@ -12,6 +12,8 @@ constexpr int timeout = 124;            // the sandbox's wall-clock timeout expi
 constexpr int sandbox_unavailable = 125;  // a requested protection cannot be enforced: refused
 constexpr int cannot_execute = 126;     // the command exists but could not be executed
 constexpr int internal = 70;            // mcpwarden's own failure (EX_SOFTWARE)
+constexpr int forbidden = 67;           // the agent does not allow this user that policy (EX_NOUSER)
+constexpr int busy = 75;                // the agent is at capacity; try again later (EX_TEMPFAIL)
 
 // `mcpwarden call` (README "mcpwarden call"); the sandbox codes above apply to it too.
 constexpr int call_tool_error = 1;      // the tool ran and reported an error (isError: true)

@@ -195,7 +195,7 @@ void McpChannel::after_spawn(Sandbox& sandbox, int child_stdin, int child_stdout
     ::fcntl(child_stdin, F_SETPIPE_SZ, kPipeSize);
     // Our stderr takes the server's (it is the log channel of an MCP stdio server), without
     // ever blocking the server: what does not fit is counted and dropped.
-    my_err_.reset(::fcntl(2, F_DUPFD_CLOEXEC, 3));
+    my_err_.reset(::fcntl(sandbox.options().stdio_fd(2), F_DUPFD_CLOEXEC, 3));
     loop_->add(server_err_.get(), EPOLLIN, [this](std::uint32_t) { on_stderr_readable(); });
     deadline_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     if (!deadline_timer_) throw Error(ErrorKind::internal, errno_text("timerfd_create", errno));
@@ -443,15 +443,18 @@ McpProxy::McpProxy(McpConfig config)
 
 McpProxy::~McpProxy() {
     // Give mcpwarden's stdin and stdout their blocking mode back.
-    if (in_flags_ >= 0) ::fcntl(0, F_SETFL, in_flags_);
-    if (out_flags_ >= 0) ::fcntl(1, F_SETFL, out_flags_);
+    if (in_flags_ >= 0) ::fcntl(client_in_, F_SETFL, in_flags_);
+    if (out_flags_ >= 0) ::fcntl(client_out_, F_SETFL, out_flags_);
 }
 
 void McpProxy::client_start() {
-    in_flags_ = ::fcntl(0, F_GETFL);
-    out_flags_ = ::fcntl(1, F_GETFL);
-    in_.reset(::fcntl(0, F_DUPFD_CLOEXEC, 3));
-    int out = ::fcntl(1, F_DUPFD_CLOEXEC, 3);
+    // mcpwarden's own stdin and stdout, or the client's that the agent was given.
+    client_in_ = sandbox_->options().stdio_fd(0);
+    client_out_ = sandbox_->options().stdio_fd(1);
+    in_flags_ = ::fcntl(client_in_, F_GETFL);
+    out_flags_ = ::fcntl(client_out_, F_GETFL);
+    in_.reset(::fcntl(client_in_, F_DUPFD_CLOEXEC, 3));
+    int out = ::fcntl(client_out_, F_DUPFD_CLOEXEC, 3);
     if (!in_ || out < 0) throw Error(ErrorKind::internal, errno_text("dup stdin/stdout", errno));
     set_nonblocking(in_.get());
     ::fcntl(out, F_SETPIPE_SZ, kPipeSize);  // when stdout is a pipe; best effort

@@ -139,6 +139,7 @@ private:
     int in_watch_ = -1;
     bool in_eof_ = false;
     int in_flags_ = -1, out_flags_ = -1;
+    int client_in_ = 0, client_out_ = 1;
     std::unique_ptr<MessageQueue> out_;
     LineFramer client_framer_;
     std::vector<char> read_buf_;

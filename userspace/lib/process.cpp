@@ -158,8 +158,10 @@ const char* stage_name(int stage) {
         child_fail(errpipe, kUid, errno);
     if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(errpipe, kNoNewPrivs, errno);
     // A credential change clears the parent-death signal, so it is set after setresuid.
-    if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(errpipe, kPdeath, errno);
-    if (::getppid() != parent) ::_exit(127);  // mcpwarden died before PDEATHSIG was armed
+    if (spec.parent_death_kill) {
+        if (::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) child_fail(errpipe, kPdeath, errno);
+        if (::getppid() != parent) ::_exit(127);  // mcpwarden died before PDEATHSIG was armed
+    }
     if (!spec.workdir.empty() && ::chdir(spec.workdir.c_str()) != 0)
         child_fail(errpipe, kChdir, errno);
     // Every fd above 2 is closed at exec; the error pipe is close-on-exec already.

@@ -38,6 +38,9 @@ struct ChildSpec {
     DegradedLimits degraded;
     // Stdio of the child: -1 = inherit mcpwarden's own fd, otherwise dup2'ed onto 0/1/2.
     int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
+    // SIGKILL the child when the thread that spawned it ends (the CLI). The agent clears it: its
+    // sandboxes outlive the spawning thread and even the agent itself.
+    bool parent_death_kill = true;
     // Installed last, just before execve (seccomp, issue 7). Must be async-signal-safe.
     const void* seccomp_program = nullptr;  // struct sock_fprog*
 };

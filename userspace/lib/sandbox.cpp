@@ -163,8 +163,17 @@ std::vector<std::string> Sandbox::build_env(const UserIdentity& user, const Work
     env["npm_config_cache"] = ws.cache() + "/npm";
     env["GOCACHE"] = ws.cache() + "/go-build";
     env["GOMODCACHE"] = ws.cache() + "/go-mod";
+    auto lookup = [this](const std::string& name) -> std::optional<std::string> {
+        if (options_.source_env) {
+            auto it = options_.source_env->find(name);
+            if (it == options_.source_env->end()) return std::nullopt;
+            return it->second;
+        }
+        if (const char* v = std::getenv(name.c_str())) return std::string(v);
+        return std::nullopt;
+    };
     for (const auto& name : options_.policy.env.pass) {
-        if (const char* v = std::getenv(name.c_str())) env[name] = v;
+        if (auto v = lookup(name)) env[name] = *v;
     }
     for (const auto& [name, value] : options_.policy.env.set) {
         env[name] = value.file ? read_secret(*value.file) : value.value;
@@ -172,7 +181,7 @@ std::vector<std::string> Sandbox::build_env(const UserIdentity& user, const Work
     for (const auto& arg : options_.env_args) {
         auto eq = arg.find('=');
         if (eq == std::string::npos) {
-            if (const char* v = std::getenv(arg.c_str())) env[arg] = v;
+            if (auto v = lookup(arg)) env[arg] = *v;
         } else {
             env[arg.substr(0, eq)] = arg.substr(eq + 1);
         }
@@ -186,6 +195,11 @@ std::uint64_t Sandbox::egress_denied() const {
     std::uint64_t n = 0;
     for (const auto& ext : extensions_) n += ext->egress_denied();
     return n;
+}
+
+void Sandbox::interrupt(int signal) {
+    if (!interrupted_by_) interrupted_by_ = signal;
+    terminate("interrupted");
 }
 
 void Sandbox::terminate(const std::string& status) {
@@ -203,7 +217,8 @@ RunReport Sandbox::run() {
     }
     // Signals are taken through a signalfd from here on, so a SIGTERM during setup still
     // removes what was created.
-    SignalGuard signals;
+    std::optional<SignalGuard> signals;
+    if (!options_.hosted) signals.emplace();
     RunReport report;
     report.policy = options_.policy.name;
     report.limits = options_.limits;
@@ -213,8 +228,10 @@ RunReport Sandbox::run() {
     report.plan = plan;
     DegradedLimits degraded;
     check_enforceable(plan, degraded, report);
-    sweep_stale_sandboxes(plan);
-    sweep_stale_workspaces(options_.state_dir);
+    if (!options_.hosted) {
+        sweep_stale_sandboxes(plan);
+        sweep_stale_workspaces(options_.state_dir);
+    }
 
     std::string user_name = !options_.user.empty() ? options_.user
                             : !options_.policy.user.empty() ? options_.policy.user : "nobody";
@@ -247,12 +264,18 @@ RunReport Sandbox::run() {
     spec.cgroup_fd = cgroup_->unified_fd();
     spec.v1_procs_fds = cgroup_->v1_procs_fds();
     spec.degraded = degraded;
+    spec.parent_death_kill = !options_.hosted;
+    spec.stdin_fd = options_.stdin_fd;
+    spec.stdout_fd = options_.stdout_fd;
+    spec.stderr_fd = options_.stderr_fd;
 
     bool ext_pipes = false;
     for (auto& ext : extensions_) ext_pipes = ext_pipes || ext->wants_stdio_pipes();
     // A TCP/UDP socket handed to us as stdio was created outside the sandbox cgroup and would
     // not be checked by the egress programs: relay it through pipes instead of passing it on.
-    bool raw_relay = !ext_pipes && (is_inet_socket(0) || is_inet_socket(1) || is_inet_socket(2));
+    bool raw_relay = !ext_pipes && (is_inet_socket(options_.stdio_fd(0)) ||
+                                    is_inet_socket(options_.stdio_fd(1)) ||
+                                    is_inet_socket(options_.stdio_fd(2)));
     std::optional<Pipe> in, out, err;
     if (ext_pipes || raw_relay) {
         in = make_pipe();
@@ -280,8 +303,9 @@ RunReport Sandbox::run() {
             }
         } else {
             // Our own stdio is left blocking-agnostic: dup it so O_NONBLOCK stays on our copy.
-            int my_in = ::fcntl(0, F_DUPFD_CLOEXEC, 3), my_out = ::fcntl(1, F_DUPFD_CLOEXEC, 3),
-                my_err = ::fcntl(2, F_DUPFD_CLOEXEC, 3);
+            int my_in = ::fcntl(options_.stdio_fd(0), F_DUPFD_CLOEXEC, 3),
+                my_out = ::fcntl(options_.stdio_fd(1), F_DUPFD_CLOEXEC, 3),
+                my_err = ::fcntl(options_.stdio_fd(2), F_DUPFD_CLOEXEC, 3);
             pumps.push_back(std::make_unique<Pump>(loop_, my_in, in->write.release(), true,
                                                    [my_in] { ::close(my_in); }));
             pumps.push_back(std::make_unique<Pump>(loop_, out->read.get(), my_out, true));
@@ -294,7 +318,6 @@ RunReport Sandbox::run() {
 
     siginfo_t exit_info{};
     bool exited = false;
-    std::optional<int> interrupted_by;
     int pidfd = child_.pidfd.get();
     loop_.add(pidfd, EPOLLIN, [&](std::uint32_t) {
         siginfo_t info{};
@@ -305,14 +328,15 @@ RunReport Sandbox::run() {
             loop_.remove(pidfd);
         }
     });
-    loop_.add(signals.fd(), EPOLLIN, [&](std::uint32_t) {
-        struct signalfd_siginfo si {};
-        while (::read(signals.fd(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-            if (!interrupted_by) interrupted_by = static_cast<int>(si.ssi_signo);
-            spdlog::info("received signal {}: ending sandbox {}", si.ssi_signo, name);
-            terminate("interrupted");
-        }
-    });
+    if (signals) {
+        loop_.add(signals->fd(), EPOLLIN, [&](std::uint32_t) {
+            struct signalfd_siginfo si {};
+            while (::read(signals->fd(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+                spdlog::info("received signal {}: ending sandbox {}", si.ssi_signo, name);
+                interrupt(static_cast<int>(si.ssi_signo));
+            }
+        });
+    }
     UniqueFd deadline, tick;
     if (options_.limits.timeout) {
         deadline = make_timer(*options_.limits.timeout, false);
@@ -345,7 +369,7 @@ RunReport Sandbox::run() {
     cgroup_->kill();
     if (!cgroup_->wait_empty(std::chrono::seconds(10)))
         spdlog::error("sandbox {}: processes survived SIGKILL", name);
-    loop_.remove(signals.fd());
+    if (signals) loop_.remove(signals->fd());
     if (deadline) loop_.remove(deadline.get());
     if (tick) loop_.remove(tick.get());
     // Drain what the processes wrote before they ended (their pipe ends are closed now).
@@ -375,15 +399,16 @@ RunReport Sandbox::run() {
     else if (counters.oom_kills > 0) report.status = "memory_exceeded";
     else if (counters.pids_max_hits > 0) report.status = "pids_exceeded";
     else report.status = report.exit_code ? "exited" : "signaled";
-    if (report.status == "interrupted" && interrupted_by) {
-        report.signal = *interrupted_by;
+    if (report.status == "interrupted" && interrupted_by_) {
+        report.signal = *interrupted_by_;
         report.exit_code.reset();
     }
     for (auto& ext : extensions_) ext->on_end(*this, report);
     cgroup_.reset();
     // As a child subreaper (the CLI sets it), orphaned daemons of the sandbox became our
     // children: reap them so no zombie is left to a slow init.
-    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    // Hosted, the host reaps (other runs' children must keep their exit status).
+    while (!options_.hosted && ::waitpid(-1, nullptr, WNOHANG) > 0) {
     }
     return report;
 }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +27,22 @@ struct RunOptions {
     std::string state_dir = "/var/lib/mcpwarden";
     std::string cgroup_root;            // empty = the cgroup mcpwarden runs in
     bool allow_degraded = false;
+    // Stdio of the server when it is not relayed: -1 = mcpwarden's own 0/1/2 (the CLI); the
+    // agent passes a client's fds. Relays (MCP, inet sockets) read and write these too.
+    int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
+    // Where the policy's env.pass and a bare --env NAME read values: nullopt = our environment;
+    // the agent passes the client's.
+    std::optional<std::map<std::string, std::string>> source_env;
+    // Hosted by the agent: one run among many threads of a long-lived process. Signals are the
+    // host's (no signalfd here), the server is not tied to the spawning thread's life (no
+    // parent-death signal: it outlives an agent crash), only the run's own child is reaped, and
+    // stale sandboxes are swept by the host, not by each run.
+    bool hosted = false;
+    // The fd standing for the server's stdio `i` (0, 1, 2) on our side.
+    int stdio_fd(int i) const {
+        int fd = i == 0 ? stdin_fd : i == 1 ? stdout_fd : stderr_fd;
+        return fd >= 0 ? fd : i;
+    }
 };
 
 struct RunReport {
@@ -90,6 +107,9 @@ public:
     pid_t child_pid() const { return child_.pid; }
     // Ends the sandbox now (kills every process); the report says `status`.
     void terminate(const std::string& status);
+    // Ends the sandbox as signal `signal` to mcpwarden would: status `interrupted`, the report's
+    // signal is `signal` (the exit code 128+signal).
+    void interrupt(int signal);
     std::uint64_t egress_denied() const;
 
 private:
@@ -102,6 +122,7 @@ private:
     std::unique_ptr<SandboxCgroup> cgroup_;
     Child child_;
     std::string forced_status_;
+    std::optional<int> interrupted_by_;
 };
 
 // The sandbox PATH.

@@ -1,0 +1,934 @@
+#include "agent_server.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/spdlog.h>
+
+#include "cgroup.h"
+#include "egress_extension.h"
+#include "error.h"
+#include "mcp_proxy.h"
+#include "policy_dir.h"
+#include "workspace.h"
+
+namespace mcpwarden {
+namespace {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+constexpr std::size_t kThreadStack = 512 * 1024;  // a sandbox thread: epoll loop and relays
+constexpr std::size_t kMaxFdsPerMessage = 8;
+
+// Audit lines of every sandbox come here (and to the configured file).
+class ForwardSink : public spdlog::sinks::base_sink<std::mutex> {
+public:
+    explicit ForwardSink(std::function<void(std::string)> fn) : fn_(std::move(fn)) {}
+
+protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+        fn_(std::string(msg.payload.data(), msg.payload.size()));
+    }
+    void flush_() override {}
+
+private:
+    std::function<void(std::string)> fn_;
+};
+
+// Ties a hosted sandbox to its record: reports its start, and takes kill requests.
+class AgentHook : public SandboxExtension {
+public:
+    AgentHook(Agent& agent, std::shared_ptr<Agent::Record> rec) : agent_(agent), rec_(std::move(rec)) {}
+
+    void before_spawn(Sandbox& sandbox) override {
+        auto name = sandbox.cgroup().name();
+        auto paths = sandbox.cgroup().paths();
+        auto rec = rec_;
+        agent_.post([rec, name, paths] {
+            rec->name = name;
+            rec->cgroup_paths = paths;
+        });
+    }
+
+    void after_spawn(Sandbox& sandbox, int, int, int) override {
+        sandbox_ = &sandbox;
+        int fd = rec_->control.get();
+        sandbox.loop().add(fd, EPOLLIN, [this, fd](std::uint32_t) {
+            std::uint64_t n;
+            (void)!::read(fd, &n, sizeof n);
+            check();
+        });
+        watching_ = true;
+        if (started) started(sandbox.child_pid());
+        check();  // a kill that came before the server existed
+    }
+
+    void on_end(Sandbox& sandbox, RunReport&) override {
+        if (watching_) sandbox.loop().remove(rec_->control.get());
+        watching_ = false;
+    }
+
+    std::function<void(pid_t)> started;  // runs on the sandbox thread
+
+private:
+    void check() {
+        int sig = rec_->kill_signal.load();
+        if (sig > 0 && sandbox_) sandbox_->interrupt(sig);
+    }
+
+    Agent& agent_;
+    std::shared_ptr<Agent::Record> rec_;
+    Sandbox* sandbox_ = nullptr;
+    bool watching_ = false;
+};
+
+PeerIdentity peer_of(int fd) {
+    PeerIdentity p;
+    struct ucred cred {};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) throw Error(ErrorKind::internal, errno_text("SO_PEERCRED", errno));
+    p.uid = cred.uid;
+    p.gid = cred.gid;
+    p.pid = cred.pid;
+    std::vector<char> buf(16384);
+    struct passwd pw {}, *pwp = nullptr;
+    if (::getpwuid_r(p.uid, &pw, buf.data(), buf.size(), &pwp) == 0 && pwp) p.user = pwp->pw_name;
+    std::vector<gid_t> gids(64);
+    int n = static_cast<int>(gids.size());
+    if (!p.user.empty()) {
+        if (::getgrouplist(p.user.c_str(), p.gid, gids.data(), &n) < 0) {
+            gids.resize(static_cast<std::size_t>(n));
+            ::getgrouplist(p.user.c_str(), p.gid, gids.data(), &n);
+        }
+        gids.resize(static_cast<std::size_t>(std::max(n, 0)));
+    } else {
+        gids = {p.gid};
+    }
+    for (gid_t g : gids) {
+        struct group gr {}, *grp = nullptr;
+        std::string name;
+        if (::getgrgid_r(g, &gr, buf.data(), buf.size(), &grp) == 0 && grp) name = grp->gr_name;
+        p.groups.emplace_back(g, name);
+    }
+    return p;
+}
+
+std::optional<std::uint64_t> read_u64(const std::string& path) {
+    std::string s;
+    if (!read_file(path, s)) return std::nullopt;
+    try {
+        return std::stoull(s);
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
+json limits_json(const Limits& l) {
+    json j = json::object();
+    j["memory_bytes"] = l.memory_bytes ? json(*l.memory_bytes) : json(nullptr);
+    j["pids"] = l.pids ? json(*l.pids) : json(nullptr);
+    j["cpu"] = l.cpu_millicores ? json(*l.cpu_millicores / 1000.0) : json(nullptr);
+    j["timeout_ms"] = l.timeout ? json(l.timeout->count()) : json(nullptr);
+    return j;
+}
+
+std::string state_name(Agent::Record::State s) {
+    switch (s) {
+        case Agent::Record::State::queued: return "queued";
+        case Agent::Record::State::starting: return "starting";
+        case Agent::Record::State::running: return "running";
+        case Agent::Record::State::ended: return "ended";
+    }
+    return "?";
+}
+
+std::string iso_now() {
+    auto now = std::chrono::system_clock::now();
+    auto t = std::chrono::system_clock::to_time_t(now);
+    auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+    struct tm tm {};
+    ::gmtime_r(&t, &tm);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                  tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+    return buf;
+}
+
+UniqueFd open_null() {
+    UniqueFd fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    if (!fd) throw Error(ErrorKind::internal, errno_text("open /dev/null", errno));
+    return fd;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+Agent::Agent(AgentConfig config)
+    : config_(std::move(config)),
+      admission_(Admission::Config{config_.limits.max_sandboxes, config_.limits.max_per_policy,
+                                   config_.limits.queue_length, config_.limits.queue_timeout}) {
+    if (config_.policy_dir.empty()) config_.policy_dir = default_policy_dir();
+    add_op("create", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>& fds) { op_create(c, r, fds, false); });
+    add_op("call", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>& fds) { op_create(c, r, fds, true); });
+    add_op("list", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_list(c, r); });
+    add_op("inspect", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_inspect(c, r); });
+    add_op("kill", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_kill(c, r); });
+    add_op("events", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_events(c, r); });
+
+    std::vector<spdlog::sink_ptr> sinks;
+    sinks.push_back(std::make_shared<ForwardSink>([this](std::string line) {
+        post([this, line = std::move(line)] { on_audit_line(line); });
+    }));
+    if (!config_.audit.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(config_.audit));
+    audit_ = std::make_shared<spdlog::logger>("audit", sinks.begin(), sinks.end());
+    audit_->set_pattern("%v");
+    audit_->set_level(spdlog::level::info);
+    audit_->flush_on(spdlog::level::info);
+}
+
+Agent::~Agent() {
+    if (listen_) ::unlink(config_.socket.c_str());
+    ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
+}
+
+std::string Agent::record_path(const std::string& name) const {
+    return config_.state_dir + "/agent/sandboxes/" + name + ".json";
+}
+
+void Agent::recover() {
+    // What a previous agent (or a crashed run) left: sandbox cgroups and workspaces whose owner
+    // process is gone. Records of those sandboxes are dropped with them.
+    CgroupPlan plan = plan_cgroups(CgroupLayout::detect(), config_.cgroup_root);
+    int swept = sweep_stale_sandboxes(plan);
+    sweep_stale_workspaces(config_.state_dir);
+    std::error_code ec;
+    fs::create_directories(config_.state_dir + "/agent/sandboxes", ec);
+    for (const auto& e : fs::directory_iterator(config_.state_dir + "/agent/sandboxes", ec)) {
+        std::string name = e.path().stem().string();
+        if (!sandbox_owner_alive(name)) fs::remove(e.path(), ec);
+    }
+    if (swept > 0) spdlog::info("recovered: removed {} sandbox(es) left by a previous agent", swept);
+}
+
+void Agent::post(std::function<void()> fn) {
+    {
+        std::lock_guard<std::mutex> lock(mailbox_mutex_);
+        mailbox_.push_back(std::move(fn));
+    }
+    std::uint64_t one = 1;
+    (void)!::write(mailbox_fd_.get(), &one, sizeof one);
+}
+
+void Agent::drain_mailbox() {
+    std::uint64_t n;
+    (void)!::read(mailbox_fd_.get(), &n, sizeof n);
+    for (;;) {
+        std::vector<std::function<void()>> work;
+        {
+            std::lock_guard<std::mutex> lock(mailbox_mutex_);
+            work.swap(mailbox_);
+        }
+        if (work.empty()) return;
+        for (auto& fn : work) fn();
+    }
+}
+
+void Agent::listen_socket() {
+    const std::string& path = config_.socket;
+    std::error_code ec;
+    fs::create_directories(fs::path(path).parent_path(), ec);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) throw Error(ErrorKind::usage, "socket path too long: " + path);
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) throw Error(ErrorKind::usage, path + " exists and is not a socket; refusing to replace it");
+        UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (::connect(probe.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+            throw Error(ErrorKind::usage, "an agent already listens on " + path);
+        ::unlink(path.c_str());  // left by an agent that is gone
+    }
+    listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!listen_) throw Error(ErrorKind::internal, errno_text("socket", errno));
+    mode_t old = ::umask(0177);
+    int rc = ::bind(listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    ::umask(old);
+    if (rc != 0) throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot listen on " + path, errno));
+    ::chmod(path.c_str(), config_.socket_mode);
+    if (::listen(listen_.get(), 1024) != 0) throw Error(ErrorKind::internal, errno_text("listen", errno));
+}
+
+int Agent::serve() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&set, s);
+    // Blocked before any sandbox thread exists, so every thread inherits the mask and only
+    // this signalfd takes them.
+    ::pthread_sigmask(SIG_BLOCK, &set, &old_mask_);
+    signals_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+    mailbox_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    queue_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!signals_ || !mailbox_fd_ || !queue_timer_) throw Error(ErrorKind::internal, errno_text("agent setup", errno));
+    listen_socket();
+    loop_.add(listen_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
+    loop_.add(mailbox_fd_.get(), EPOLLIN, [this](std::uint32_t) { drain_mailbox(); });
+    loop_.add(queue_timer_.get(), EPOLLIN, [this](std::uint32_t) { on_queue_timer(); });
+    loop_.add(signals_.get(), EPOLLIN, [this](std::uint32_t) {
+        struct signalfd_siginfo si {};
+        while (::read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+            if (stopping_) continue;
+            spdlog::info("agent: signal {}: ending every sandbox and stopping", si.ssi_signo);
+            stopping_ = true;
+        }
+    });
+    spdlog::info("agent: listening on {} (policies from {}, at most {} sandboxes, queue {})", config_.socket,
+                 config_.policy_dir, config_.limits.max_sandboxes, config_.limits.queue_length);
+    bool shutdown_started = false;
+    auto deadline = Clock::now();
+    while (true) {
+        loop_.run_once(stopping_ ? 100 : -1);
+        if (!stopping_) continue;
+        if (!shutdown_started) {
+            shutdown_started = true;
+            deadline = Clock::now() + std::chrono::seconds(20);
+            loop_.remove(listen_.get());
+            listen_.reset();
+            ::unlink(config_.socket.c_str());
+            // Queued requests are answered; running sandboxes are ended like a run's are on
+            // SIGTERM, and their reports go to their clients.
+            for (auto& [ticket, rec] : records_) {
+                if (rec->state == Record::State::queued) {
+                    admission_.cancel(ticket);
+                    post([this, r = rec] {
+                        on_ended(r, api_error(r->request_id, Error(ErrorKind::sandbox_unavailable, "the agent is stopping")), "refused");
+                    });
+                } else {
+                    rec->kill_signal = SIGTERM;
+                    std::uint64_t one = 1;
+                    if (rec->control) (void)!::write(rec->control.get(), &one, sizeof one);
+                }
+            }
+        }
+        if (threads_.load() == 0) {
+            drain_mailbox();
+            for (auto& [id, c] : conns_) flush(*c);
+            break;
+        }
+        if (Clock::now() > deadline) {
+            spdlog::error("agent: {} sandbox thread(s) did not end in time", threads_.load());
+            break;
+        }
+    }
+    return 0;
+}
+
+void Agent::on_accept() {
+    for (;;) {
+        int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) return;
+        if (conns_.size() >= config_.limits.max_connections) {
+            static const std::string msg =
+                api_error(nullptr, Error(ErrorKind::busy, "the agent has too many connections")).dump() + "\n";
+            (void)!::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            ::close(fd);
+            continue;
+        }
+        auto conn = std::make_unique<Conn>();
+        conn->id = next_conn_++;
+        conn->fd.reset(fd);
+        try {
+            conn->peer = peer_of(fd);
+        } catch (const Error& e) {
+            spdlog::warn("agent: {}", e.what());
+            continue;
+        }
+        std::uint64_t id = conn->id;
+        Conn* c = conn.get();
+        conns_[id] = std::move(conn);
+        loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, id, c](std::uint32_t ev) {
+            if (ev & EPOLLOUT) on_writable(*c);
+            if (conns_.count(id) && (ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))) on_readable(*c);
+        });
+    }
+}
+
+void Agent::on_readable(Conn& conn) {
+    std::uint64_t id = conn.id;
+    char buf[65536];
+    for (int round = 0; round < 16 && !conn.read_eof; ++round) {
+        iovec iov{buf, sizeof buf};
+        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf;
+        msg.msg_controllen = sizeof cbuf;
+        ssize_t n = ::recvmsg(conn.fd.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) break;
+            conn.read_eof = true;
+            break;
+        }
+        std::vector<UniqueFd> fds;
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                for (std::size_t i = 0; i < count; ++i) {
+                    int f;
+                    std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+                    fds.emplace_back(f);
+                }
+            }
+        }
+        if (!fds.empty()) conn.fd_batches.emplace_back(conn.in_base + conn.in.size(), std::move(fds));
+        if (n == 0) {
+            conn.read_eof = true;
+            break;
+        }
+        conn.in.append(buf, static_cast<std::size_t>(n));
+        // Whole lines, in order.
+        std::size_t start = 0;
+        for (;;) {
+            auto nl = conn.in.find('\n', start);
+            if (nl == std::string::npos) break;
+            std::vector<UniqueFd> line_fds;
+            std::uint64_t end = conn.in_base + nl;
+            while (!conn.fd_batches.empty() && conn.fd_batches.front().first <= end) {
+                auto& batch = conn.fd_batches.front().second;
+                if (line_fds.empty()) line_fds = std::move(batch);  // further batches: closed
+                conn.fd_batches.pop_front();
+            }
+            if (conn.skipping) {
+                conn.skipping = false;  // the end of an oversized line, already answered
+            } else {
+                handle_line(conn, std::string_view(conn.in).substr(start, nl - start), line_fds);
+                if (!conns_.count(id)) return;
+            }
+            start = nl + 1;
+        }
+        conn.in.erase(0, start);
+        conn.in_base += start;
+        if (conn.in.size() > config_.limits.max_request_bytes) {
+            if (!conn.skipping) {
+                auto parse = parse_api_request(conn.in, config_.limits.max_request_bytes);
+                reply(conn, api_error(nullptr, parse.error));
+                conn.skipping = true;
+            }
+            conn.in_base += conn.in.size();
+            conn.in.clear();
+            conn.fd_batches.clear();
+        }
+    }
+    if (conn.read_eof) {
+        if (!conn.in.empty() && !conn.skipping) {
+            reply(conn, api_error(nullptr, {{"kind", "input_invalid"},
+                                            {"message", "the request was truncated (the connection ended before its newline)"}}));
+        }
+        conn.in.clear();
+        conn.closing = true;
+        flush(conn);
+        if (conns_.count(id) && conn.out.empty()) close_conn(id);
+    }
+}
+
+void Agent::handle_line(Conn& conn, std::string_view line, std::vector<UniqueFd>& fds) {
+    if (line.empty() || line == "\r") return;  // blank lines are keep-alives
+    ApiParse parse = parse_api_request(line, config_.limits.max_request_bytes);
+    if (!parse.request) {
+        spdlog::debug("agent: bad request from uid {}: {}", conn.peer.uid, parse.error.value("message", ""));
+        reply(conn, api_error(parse.id, parse.error));
+        return;
+    }
+    ApiRequest& r = *parse.request;
+    if (!peer_known(config_, conn.peer)) {
+        audit_forbidden(conn, r.op, "", "the agent's configuration does not list this user or its groups");
+        reply_error(conn, r.id, Error(ErrorKind::forbidden,
+                                      "uid " + std::to_string(conn.peer.uid) +
+                                          (conn.peer.user.empty() ? "" : " (" + conn.peer.user + ")") +
+                                          " may not use this agent: its configuration (clients:) does not list "
+                                          "the user or one of its groups",
+                                      {{"uid", conn.peer.uid}}));
+        return;
+    }
+    auto it = ops_.find(r.op);
+    if (it == ops_.end()) {
+        reply_error(conn, r.id, Error(ErrorKind::input_invalid, "op " + r.op + " is not served by this agent"));
+        return;
+    }
+    try {
+        it->second(conn, r, fds);
+    } catch (const Error& e) {
+        reply_error(conn, r.id, e);
+    } catch (const std::exception& e) {
+        reply_error(conn, r.id, Error(ErrorKind::internal, e.what()));
+    }
+}
+
+void Agent::reply(Conn& conn, const json& message, std::vector<UniqueFd> fds) {
+    Conn::Out out;
+    out.bytes = message.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    out.fds = std::move(fds);
+    conn.out.push_back(std::move(out));
+    flush(conn);
+}
+
+void Agent::flush(Conn& conn) {
+    while (!conn.out.empty()) {
+        auto& o = conn.out.front();
+        iovec iov{o.bytes.data() + o.off, o.bytes.size() - o.off};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
+        if (!o.fds.empty() && o.off == 0) {
+            msg.msg_control = cbuf;
+            msg.msg_controllen = CMSG_SPACE(sizeof(int) * o.fds.size());
+            cmsghdr* c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int) * o.fds.size());
+            for (std::size_t i = 0; i < o.fds.size(); ++i) {
+                int f = o.fds[i].get();
+                std::memcpy(CMSG_DATA(c) + i * sizeof(int), &f, sizeof f);
+            }
+        }
+        ssize_t n = ::sendmsg(conn.fd.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) break;
+            conn.out.clear();  // the peer is gone
+            conn.read_eof = true;
+            conn.closing = true;
+            break;
+        }
+        o.fds.clear();
+        o.off += static_cast<std::size_t>(n);
+        if (o.off == o.bytes.size()) conn.out.pop_front();
+    }
+    bool want = !conn.out.empty();
+    if (want != conn.want_write) {
+        conn.want_write = want;
+        loop_.modify(conn.fd.get(), EPOLLIN | EPOLLRDHUP | (want ? static_cast<std::uint32_t>(EPOLLOUT) : 0u));
+    }
+}
+
+void Agent::on_writable(Conn& conn) {
+    flush(conn);
+    if (conn.closing && conn.out.empty()) close_conn(conn.id);
+}
+
+void Agent::close_conn(std::uint64_t id) {
+    auto it = conns_.find(id);
+    if (it == conns_.end()) return;
+    Conn& conn = *it->second;
+    // Sandboxes this connection created end with it, unless created with keep.
+    for (auto ticket : conn.owned) {
+        auto r = records_.find(ticket);
+        if (r == records_.end()) continue;
+        auto rec = r->second;
+        rec->conn = 0;
+        if (rec->keep) continue;
+        if (rec->state == Record::State::queued) {
+            admission_.cancel(ticket);
+            records_.erase(r);
+        } else if (rec->state != Record::State::ended) {
+            rec->kill_signal = SIGHUP;
+            std::uint64_t one = 1;
+            if (rec->control) (void)!::write(rec->control.get(), &one, sizeof one);
+        }
+    }
+    loop_.remove(conn.fd.get());
+    conns_.erase(it);
+}
+
+void Agent::audit_forbidden(const Conn& conn, const std::string& op, const std::string& policy, const std::string& why) {
+    json e = {{"time", iso_now()}, {"event", "forbidden"}, {"op", op}, {"uid", conn.peer.uid},
+              {"gid", conn.peer.gid}, {"pid", conn.peer.pid}, {"user", conn.peer.user}, {"reason", why}};
+    if (!policy.empty()) e["policy"] = policy;
+    spdlog::warn("agent: refused {} by uid {} (pid {}){}: {}", op, conn.peer.uid, conn.peer.pid,
+                 policy.empty() ? "" : " for policy " + policy, why);
+    audit_->info(e.dump());
+}
+
+void Agent::broadcast(json event, const std::string& sandbox, long owner_uid) {
+    for (auto& [id, c] : conns_) {
+        if (!c->events) continue;
+        if (c->peer.uid != 0 && static_cast<long>(c->peer.uid) != owner_uid) continue;
+        if (!c->events_sandbox.empty() && c->events_sandbox != sandbox) continue;
+        json m = event;
+        m["v"] = kApiVersion;
+        m["id"] = c->events_id;
+        reply(*c, m);
+    }
+}
+
+void Agent::on_audit_line(const std::string& line) {
+    json j = json::parse(line, nullptr, false);
+    if (!j.is_object()) return;
+    std::string sandbox = j.value("sandbox", "");
+    long owner = -1;
+    if (auto n = by_name_.find(sandbox); n != by_name_.end()) {
+        if (auto r = records_.find(n->second); r != records_.end()) {
+            owner = static_cast<long>(r->second->owner_uid);
+            ++r->second->denials[j.value("event", "egress_denied")];
+        }
+    } else if (j.contains("uid") && j["uid"].is_number_unsigned()) {
+        owner = j["uid"].get<long>();  // a refusal: the refused user sees it too
+    }
+    broadcast({{"event", "audit"}, {"audit", j}}, sandbox, owner);
+}
+
+std::shared_ptr<Agent::Record> Agent::find_visible(const Conn& conn, const std::string& name) {
+    auto n = by_name_.find(name);
+    if (n == by_name_.end()) return nullptr;
+    auto r = records_.find(n->second);
+    if (r == records_.end()) return nullptr;
+    if (conn.peer.uid != 0 && r->second->owner_uid != conn.peer.uid) return nullptr;
+    return r->second;
+}
+
+std::shared_ptr<const Policy> Agent::policy(const std::string& name) {
+    // Read at each create: an edited policy applies to the next sandbox. (Live updates of
+    // running sandboxes are the reload op's.)
+    return std::make_shared<const Policy>(load_policy_ref(name, config_.policy_dir));
+}
+
+// ---------------------------------------------------------------------------------------------
+void Agent::op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, bool is_call) {
+    SandboxRequest req = sandbox_request(r);
+    std::optional<ApiCall> call;
+    if (is_call) call = call_request(r);
+    if (!peer_may_use(config_, conn.peer, req.policy)) {
+        audit_forbidden(conn, r.op, req.policy, "policy not allowed for this user");
+        throw Error(ErrorKind::forbidden,
+                    "uid " + std::to_string(conn.peer.uid) + (conn.peer.user.empty() ? "" : " (" + conn.peer.user + ")") +
+                        " may not run sandboxes under policy " + req.policy + " (the agent's clients: configuration)",
+                    {{"uid", conn.peer.uid}, {"policy", req.policy}});
+    }
+    auto pol = policy(req.policy);
+    auto rec = std::make_shared<Record>();
+    rec->ticket = next_ticket_++;
+    rec->policy = req.policy;
+    rec->owner_uid = conn.peer.uid;
+    rec->owner_pid = conn.peer.pid;
+    rec->conn = conn.id;
+    rec->request_id = r.id;
+    rec->keep = req.keep;
+    rec->is_call = is_call;
+    rec->call = call;
+    RunOptions& o = rec->options;
+    o.policy = *pol;
+    o.limits = effective_limits(pol->limits, req.limits, config_.default_limits);
+    o.command = req.command;
+    o.env_args = req.env;
+    o.source_env = req.source_env;
+    o.state_dir = config_.state_dir;
+    o.cgroup_root = config_.cgroup_root;
+    o.allow_degraded = config_.allow_degraded;
+    o.hosted = true;
+    if (is_call || req.stdio == SandboxRequest::Stdio::null) {
+        for (auto& s : rec->stdio) s = open_null();
+    } else if (req.stdio == SandboxRequest::Stdio::pass) {
+        if (fds.size() != 3)
+            throw Error(ErrorKind::input_invalid,
+                        "stdio \"pass\" needs exactly 3 file descriptors (stdin, stdout, stderr) sent with the request "
+                        "(SCM_RIGHTS); got " + std::to_string(fds.size()),
+                        {{"field", "stdio"}, {"observed", fds.size()}});
+        for (int i = 0; i < 3; ++i) rec->stdio[i] = std::move(fds[static_cast<std::size_t>(i)]);
+    } else {
+        // Socket pairs: the server's ends stay here, the client's go back with "started".
+        for (int i = 0; i < 3; ++i) {
+            int sv[2];
+            if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+                throw Error(ErrorKind::internal, errno_text("socketpair", errno));
+            rec->stdio[i].reset(sv[0]);
+            rec->returned.emplace_back(sv[1]);
+            ::shutdown(sv[0], i == 0 ? SHUT_WR : SHUT_RD);
+        }
+    }
+    o.stdin_fd = rec->stdio[0].get();
+    o.stdout_fd = rec->stdio[1].get();
+    o.stderr_fd = rec->stdio[2].get();
+    if (!is_call) rec->options.policy.mcp.enabled = rec->options.policy.mcp.enabled || req.mcp;
+    rec->request = std::move(req);
+    rec->control.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!rec->control) throw Error(ErrorKind::internal, errno_text("eventfd", errno));
+
+    auto verdict = admission_.request(rec->ticket, rec->policy, Clock::now());
+    if (verdict == Admission::Verdict::busy) {
+        throw Error(ErrorKind::busy,
+                    "the agent runs its maximum of sandboxes and its wait queue is full; try again later",
+                    {{"running", admission_.running()}, {"queued", admission_.queued()},
+                     {"max_sandboxes", config_.limits.max_sandboxes}, {"queue_length", config_.limits.queue_length}});
+    }
+    records_[rec->ticket] = rec;
+    conn.owned.insert(rec->ticket);
+    if (verdict == Admission::Verdict::queued) {
+        reply(conn, api_event(r.id, "queued", {{"position", admission_.position(rec->ticket)},
+                                               {"timeout_ms", config_.limits.queue_timeout.count()}}));
+        arm_queue_timer();
+        return;
+    }
+    start(rec);
+}
+
+void Agent::arm_queue_timer() {
+    auto next = admission_.next_deadline();
+    itimerspec its{};
+    if (next) {
+        auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(*next - Clock::now()).count();
+        if (left < 1000000) left = 1000000;
+        its.it_value.tv_sec = left / 1000000000;
+        its.it_value.tv_nsec = left % 1000000000;
+    }
+    ::timerfd_settime(queue_timer_.get(), 0, &its, nullptr);
+}
+
+void Agent::on_queue_timer() {
+    std::uint64_t n;
+    (void)!::read(queue_timer_.get(), &n, sizeof n);
+    for (auto ticket : admission_.expire(Clock::now())) {
+        auto it = records_.find(ticket);
+        if (it == records_.end()) continue;
+        auto rec = it->second;
+        on_ended(rec, api_error(rec->request_id,
+                                Error(ErrorKind::busy,
+                                      "no sandbox slot freed within the queue timeout of " +
+                                          std::to_string(config_.limits.queue_timeout.count()) + " ms; try again later",
+                                      {{"queue_timeout_ms", config_.limits.queue_timeout.count()},
+                                       {"max_sandboxes", config_.limits.max_sandboxes}})),
+                 "busy");
+    }
+    arm_queue_timer();
+}
+
+void Agent::finish_admissions(const std::vector<Admission::Ticket>& tickets) {
+    for (auto t : tickets) {
+        auto it = records_.find(t);
+        if (it != records_.end()) start(it->second);
+    }
+    arm_queue_timer();
+}
+
+void Agent::start(const std::shared_ptr<Record>& rec) {
+    rec->state = Record::State::starting;
+    threads_.fetch_add(1);
+    struct Arg {
+        Agent* agent;
+        std::shared_ptr<Record> rec;
+    };
+    auto* arg = new Arg{this, rec};
+    pthread_attr_t attr;
+    ::pthread_attr_init(&attr);
+    ::pthread_attr_setstacksize(&attr, kThreadStack);
+    ::pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int rc = ::pthread_create(&t, &attr, [](void* p) -> void* {
+        std::unique_ptr<Arg> a(static_cast<Arg*>(p));
+        a->agent->run_thread(std::move(a->rec));
+        return nullptr;
+    }, arg);
+    ::pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        delete arg;
+        threads_.fetch_sub(1);
+        on_ended(rec, api_error(rec->request_id, Error(ErrorKind::internal, errno_text("pthread_create", rc))), "refused");
+    }
+}
+
+void Agent::run_thread(std::shared_ptr<Record> rec) {
+    json final_message;
+    std::string status;
+    try {
+        Sandbox sandbox(rec->options);
+        sandbox.add_extension(std::make_shared<EgressExtension>(sandbox.options().policy, false, audit_));
+        std::shared_ptr<McpCall> mcp_call;
+        if (rec->is_call) {
+            McpConfig mc = McpConfig::from_policy(rec->options.policy.mcp);
+            if (rec->call->call_timeout) {
+                mc.call_timeout = *rec->call->call_timeout;
+                mc.tool_timeouts.clear();
+            }
+            mcp_call = std::make_shared<McpCall>(mc, rec->call->call);
+            sandbox.add_extension(mcp_call);
+        } else if (rec->options.policy.mcp.enabled) {
+            sandbox.add_extension(std::make_shared<McpProxy>(McpConfig::from_policy(rec->options.policy.mcp)));
+        }
+        auto hook = std::make_shared<AgentHook>(*this, rec);
+        hook->started = [this, rec](pid_t pid) {
+            post([this, rec, pid] {
+                rec->pid = pid;
+                on_started(rec);
+            });
+        };
+        sandbox.add_extension(hook);
+        RunReport report = sandbox.run();
+        json result = report.to_json();
+        status = report.status;
+        if (mcp_call) {
+            const CallOutcome& outcome = mcp_call->outcome();
+            result = {{"outcome", outcome.to_json()}, {"exit_code", outcome.exit_code()}, {"report", report.to_json()}};
+        } else {
+            result = {{"report", result}, {"exit_code", report.process_exit_code()}};
+        }
+        final_message = api_result(rec->request_id, result);
+    } catch (const Error& e) {
+        status = "refused";
+        final_message = api_error(rec->request_id, e);
+    } catch (const std::exception& e) {
+        status = "refused";
+        final_message = api_error(rec->request_id, Error(ErrorKind::internal, e.what()));
+    }
+    post([this, rec, final_message = std::move(final_message), status] {
+        on_ended(rec, final_message, status);
+        threads_.fetch_sub(1);
+    });
+}
+
+void Agent::on_started(const std::shared_ptr<Record>& rec) {
+    if (rec->state == Record::State::ended) return;
+    rec->state = Record::State::running;
+    rec->started = Clock::now();
+    by_name_[rec->name] = rec->ticket;
+    write_record(*rec);
+    auto latency = std::chrono::duration_cast<std::chrono::microseconds>(rec->started - rec->created).count();
+    json fields = {{"sandbox", rec->name}, {"pid", rec->pid}, {"policy", rec->policy},
+                   {"limits", limits_json(rec->options.limits)}, {"create_to_exec_us", latency}};
+    if (rec->conn) {
+        if (auto c = conns_.find(rec->conn); c != conns_.end()) {
+            if (!rec->returned.empty()) fields["stdio"] = "return";
+            reply(*c->second, api_event(rec->request_id, "started", fields), std::move(rec->returned));
+        }
+    }
+    rec->returned.clear();
+    broadcast({{"event", "lifecycle"}, {"state", "started"}, {"sandbox", rec->name}, {"policy", rec->policy},
+               {"pid", rec->pid}, {"uid", rec->owner_uid}, {"time", iso_now()}},
+              rec->name, static_cast<long>(rec->owner_uid));
+    spdlog::info("agent: sandbox {} started (policy {}, pid {}, for uid {})", rec->name, rec->policy, rec->pid, rec->owner_uid);
+}
+
+void Agent::on_ended(const std::shared_ptr<Record>& rec, json final_message, const std::string& status) {
+    bool was_running = rec->state == Record::State::starting || rec->state == Record::State::running;
+    rec->state = Record::State::ended;
+    if (rec->conn) {
+        if (auto c = conns_.find(rec->conn); c != conns_.end()) {
+            c->second->owned.erase(rec->ticket);
+            reply(*c->second, final_message);
+            if (c->second->closing && c->second->out.empty()) close_conn(rec->conn);
+        }
+    }
+    if (!rec->name.empty()) {
+        std::error_code ec;
+        fs::remove(record_path(rec->name), ec);
+        by_name_.erase(rec->name);
+        broadcast({{"event", "lifecycle"}, {"state", "ended"}, {"status", status}, {"sandbox", rec->name},
+                   {"policy", rec->policy}, {"uid", rec->owner_uid}, {"time", iso_now()}},
+                  rec->name, static_cast<long>(rec->owner_uid));
+    }
+    records_.erase(rec->ticket);
+    if (was_running) finish_admissions(admission_.release(rec->policy));
+}
+
+void Agent::write_record(const Record& rec) {
+    // For the next agent (recover()): what this sandbox is and who asked for it.
+    json j = {{"sandbox", rec.name}, {"policy", rec.policy}, {"pid", rec.pid}, {"owner_uid", rec.owner_uid},
+              {"owner_pid", rec.owner_pid}, {"keep", rec.keep}, {"cgroups", rec.cgroup_paths},
+              {"limits", limits_json(rec.options.limits)}, {"command", rec.options.command},
+              {"policy_file", rec.options.policy.source}, {"created", iso_now()}};
+    std::string path = record_path(rec.name);
+    std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        out << j.dump() << "\n";
+        if (!out) {
+            spdlog::warn("agent: cannot write {}", tmp);
+            return;
+        }
+    }
+    std::error_code ec;
+    fs::rename(tmp, path, ec);
+}
+
+json Agent::describe(const Record& rec, bool usage) const {
+    json j = {{"sandbox", rec.name}, {"policy", rec.policy}, {"state", state_name(rec.state)}, {"uid", rec.owner_uid},
+              {"pid", rec.pid}, {"keep", rec.keep}, {"call", rec.is_call},
+              {"command", rec.options.command}, {"limits", limits_json(rec.options.limits)}};
+    auto created = std::chrono::duration_cast<std::chrono::seconds>(rec.created_at.time_since_epoch()).count();
+    j["created_unix"] = created;
+    if (rec.state == Record::State::running)
+        j["running_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - rec.started).count();
+    if (!usage) return j;
+    json u = json::object();
+    for (const auto& p : rec.cgroup_paths) {
+        if (auto v = read_u64(p + "/memory.current")) u["memory_bytes"] = *v;
+        else if (auto v1 = read_u64(p + "/memory.usage_in_bytes")) u["memory_bytes"] = *v1;
+        if (auto v = read_u64(p + "/pids.current")) u["pids"] = *v;
+        std::string stat;
+        if (read_file(p + "/cpu.stat", stat)) {
+            auto pos = stat.find("usage_usec ");
+            if (pos != std::string::npos) u["cpu_usec"] = std::stoull(stat.substr(pos + 11));
+        } else if (auto v = read_u64(p + "/cpuacct.usage")) {
+            u["cpu_usec"] = *v / 1000;
+        }
+    }
+    j["usage"] = u;
+    j["denials"] = rec.denials;
+    j["cgroups"] = rec.cgroup_paths;
+    return j;
+}
+
+void Agent::op_list(Conn& conn, ApiRequest& r) {
+    json list = json::array();
+    for (const auto& [t, rec] : records_) {
+        if (conn.peer.uid != 0 && rec->owner_uid != conn.peer.uid) continue;
+        list.push_back(describe(*rec, false));
+    }
+    reply(conn, api_result(r.id, {{"sandboxes", list}, {"running", admission_.running()}, {"queued", admission_.queued()}}));
+}
+
+void Agent::op_inspect(Conn& conn, ApiRequest& r) {
+    std::string name = r.params["sandbox"];
+    auto rec = find_visible(conn, name);
+    if (!rec) throw Error(ErrorKind::usage, "no sandbox " + name + " (mcpwarden ps lists yours)", {{"sandbox", name}});
+    reply(conn, api_result(r.id, describe(*rec, true)));
+}
+
+void Agent::op_kill(Conn& conn, ApiRequest& r) {
+    std::string name = r.params["sandbox"];
+    int sig = r.params.value("signal", SIGTERM);
+    if (sig < 1 || sig > 64) throw Error(ErrorKind::input_invalid, "signal must be 1..64", {{"field", "signal"}});
+    auto rec = find_visible(conn, name);
+    if (!rec) throw Error(ErrorKind::usage, "no sandbox " + name + " (mcpwarden ps lists yours)", {{"sandbox", name}});
+    rec->kill_signal = sig;
+    std::uint64_t one = 1;
+    (void)!::write(rec->control.get(), &one, sizeof one);
+    spdlog::info("agent: uid {} killed sandbox {} (as signal {})", conn.peer.uid, name, sig);
+    reply(conn, api_result(r.id, {{"sandbox", name}, {"signal", sig}}));
+}
+
+void Agent::op_events(Conn& conn, ApiRequest& r) {
+    conn.events = true;
+    conn.events_id = r.id;
+    conn.events_sandbox = r.params.value("sandbox", "");
+    reply(conn, api_result(r.id, {{"subscribed", true}}));
+}
+
+}  // namespace mcpwarden

@@ -1,0 +1,171 @@
+// `mcpwarden agent`: a long-running root process that runs sandboxes for unprivileged clients
+// over a Unix socket (protocol: agent_protocol.h, docs/api.md).
+//
+// One thread (serve()) owns the socket, the connections, admission control and the sandbox
+// registry; each admitted sandbox runs Sandbox::run on a thread of its own (hosted mode: no
+// parent-death signal, so a sandbox outlives an agent crash with its pinned BPF links). Sandbox
+// threads talk back only through post(); the serving thread talks to a sandbox thread only
+// through its control eventfd.
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/logger.h>
+
+#include "agent_admission.h"
+#include "agent_config.h"
+#include "agent_protocol.h"
+#include "event_loop.h"
+#include "fd.h"
+#include "sandbox.h"
+
+namespace mcpwarden {
+
+class Agent {
+public:
+    using Clock = std::chrono::steady_clock;
+
+    // One client connection.
+    struct Conn {
+        std::uint64_t id = 0;
+        UniqueFd fd;
+        PeerIdentity peer;
+        std::string in;                 // bytes read, not yet a whole line
+        std::uint64_t in_base = 0;      // stream offset of in[0]
+        std::deque<std::pair<std::uint64_t, std::vector<UniqueFd>>> fd_batches;  // by stream offset
+        bool skipping = false;          // discarding the rest of an oversized line
+        struct Out {
+            std::string bytes;
+            std::vector<UniqueFd> fds;  // sent with the first byte
+            std::size_t off = 0;
+        };
+        std::deque<Out> out;
+        bool want_write = false, read_eof = false, closing = false;
+        std::set<std::uint64_t> owned;  // tickets of sandboxes this connection created
+        bool events = false;            // subscribed to events
+        nlohmann::json events_id;
+        std::string events_sandbox;     // "" = every sandbox the peer may see
+    };
+
+    // One sandbox, from its admission request to its report.
+    struct Record {
+        enum class State { queued, starting, running, ended };
+        std::uint64_t ticket = 0;
+        std::string name;  // known once its cgroup exists
+        std::string policy;
+        State state = State::queued;
+        uid_t owner_uid = 0;
+        pid_t owner_pid = 0;
+        std::uint64_t conn = 0;  // the creating connection (0 once it went away)
+        nlohmann::json request_id;
+        bool keep = false;
+        bool is_call = false;
+        SandboxRequest request;
+        std::optional<ApiCall> call;
+        RunOptions options;
+        UniqueFd stdio[3];           // the server's stdio (ours to close when it ends)
+        std::vector<UniqueFd> returned;  // stdio "return": the client's ends, sent when started
+        pid_t pid = 0;
+        std::vector<std::string> cgroup_paths;
+        std::chrono::system_clock::time_point created_at = std::chrono::system_clock::now();
+        Clock::time_point created = Clock::now(), started{};
+        std::map<std::string, std::uint64_t> denials;  // by audit event kind
+        // Kill requests reach the sandbox thread through these.
+        std::atomic<int> kill_signal{0};
+        UniqueFd control;  // eventfd
+    };
+
+    // An op handler: answers through reply()/reply_error() (now, or later for create/call).
+    using Handler = std::function<void(Conn&, ApiRequest&, std::vector<UniqueFd>& fds)>;
+
+    explicit Agent(AgentConfig config);
+    ~Agent();
+    Agent(const Agent&) = delete;
+    Agent& operator=(const Agent&) = delete;
+
+    // At start, before serving: what a previous agent left behind (sandbox cgroups, pins,
+    // workspaces, records in <state_dir>/agent/sandboxes). Today it sweeps what has no live
+    // owner; re-adoption belongs here.
+    void recover();
+    // Listens and serves until SIGTERM or SIGINT; then ends every sandbox and returns 0.
+    int serve();
+
+    // The dispatch table (create, call, list, inspect, kill, events are registered by the
+    // constructor). Requests are checked against api_ops() before a handler sees them.
+    void add_op(const std::string& name, Handler handler) { ops_[name] = std::move(handler); }
+
+    // Runs `fn` on the serving thread (from any thread).
+    void post(std::function<void()> fn);
+
+    void reply(Conn& conn, const nlohmann::json& message, std::vector<UniqueFd> fds = {});
+    void reply_error(Conn& conn, const nlohmann::json& id, const Error& e) { reply(conn, api_error(id, e)); }
+    // An event for every subscriber allowed to see it (owner_uid: -1 = root only).
+    void broadcast(nlohmann::json event, const std::string& sandbox, long owner_uid);
+    // A refusal by configuration: logged and an audit event.
+    void audit_forbidden(const Conn& conn, const std::string& op, const std::string& policy, const std::string& why);
+
+    const AgentConfig& config() const { return config_; }
+    std::map<std::uint64_t, std::shared_ptr<Record>>& records() { return records_; }
+    std::shared_ptr<Record> find_visible(const Conn& conn, const std::string& name);
+    std::string record_path(const std::string& name) const;  // <state_dir>/agent/sandboxes/NAME.json
+
+private:
+    void listen_socket();
+    void on_accept();
+    void on_readable(Conn& conn);
+    void on_writable(Conn& conn);
+    void flush(Conn& conn);
+    void handle_line(Conn& conn, std::string_view line, std::vector<UniqueFd>& fds);
+    void close_conn(std::uint64_t id);
+    void drain_mailbox();
+    void arm_queue_timer();
+    void on_queue_timer();
+
+    void op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, bool is_call);
+    void op_list(Conn& conn, ApiRequest& r);
+    void op_inspect(Conn& conn, ApiRequest& r);
+    void op_kill(Conn& conn, ApiRequest& r);
+    void op_events(Conn& conn, ApiRequest& r);
+
+    std::shared_ptr<const Policy> policy(const std::string& name);
+    void start(const std::shared_ptr<Record>& rec);
+    void run_thread(std::shared_ptr<Record> rec);
+    void on_started(const std::shared_ptr<Record>& rec);
+    void on_ended(const std::shared_ptr<Record>& rec, nlohmann::json final_message, const std::string& status);
+    void write_record(const Record& rec);
+    nlohmann::json describe(const Record& rec, bool usage) const;
+    void on_audit_line(const std::string& line);
+    void finish_admissions(const std::vector<Admission::Ticket>& tickets);
+
+    AgentConfig config_;
+    EventLoop loop_;
+    UniqueFd listen_, signals_, mailbox_fd_, queue_timer_;
+    std::mutex mailbox_mutex_;
+    std::vector<std::function<void()>> mailbox_;
+    std::map<std::string, Handler> ops_;
+    std::map<std::uint64_t, std::unique_ptr<Conn>> conns_;
+    std::map<std::uint64_t, std::shared_ptr<Record>> records_;
+    std::map<std::string, std::uint64_t> by_name_;
+    std::map<std::string, std::shared_ptr<const Policy>> policies_;
+    Admission admission_;
+    std::shared_ptr<spdlog::logger> audit_;
+    std::uint64_t next_conn_ = 1, next_ticket_ = 1;
+    std::atomic<int> threads_{0};
+    bool stopping_ = false;
+    sigset_t old_mask_{};
+};
+
+}  // namespace mcpwarden
