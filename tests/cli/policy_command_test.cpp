@@ -270,7 +270,8 @@ TEST(PolicyShowCommand, HumanAndJson) {
                             "egress:\n"
                             "  allow:\n"
                             "    - { cidr: 192.0.2.0/24, ports: [443], protocol: tcp }\n"
-                            "    - { cidr: 192.0.2.0/24, ports: [80], protocol: tcp }\n");
+                            "    - { cidr: 192.0.2.0/24, ports: [80], protocol: tcp }\n"
+                            "dns: { min_ttl: 2m, max_learned: 100 }\n");
     auto r = warden({"policy", "show", f});
     EXPECT_EQ(r.exit_code, 0) << r.err;
     EXPECT_TRUE(has(r.out, "policy show (" + f + ")")) << r.out;
@@ -280,6 +281,9 @@ TEST(PolicyShowCommand, HumanAndJson) {
     EXPECT_TRUE(has(r.out, "egress: default deny")) << r.out;
     EXPECT_TRUE(has(r.out, "    127.0.0.0/8       loopback")) << r.out;
     EXPECT_TRUE(has(r.out, "mcp: off")) << r.out;
+    EXPECT_TRUE(has(r.out, "  min_ttl:     2m")) << r.out;
+    EXPECT_TRUE(has(r.out, "  max_learned: 100 addresses")) << r.out;
+    EXPECT_TRUE(has(r.out, "  reserved answers: dropped")) << r.out;
 
     auto j = warden({"policy", "show", "--json", f});
     EXPECT_EQ(j.exit_code, 0) << j.err;
@@ -289,6 +293,9 @@ TEST(PolicyShowCommand, HumanAndJson) {
     EXPECT_EQ(doc["limits"]["timeout_ms"], 3600000);
     EXPECT_EQ(doc["egress"]["rules"][0]["ports"], nlohmann::json({"80", "443"}));
     EXPECT_EQ(doc["egress"]["default"], "deny");
+    EXPECT_EQ(doc["dns"]["min_ttl_ms"], 120000);
+    EXPECT_EQ(doc["dns"]["max_learned"], 100);
+    EXPECT_EQ(doc["dns"]["allow_reserved_answers"], false);
 }
 
 // ---- policy directory and names -----------------------------------------------------------

@@ -93,7 +93,11 @@ std::shared_ptr<spdlog::logger> make_audit_logger(const std::string& path) {
 }
 
 EgressExtension::EgressExtension(const Policy& policy, bool audit_only, std::shared_ptr<spdlog::logger> audit)
-    : policy_(policy), audit_only_(audit_only || policy.egress.audit_only), audit_(std::move(audit)) {
+    : policy_(std::make_shared<const Policy>(policy)),
+      audit_only_flag_(audit_only),
+      audit_only_(audit_only || policy.egress.audit_only),
+      audit_(std::move(audit)),
+      compiled_(std::make_shared<const CompiledEgress>()) {
     boot_to_real_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_BOOTTIME);
 }
 
@@ -106,19 +110,35 @@ EgressExtension::~EgressExtension() {
     }
 }
 
+std::shared_ptr<const Policy> EgressExtension::policy() const {
+    std::lock_guard<std::mutex> lock(policy_mutex_);
+    return policy_;
+}
+
+std::shared_ptr<const CompiledEgress> EgressExtension::compiled() const {
+    std::lock_guard<std::mutex> lock(policy_mutex_);
+    return compiled_;
+}
+
 void EgressExtension::audit_line(nlohmann::json j) {
     if (!audit_) return;
     j["sandbox"] = sandbox_name_;
-    j["policy"] = policy_.name;
+    j["policy"] = policy()->name;
     audit_->info(j.dump());
 }
 
-bool EgressExtension::admit(const std::string& name, const std::vector<std::uint32_t>& rules,
+bool EgressExtension::admit(const std::string& name, const std::vector<std::uint32_t>& screened,
                             const std::vector<DnsAddress>& addresses) {
     std::lock_guard<std::mutex> lock(learned_mutex_);
+    auto pol = policy();
+    auto id = compiled()->policy_id;
+    // The query was screened under the policy of its arrival; a reload since then decides.
+    std::vector<std::uint32_t> rules = DnsProxy::rules_for(*pol, name);
+    if (rules.empty()) return false;
+    (void)screened;
     auto now = std::chrono::steady_clock::now();
-    auto floor = policy_.dns.min_ttl.value_or(std::chrono::seconds(30));
-    auto cap = policy_.dns.max_learned.value_or(4096);
+    auto floor = pol->dns.min_ttl.value_or(Dns::kDefaultMinTtl);
+    auto cap = pol->dns.max_learned.value_or(Dns::kDefaultMaxLearned);
     for (const auto& a : addresses) {
         Cidr c;
         c.family = a.address.size() == 4 ? AF_INET : AF_INET6;
@@ -127,7 +147,7 @@ bool EgressExtension::admit(const std::string& name, const std::vector<std::uint
         // ::ffff:a.b.c.d in an AAAA answer is IPv4 to the kernel.
         if (auto norm = parse_address(c.to_string())) c = *norm;
         std::string key(reinterpret_cast<const char*>(c.addr.data()), c.family == AF_INET ? 4 : 16);
-        if (auto range = reserved_range_of(c); range && !policy_.dns.allow_reserved_answers) {
+        if (auto range = reserved_range_of(c); range && !pol->dns.allow_reserved_answers) {
             // DNS rebinding: an allowed name must not open loopback, private or metadata ranges.
             ++answers_blocked_;
             audit_line({{"event", "dns_answer_blocked"}, {"name", name}, {"address", c.to_string()},
@@ -140,12 +160,13 @@ bool EgressExtension::admit(const std::string& name, const std::vector<std::uint
                         {"rule", "the sandbox already holds " + std::to_string(cap) + " learned addresses (dns.max_learned)"}});
             return false;  // fail closed: the answer is not released
         }
-        auto ttl_now = std::max<std::chrono::milliseconds>(std::chrono::seconds(a.ttl), floor);
+        auto ttl = std::max<std::chrono::milliseconds>(std::chrono::seconds(a.ttl), floor);
         if (it != learned_.end() && std::all_of(rules.begin(), rules.end(), [&](std::uint32_t r) {
                 return std::find(it->second.rules.begin(), it->second.rules.end(), r) != it->second.rules.end();
             })) {
             // Already admitted for these rules: the entry stands, only its life is extended.
-            it->second.expiry = std::max(it->second.expiry, now + ttl_now);
+            it->second.expiry = std::max(it->second.expiry, now + ttl);
+            it->second.names.insert(name);
             continue;
         }
         std::vector<std::uint32_t> all_rules = rules;
@@ -154,22 +175,22 @@ bool EgressExtension::admit(const std::string& name, const std::vector<std::uint
                 if (std::find(all_rules.begin(), all_rules.end(), r) == all_rules.end()) all_rules.push_back(r);
             }
         }
-        auto entry = compile_learned(policy_.egress, compiled_.policy_id, c, all_rules, next_set_id_);
+        auto entry = compile_learned(pol->egress, id, c, all_rules, next_set_id_);
         try {
             enforcer_->put_learned(entry);
         } catch (const Error& e) {
             spdlog::error("cannot admit {} for {}: {}", c.to_string(), name, e.what());
             return false;
         }
-        auto ttl = std::max<std::chrono::milliseconds>(std::chrono::seconds(a.ttl), floor);
         if (it != learned_.end()) {
             // Port sets of the entry it replaces go when the sandbox ends.
             for (auto& ps : it->second.entry.portsets) replaced_sets_.push_back(ps);
             it->second.entry = entry;
             it->second.rules = all_rules;
             it->second.expiry = std::max(it->second.expiry, now + ttl);
+            it->second.names.insert(name);
         } else {
-            learned_[key] = {entry, all_rules, name, now + ttl};
+            learned_[key] = {entry, all_rules, name, now + ttl, {name}, c};
             ++learned_total_;
         }
         names_[key] = name;
@@ -191,14 +212,7 @@ void EgressExtension::expire(std::chrono::steady_clock::time_point now) {
     }
 }
 
-void EgressExtension::before_spawn(Sandbox& sandbox) {
-    sandbox_name_ = sandbox.cgroup().name();
-    auto objects = BpfObjects::open();
-    sweep_stale_enforcement();
-    std::uint64_t id = sandbox.cgroup().unified_id();
-    auto t0 = std::chrono::steady_clock::now();
-    compiled_ = compile_egress(policy_.egress, id);
-    auto t1 = std::chrono::steady_clock::now();
+DnsProxy::Hooks EgressExtension::dns_hooks() {
     DnsProxy::Hooks hooks;
     hooks.admit = [this](const std::string& name, const std::vector<std::uint32_t>& rules,
                          const std::vector<DnsAddress>& addrs) { return admit(name, rules, addrs); };
@@ -207,8 +221,23 @@ void EgressExtension::before_spawn(Sandbox& sandbox) {
                     {"rule", "no host rule allows this name"}});
     };
     hooks.tick = [this] { expire(std::chrono::steady_clock::now()); };
-    dns_ = std::make_unique<DnsProxy>(policy_, dns_upstreams(policy_.dns), hooks);
-    enforcer_ = std::make_unique<CgroupEnforcer>(objects, sandbox.cgroup().unified_fd(), id, compiled_,
+    return hooks;
+}
+
+void EgressExtension::before_spawn(Sandbox& sandbox) {
+    bind(sandbox.cgroup().unified_fd(), sandbox.cgroup().unified_id(), sandbox.cgroup().name(), sandbox.loop());
+}
+
+void EgressExtension::bind(int cgroup_fd, std::uint64_t id, const std::string& name, EventLoop& loop) {
+    sandbox_name_ = name;
+    auto objects = BpfObjects::open();
+    sweep_stale_enforcement();
+    auto pol = policy();
+    auto t0 = std::chrono::steady_clock::now();
+    compiled_ = std::make_shared<const CompiledEgress>(compile_egress(pol->egress, id));
+    auto t1 = std::chrono::steady_clock::now();
+    dns_ = std::make_unique<DnsProxy>(*pol, dns_upstreams(pol->dns), dns_hooks());
+    enforcer_ = std::make_unique<CgroupEnforcer>(objects, cgroup_fd, id, *compiled_,
                                                  audit_only_, [this](const mw_event& e) {
                                                      ++events_seen_;
                                                      if (audit_) audit_->info(event_json(e).dump());
@@ -216,11 +245,11 @@ void EgressExtension::before_spawn(Sandbox& sandbox) {
                                                  sandbox_name_, dns_->target());
     auto t2 = std::chrono::steady_clock::now();
     spdlog::info("egress policy {}: {} rules compiled to {} entries in {} ms, loaded and bound in {} ms",
-                 policy_.name, policy_.egress.allow.size() + policy_.egress.deny.size(),
-                 compiled_.v4.size() + compiled_.v6.size(),
+                 pol->name, pol->egress.allow.size() + pol->egress.deny.size(),
+                 compiled_->v4.size() + compiled_->v6.size(),
                  std::chrono::duration_cast<std::chrono::milliseconds>(t1 - t0).count(),
                  std::chrono::duration_cast<std::chrono::milliseconds>(t2 - t1).count());
-    loop_ = &sandbox.loop();
+    loop_ = &loop;
     events_fd_ = enforcer_->events_fd();
     loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });
     if (audit_only_) {
@@ -228,13 +257,111 @@ void EgressExtension::before_spawn(Sandbox& sandbox) {
     }
 }
 
+void EgressExtension::adopt(std::uint64_t id, const std::string& name, EventLoop& loop) {
+    sandbox_name_ = name;
+    auto objects = BpfObjects::open();
+    auto pol = policy();
+    compiled_ = std::make_shared<const CompiledEgress>(compile_egress(pol->egress, id));
+    enforcer_ = std::make_unique<CgroupEnforcer>(CgroupEnforcer::Adopt{}, objects, id, *compiled_, audit_only_,
+                                                 [this](const mw_event& e) {
+                                                     ++events_seen_;
+                                                     if (audit_) audit_->info(event_json(e).dump());
+                                                 },
+                                                 sandbox_name_);
+    {
+        // What the predecessor learned from DNS stays for dns.min_ttl (its TTLs are lost), then
+        // goes like any learned address; new answers renew it.
+        std::lock_guard<std::mutex> lock(learned_mutex_);
+        auto expiry = std::chrono::steady_clock::now() + pol->dns.min_ttl.value_or(Dns::kDefaultMinTtl);
+        for (const auto& e : enforcer_->adopted_learned()) {
+            for (const auto& [k, v] : e.portsets) next_set_id_ = std::max(next_set_id_, k.set_id + 1);
+            if (e.family == 0) {
+                replaced_sets_.insert(replaced_sets_.end(), e.portsets.begin(), e.portsets.end());
+                continue;
+            }
+            Cidr c;
+            c.family = e.family;
+            c.prefix = e.family == AF_INET ? 32 : 128;
+            if (e.family == AF_INET) std::copy(e.key4.addr, e.key4.addr + 4, c.addr.begin());
+            else std::copy(e.key6.addr, e.key6.addr + 16, c.addr.begin());
+            std::string key(reinterpret_cast<const char*>(c.addr.data()), e.family == AF_INET ? 4 : 16);
+            learned_[key] = {e, {}, "", expiry, {}, c};
+        }
+    }
+    // The resolver comes back on the address the kernel already redirects to, if it is free.
+    DnsTarget before = enforcer_->dns_target();
+    dns_ = std::make_unique<DnsProxy>(*pol, dns_upstreams(pol->dns), dns_hooks(), before);
+    DnsTarget now = dns_->target();
+    if (now.port4 != before.port4 || now.port6 != before.port6) {
+        spdlog::warn("sandbox {}: the resolver's address 127.0.0.1:{} was taken; DNS now goes to port {}",
+                     name, before.port4, now.port4);
+        enforcer_->set_dns_target(now);
+    }
+    loop_ = &loop;
+    events_fd_ = enforcer_->events_fd();
+    loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });
+    spdlog::info("adopted the egress enforcement of {} (policy {}, {} learned addresses kept)", name, pol->name,
+                 learned_.size());
+}
+
+void EgressExtension::reload(const Policy& next_policy) {
+    if (!enforcer_) throw Error(ErrorKind::internal, "reload of an egress policy that is not bound");
+    auto next = std::make_shared<const Policy>(next_policy);
+    auto id = compiled()->policy_id;
+    auto next_compiled = std::make_shared<const CompiledEgress>(compile_egress(next->egress, id));
+    bool audit_only = audit_only_flag_ || next->egress.audit_only;
+    std::lock_guard<std::mutex> lock(learned_mutex_);
+    // Learned addresses are re-decided under the new policy: kept (recompiled with the new
+    // rules) while a name they were learned for is still allowed, dropped otherwise.
+    std::map<std::string, Learned> kept;
+    std::vector<LearnedEntry> overlay;
+    for (auto& [key, l] : learned_) {
+        std::vector<std::uint32_t> rules;
+        std::set<std::string> names;
+        for (const auto& n : l.names) {
+            auto r = DnsProxy::rules_for(*next, n);
+            if (r.empty()) continue;
+            names.insert(n);
+            for (auto x : r) {
+                if (std::find(rules.begin(), rules.end(), x) == rules.end()) rules.push_back(x);
+            }
+        }
+        if (rules.empty()) continue;  // no longer allowed (or its name unknown): dropped by the swap
+        if (reserved_range_of(l.address) && !next->dns.allow_reserved_answers) continue;
+        Learned n = l;
+        n.names = names;
+        n.rules = rules;
+        n.entry = compile_learned(next->egress, id, l.address, rules, next_set_id_);
+        overlay.push_back(n.entry);
+        kept.emplace(key, std::move(n));
+    }
+    enforcer_->update_rules(*next_compiled, overlay, audit_only);
+    // The resolver answers by the new host rules from now on.
+    if (dns_) dns_->set_policy(*next);
+    {
+        std::lock_guard<std::mutex> plock(policy_mutex_);
+        policy_ = next;
+        compiled_ = next_compiled;
+    }
+    for (auto it = names_.begin(); it != names_.end();) {
+        it = kept.count(it->first) ? std::next(it) : names_.erase(it);
+    }
+    learned_ = std::move(kept);
+    replaced_sets_.clear();  // the swap removed every port set the overlay does not use
+    audit_only_ = audit_only;
+    spdlog::info("sandbox {}: policy {} reloaded ({} entries, {} learned addresses kept)", sandbox_name_,
+                 next->name, next_compiled->v4.size() + next_compiled->v6.size(), learned_.size());
+}
+
+DnsTarget EgressExtension::dns_target() const { return dns_ ? dns_->target() : DnsTarget{}; }
+
 nlohmann::json EgressExtension::event_json(const mw_event& e) const {
     nlohmann::json j;
     j["time"] = iso_time(static_cast<std::int64_t>(e.time_ns) + boot_to_real_ns_);
     j["event"] = e.hook == MW_HOOK_SOCK_CREATE ? "socket_denied" : "egress_denied";
     j["verdict"] = e.verdict == MW_VERDICT_AUDIT ? "allowed_audit_only" : "denied";
     j["sandbox"] = sandbox_name_;
-    j["policy"] = policy_.name;
+    j["policy"] = policy()->name;
     j["pid"] = e.pid;
     char comm[17] = {};
     std::memcpy(comm, e.comm, 16);
@@ -261,12 +388,16 @@ nlohmann::json EgressExtension::event_json(const mw_event& e) const {
             if (auto n = names_.find(key); n != names_.end()) j["name"] = n->second;
         }
     }
-    j["rule"] = describe_rule(compiled_, e.rule, addr);
+    j["rule"] = describe_rule(*compiled(), e.rule, addr);
     return j;
 }
 
 void EgressExtension::on_end(Sandbox& sandbox, RunReport& report) {
     (void)sandbox;
+    unbind(report.extra);
+}
+
+void EgressExtension::unbind(nlohmann::json& extra) {
     if (dns_) {
         dns_->stop();
         dns_final_ = dns_->stats();
@@ -287,14 +418,14 @@ void EgressExtension::on_end(Sandbox& sandbox, RunReport& report) {
         events_fd_ = -1;
         enforcer_.reset();
     }
-    report.extra["egress_denied"] = final_.denied;
-    report.extra["egress_policy_id"] = compiled_.policy_id;
-    if (audit_only_) report.extra["egress_audited"] = final_.audited;
-    report.extra["audit_events_lost"] = final_.lost;
-    report.extra["egress_audit_only"] = audit_only_;
-    report.extra["dns"] = {{"answered", dns_final_.answered}, {"refused", dns_final_.refused},
-                           {"malformed", dns_final_.malformed}, {"failed", dns_final_.failed},
-                           {"addresses_learned", learned_total_}, {"answers_blocked", answers_blocked_}};
+    extra["egress_denied"] = final_.denied;
+    extra["egress_policy_id"] = compiled()->policy_id;
+    if (audit_only_) extra["egress_audited"] = final_.audited;
+    extra["audit_events_lost"] = final_.lost;
+    extra["egress_audit_only"] = audit_only_;
+    extra["dns"] = {{"answered", dns_final_.answered}, {"refused", dns_final_.refused},
+                    {"malformed", dns_final_.malformed}, {"failed", dns_final_.failed},
+                    {"addresses_learned", learned_total_}, {"answers_blocked", answers_blocked_}};
 }
 
 std::uint64_t EgressExtension::egress_denied() const {

@@ -43,10 +43,13 @@ struct Egress {
 };
 
 struct Dns {
+    static constexpr std::chrono::seconds kDefaultMinTtl{30};
+    static constexpr std::uint64_t kDefaultMaxLearned = 4096;
+
     std::vector<std::string> upstream;  // "1.1.1.1", "[2001:db8::1]:53"; empty = resolv.conf
     // Learned addresses live at least this long, whatever the answer's TTL (apps cache).
     std::optional<std::chrono::milliseconds> min_ttl;
-    std::optional<std::uint64_t> max_learned;  // per sandbox; default 4096
+    std::optional<std::uint64_t> max_learned;  // per sandbox; default kDefaultMaxLearned
     // Answers in loopback/private/link-local ranges are not admitted unless this is true
     // (DNS rebinding: an allowed name must not open 169.254.169.254 or 127.0.0.1).
     bool allow_reserved_answers = false;

@@ -640,7 +640,10 @@ json normalised_policy_json(const Policy& p) {
                    {"rules", rules},
                    {"reserved", reserved},
                    {"names", "DNS queries for names no host rule allows are refused"}};
-    j["dns"] = {{"upstream", p.dns.upstream.empty() ? json("/etc/resolv.conf") : json(p.dns.upstream)}};
+    j["dns"] = {{"upstream", p.dns.upstream.empty() ? json("/etc/resolv.conf") : json(p.dns.upstream)},
+                {"min_ttl_ms", std::chrono::milliseconds(p.dns.min_ttl.value_or(Dns::kDefaultMinTtl)).count()},
+                {"max_learned", p.dns.max_learned.value_or(Dns::kDefaultMaxLearned)},
+                {"allow_reserved_answers", p.dns.allow_reserved_answers}};
     auto m = McpConfig::from_policy(p.mcp);
     json timeouts = json::object();
     for (const auto& [tool, d] : m.tool_timeouts) timeouts[tool] = d.count();
@@ -706,6 +709,14 @@ std::string normalised_policy_text(const Policy& p) {
     if (p.dns.upstream.empty()) o << "/etc/resolv.conf";
     for (size_t i = 0; i < p.dns.upstream.size(); ++i) o << (i ? ", " : "") << p.dns.upstream[i];
     o << "\n";
+    o << "  min_ttl:     " << canonical_duration(p.dns.min_ttl.value_or(Dns::kDefaultMinTtl))
+      << " (learned addresses stay allowed at least this long)\n";
+    o << "  max_learned: " << p.dns.max_learned.value_or(Dns::kDefaultMaxLearned)
+      << " addresses per sandbox\n";
+    o << "  reserved answers: "
+      << (p.dns.allow_reserved_answers ? "ADMITTED (answers in loopback/private/link-local ranges open them)"
+                                       : "dropped (an allowed name cannot open loopback, private or link-local addresses)")
+      << "\n";
     auto m = McpConfig::from_policy(p.mcp);
     o << "mcp: " << (p.mcp.enabled ? "on (the policy has an mcp section)" : "off (no mcp section; `run --mcp` turns it on with these limits)") << "\n";
     o << "  call_timeout:      " << canonical_duration(m.call_timeout) << "\n";
