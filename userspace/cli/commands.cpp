@@ -13,6 +13,8 @@ std::vector<std::unique_ptr<Command>> all_commands() {
     out.push_back(make_ps_command());
     out.push_back(make_kill_command());
     out.push_back(make_events_command());
+    out.push_back(make_attach_command());
+    out.push_back(make_detach_command());
     return out;
 }
 

@@ -33,5 +33,7 @@ std::unique_ptr<Command> make_agent_command();
 std::unique_ptr<Command> make_ps_command();
 std::unique_ptr<Command> make_kill_command();
 std::unique_ptr<Command> make_events_command();
+std::unique_ptr<Command> make_attach_command();  // cmd_attach.cpp
+std::unique_ptr<Command> make_detach_command();
 
 }  // namespace mcpwarden

@@ -40,8 +40,10 @@ void set_id(std::vector<std::uint8_t>& msg, std::uint16_t id) {
 }
 
 // Binds UDP and TCP to the same port on addr; returns the port or 0.
-std::uint16_t bind_pair(int family, UniqueFd& udp, UniqueFd& tcp) {
+std::uint16_t bind_pair(int family, UniqueFd& udp, UniqueFd& tcp, std::uint16_t wanted = 0) {
     for (int attempt = 0; attempt < 20; ++attempt) {
+        // A wanted port is tried once (an adopted sandbox's resolver address), then any port.
+        std::uint16_t try_port = attempt == 0 ? wanted : 0;
         udp.reset(::socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         tcp.reset(::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
         if (!udp || !tcp) return 0;
@@ -51,17 +53,22 @@ std::uint16_t bind_pair(int family, UniqueFd& udp, UniqueFd& tcp) {
             auto* s = reinterpret_cast<sockaddr_in*>(&ss);
             s->sin_family = AF_INET;
             s->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            s->sin_port = htons(try_port);
             len = sizeof *s;
         } else {
             auto* s = reinterpret_cast<sockaddr_in6*>(&ss);
             s->sin6_family = AF_INET6;
             s->sin6_addr = in6addr_loopback;
+            s->sin6_port = htons(try_port);
             int one = 1;
             ::setsockopt(udp.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
             ::setsockopt(tcp.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
             len = sizeof *s;
         }
-        if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) return 0;
+        if (::bind(udp.get(), reinterpret_cast<sockaddr*>(&ss), len) != 0) {
+            if (try_port) continue;
+            return 0;
+        }
         socklen_t got = len;
         ::getsockname(udp.get(), reinterpret_cast<sockaddr*>(&ss), &got);
         std::uint16_t port = ntohs(family == AF_INET ? reinterpret_cast<sockaddr_in*>(&ss)->sin_port
@@ -168,11 +175,11 @@ std::vector<std::uint32_t> DnsProxy::rules_for(const Policy& policy, const std::
     return out;
 }
 
-DnsProxy::DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks)
-    : policy_(policy), upstreams_(std::move(upstreams)), hooks_(std::move(hooks)) {
-    std::uint16_t p4 = bind_pair(AF_INET, udp4_, tcp4_);
+DnsProxy::DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks, DnsTarget wanted)
+    : policy_(std::make_shared<const Policy>(policy)), upstreams_(std::move(upstreams)), hooks_(std::move(hooks)) {
+    std::uint16_t p4 = bind_pair(AF_INET, udp4_, tcp4_, wanted.port4);
     if (!p4) throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot bind the DNS resolver on 127.0.0.1", errno));
-    std::uint16_t p6 = bind_pair(AF_INET6, udp6_, tcp6_);
+    std::uint16_t p6 = bind_pair(AF_INET6, udp6_, tcp6_, wanted.port6);
     if (!p6) {
         udp6_.reset();
         tcp6_.reset();
@@ -199,6 +206,17 @@ DnsProxy::DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hoo
 }
 
 DnsProxy::~DnsProxy() { stop(); }
+
+void DnsProxy::set_policy(const Policy& policy) {
+    auto next = std::make_shared<const Policy>(policy);
+    std::lock_guard<std::mutex> lock(policy_mutex_);
+    policy_ = std::move(next);
+}
+
+std::shared_ptr<const Policy> DnsProxy::policy() const {
+    std::lock_guard<std::mutex> lock(policy_mutex_);
+    return policy_;
+}
 
 void DnsProxy::stop() {
     if (stopping_.exchange(true)) return;
@@ -229,7 +247,7 @@ std::vector<std::uint8_t> DnsProxy::screen(const std::vector<std::uint8_t>& quer
     }
     parsed = std::move(*m);
     const auto& q = parsed.questions[0];
-    rules = rules_for(policy_, q.name);
+    rules = rules_for(*policy(), q.name);
     if (rules.empty()) {
         ++refused_;
         if (hooks_.refused) hooks_.refused(q.name, q.qtype);

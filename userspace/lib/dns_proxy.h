@@ -49,13 +49,17 @@ public:
     };
 
     // Binds UDP and TCP on 127.0.0.1 (and ::1 when available) on one ephemeral port each and
-    // starts serving. Throws Error(sandbox_unavailable) if it cannot.
-    DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks);
+    // starts serving. Throws Error(sandbox_unavailable) if it cannot. Nonzero ports in `wanted`
+    // are tried first (the address a restarted agent's sandboxes already resolve through).
+    DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks, DnsTarget wanted = {});
     ~DnsProxy();
     DnsProxy(const DnsProxy&) = delete;
     DnsProxy& operator=(const DnsProxy&) = delete;
 
     DnsTarget target() const { return target_; }
+    // Live policy update: queries screened from now on use this policy's host rules.
+    void set_policy(const Policy& policy);
+    std::shared_ptr<const Policy> policy() const;
     Stats stats() const;
     void stop();
 
@@ -75,7 +79,8 @@ private:
     std::vector<std::uint8_t> finish(const std::vector<std::uint8_t>& query, const DnsMessage& q,
                                      const std::vector<std::uint32_t>& rules, std::vector<std::uint8_t> reply);
 
-    const Policy& policy_;
+    mutable std::mutex policy_mutex_;
+    std::shared_ptr<const Policy> policy_;
     std::vector<DnsUpstream> upstreams_;
     Hooks hooks_;
     DnsTarget target_;

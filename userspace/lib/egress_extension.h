@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include <spdlog/logger.h>
@@ -28,6 +29,24 @@ public:
     void on_end(Sandbox& sandbox, RunReport& report) override;
     std::uint64_t egress_denied() const override;
 
+    // The same without a Sandbox (cgroup-scoped deployments, an agent's adopted sandboxes):
+    // bind puts the policy, the DNS redirection and audit on a cgroup, pinned as `name`;
+    // adopt takes over what a crashed predecessor pinned as `name` (its resolver restarts on
+    // the same address when it can); unbind removes exactly what bind or adopt installed and
+    // puts the figures into `extra`. The audit ring is read through `loop`.
+    void bind(int cgroup_fd, std::uint64_t cgroup_id, const std::string& name, EventLoop& loop);
+    void adopt(std::uint64_t cgroup_id, const std::string& name, EventLoop& loop);
+    void unbind(nlohmann::json& extra);
+
+    // Live policy update: from the next connection on, the cgroup may reach what `policy`
+    // allows; its resolver answers by the new host rules, and addresses learned for names the
+    // new policy no longer allows leave the allow-list. Throws Error; on a throw the old
+    // policy stays in force (or, if the kernel refused a write midway, the new one partly).
+    void reload(const Policy& policy);
+    std::shared_ptr<const Policy> policy() const;
+    const std::string& name() const { return sandbox_name_; }
+    DnsTarget dns_target() const;
+
     // The audit line of one kernel event (exposed for tests).
     nlohmann::json event_json(const mw_event& e) const;
 
@@ -42,14 +61,20 @@ private:
         std::vector<std::uint32_t> rules;
         std::string name;
         std::chrono::steady_clock::time_point expiry;
+        std::set<std::string> names;  // every name it was learned for (reload re-checks them)
+        Cidr address;
     };
     void audit_line(nlohmann::json j);
+    DnsProxy::Hooks dns_hooks();
+    std::shared_ptr<const CompiledEgress> compiled() const;
 
-    const Policy& policy_;
+    mutable std::mutex policy_mutex_;  // policy_ and compiled_ are swapped by reload
+    std::shared_ptr<const Policy> policy_;
+    bool audit_only_flag_;  // --audit-only; the policy's own flag may change at reload
     bool audit_only_;
     std::shared_ptr<spdlog::logger> audit_;
     std::string sandbox_name_;
-    CompiledEgress compiled_;
+    std::shared_ptr<const CompiledEgress> compiled_;
     std::unique_ptr<CgroupEnforcer> enforcer_;
     std::unique_ptr<DnsProxy> dns_;
     std::mutex learned_mutex_;

@@ -15,7 +15,9 @@
 
 #include <cerrno>
 #include <cstdarg>
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <mutex>
 #include <vector>
 #include <unordered_set>
@@ -168,33 +170,47 @@ std::vector<std::string> list_dir(const std::string& path) {
     return out;
 }
 
-// Deletes every rule-map entry and the event ring of one policy id.
-void delete_policy_entries(int rules4, int rules6, int portsets, int slot_owner, std::uint64_t id) {
-    auto scan = [&](int fd, size_t key_size, size_t id_offset) {
-        std::vector<unsigned char> cur(key_size), next(key_size);
-        std::vector<std::vector<unsigned char>> doomed;
+// Every rule-map key and event slot of one policy id.
+struct PolicyEntries {
+    std::vector<mw_key4> v4;
+    std::vector<mw_key6> v6;
+    std::vector<mw_portset_key> portsets;
+    std::vector<std::uint32_t> slots;
+};
+
+PolicyEntries find_policy_entries(int rules4, int rules6, int portsets, int slot_owner, std::uint64_t id) {
+    PolicyEntries out;
+    auto scan = [&](int fd, auto key, auto&& policy_of, auto& into) {
+        decltype(key) cur{}, next{};
         void* prev = nullptr;
-        while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
-            std::uint64_t kid = 0;
-            if (id_offset == 4) {  // LPM keys: big-endian id after prefixlen
-                for (int i = 0; i < 8; ++i) kid = (kid << 8) | next[4 + i];
-            } else {
-                std::memcpy(&kid, next.data() + id_offset, 8);
-            }
-            if (kid == id) doomed.push_back(next);
+        while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+            if (policy_of(next) == id) into.push_back(next);
             cur = next;
-            prev = cur.data();
+            prev = &cur;
         }
-        for (auto& k : doomed) bpf_map_delete_elem(fd, k.data());
     };
-    scan(rules4, sizeof(mw_key4), 4);
-    scan(rules6, sizeof(mw_key6), 4);
-    scan(portsets, sizeof(mw_portset_key), 0);
+    auto lpm_id = [](const auto& k) {  // big-endian id after prefixlen
+        std::uint64_t kid = 0;
+        for (int i = 0; i < 8; ++i) kid = (kid << 8) | k.policy[i];
+        return kid;
+    };
+    scan(rules4, mw_key4{}, lpm_id, out.v4);
+    scan(rules6, mw_key6{}, lpm_id, out.v6);
+    scan(portsets, mw_portset_key{}, [](const mw_portset_key& k) { return k.policy_id; }, out.portsets);
     for (std::uint32_t slot = 0; slot < MW_EVENT_SLOTS; ++slot) {
         mw_slot_owner owner{};
-        if (bpf_map_lookup_elem(slot_owner, &slot, &owner) == 0 && owner.policy_id == id)
-            bpf_map_delete_elem(slot_owner, &slot);
+        if (bpf_map_lookup_elem(slot_owner, &slot, &owner) == 0 && owner.policy_id == id) out.slots.push_back(slot);
     }
+    return out;
+}
+
+// Deletes every rule-map entry and the event ring of one policy id.
+void delete_policy_entries(int rules4, int rules6, int portsets, int slot_owner, std::uint64_t id) {
+    auto e = find_policy_entries(rules4, rules6, portsets, slot_owner, id);
+    for (auto& k : e.v4) bpf_map_delete_elem(rules4, &k);
+    for (auto& k : e.v6) bpf_map_delete_elem(rules6, &k);
+    for (auto& k : e.portsets) bpf_map_delete_elem(portsets, &k);
+    for (auto& slot : e.slots) bpf_map_delete_elem(slot_owner, &slot);
 }
 
 // Pin directories of other builds whose programs no link uses any more.
@@ -234,33 +250,53 @@ int sweep_old_builds(const std::string& current) {
 
 }  // namespace
 
-int sweep_stale_enforcement() {
-    int removed = 0;
-    std::string root = sandbox_pin_root();
-    std::vector<std::string> stale;
-    for (const auto& name : list_dir(root)) {
-        if (!sandbox_owner_alive(name)) stale.push_back(name);
-    }
-    std::shared_ptr<BpfObjects> objs;
-    for (const auto& name : stale) {
-        std::string dir = root + "/" + name;
-        std::uint64_t policy = 0;
-        for (const auto& f : list_dir(dir)) {
-            if (f.rfind("policy-", 0) == 0) {
-                policy = std::stoull(f.substr(7));
-                ::rmdir((dir + "/" + f).c_str());
-            } else {
-                ::unlink((dir + "/" + f).c_str());  // detaches the link
+std::size_t count_policy_entries(std::uint64_t policy_id) {
+    auto objs = BpfObjects::open();
+    auto e = find_policy_entries(objs->map("rules4"), objs->map("rules6"), objs->map("portsets"),
+                                 objs->map("event_slot_owner"), policy_id);
+    return e.v4.size() + e.v6.size() + e.portsets.size() + e.slots.size();
+}
+
+std::uint64_t pinned_policy_id(const std::string& pin_name) {
+    std::string dir = sandbox_pin_root() + "/" + pin_name;
+    if (::access(dir.c_str(), F_OK) != 0) return 0;
+    for (const auto& f : list_dir(dir)) {
+        if (f.rfind("policy-", 0) == 0) {
+            try {
+                return std::stoull(f.substr(7));
+            } catch (...) {
+                return 0;
             }
         }
-        ::rmdir(dir.c_str());
-        if (policy) {
-            if (!objs) objs = BpfObjects::open();
-            delete_policy_entries(objs->map("rules4"), objs->map("rules6"), objs->map("portsets"),
-                                  objs->map("event_slot_owner"), policy);
+    }
+    return 0;
+}
+
+bool remove_pinned_enforcement(const std::string& pin_name) {
+    std::string dir = sandbox_pin_root() + "/" + pin_name;
+    if (::access(dir.c_str(), F_OK) != 0) return false;
+    std::uint64_t policy = pinned_policy_id(pin_name);
+    for (const auto& f : list_dir(dir)) {
+        if (f.rfind("policy-", 0) == 0) ::rmdir((dir + "/" + f).c_str());
+        else ::unlink((dir + "/" + f).c_str());  // detaches the link
+    }
+    ::rmdir(dir.c_str());
+    if (policy) {
+        auto objs = BpfObjects::open();
+        delete_policy_entries(objs->map("rules4"), objs->map("rules6"), objs->map("portsets"),
+                              objs->map("event_slot_owner"), policy);
+    }
+    return true;
+}
+
+int sweep_stale_enforcement() {
+    int removed = 0;
+    for (const auto& name : list_dir(sandbox_pin_root())) {
+        if (sandbox_owner_alive(name)) continue;
+        if (remove_pinned_enforcement(name)) {
+            spdlog::info("removed the pinned links and rules of stale sandbox {}", name);
+            ++removed;
         }
-        spdlog::info("removed the pinned links and rules of stale sandbox {}", name);
-        ++removed;
     }
     return removed;
 }
@@ -336,19 +372,7 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
             make_private_dir(link_pin_dir_ + "/policy-" + std::to_string(cgroup_id_));
         }
         // 1. The sandbox's own audit ring buffer: claim a free slot of the pool.
-        claim_event_slot(pin_name);
-        rb_ = ring_buffer__new(
-            ringbuf_.get(),
-            [](void* ctx, void* data, size_t size) -> int {
-                auto* self = static_cast<CgroupEnforcer*>(ctx);
-                if (size >= sizeof(mw_event) && self->on_event_ && self->events_live_)
-                    self->on_event_(*static_cast<const mw_event*>(data));
-                return 0;
-            },
-            this, nullptr);
-        if (!rb_) load_failed("open the audit ring buffer", errno);
-        ring_buffer__consume(rb_);  // whatever a crashed earlier holder left is not ours
-        events_live_ = true;
+        open_ring(pin_name, false);
 
         // 2. Rules, keyed by this sandbox's policy id (= its cgroup id).
         compiled_ = rules;
@@ -389,6 +413,147 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
     }
 }
 
+void CgroupEnforcer::open_ring(const std::string& name, bool adopt) {
+    if (adopt) {
+        int owners = objects_->map("event_slot_owner");
+        for (std::uint32_t slot = 0; slot < MW_EVENT_SLOTS && event_slot_ == kNoSlot; ++slot) {
+            mw_slot_owner owner{};
+            if (bpf_map_lookup_elem(owners, &slot, &owner) == 0 && owner.policy_id == cgroup_id_ &&
+                name == std::string(owner.sandbox, strnlen(owner.sandbox, sizeof owner.sandbox))) {
+                std::uint32_t id = 0;
+                if (bpf_map_lookup_elem(objects_->map("events"), &slot, &id) != 0) break;
+                ringbuf_.reset(bpf_map_get_fd_by_id(id));
+                if (!ringbuf_) load_failed("open an audit ring buffer", errno);
+                event_slot_ = slot;
+            }
+        }
+        if (event_slot_ == kNoSlot) claim_event_slot(name);
+    } else {
+        claim_event_slot(name);
+    }
+    rb_ = ring_buffer__new(
+        ringbuf_.get(),
+        [](void* ctx, void* data, size_t size) -> int {
+            auto* self = static_cast<CgroupEnforcer*>(ctx);
+            if (size >= sizeof(mw_event) && self->on_event_ && self->events_live_)
+                self->on_event_(*static_cast<const mw_event*>(data));
+            return 0;
+        },
+        this, nullptr);
+    if (!rb_) load_failed("open the audit ring buffer", errno);
+    // Whatever a crashed earlier holder of a fresh slot left is not ours; an adopted slot's
+    // pending events are this sandbox's own and are delivered.
+    if (!adopt) ring_buffer__consume(rb_);
+    events_live_ = true;
+}
+
+namespace {
+
+std::string tagged(int family, const void* key, size_t size) {
+    return std::string(1, family == AF_INET ? '4' : '6') + std::string(static_cast<const char*>(key), size);
+}
+
+void rebase_ports(mw_rule_value& v, std::uint32_t base) {
+    for (auto* list : {&v.deny[0], &v.deny[1], &v.allow[0], &v.allow[1]}) {
+        if (list->n == MW_PORTS_BITMAP) list->set_id += base;
+    }
+}
+
+constexpr std::uint32_t kLearnedSetIds = 1u << 24;  // EgressExtension's learned port sets
+constexpr std::uint32_t kSetGeneration = 1u << 23;  // the alternate base of compiled sets
+
+}  // namespace
+
+CgroupEnforcer::CgroupEnforcer(Adopt, std::shared_ptr<BpfObjects> objects, std::uint64_t cgroup_id,
+                               const CompiledEgress& rules, bool audit_only, EventHandler on_event,
+                               const std::string& pin_name)
+    : objects_(std::move(objects)), cgroup_id_(cgroup_id), on_event_(std::move(on_event)) {
+    link_pin_dir_ = sandbox_pin_root() + "/" + pin_name;
+    if (pinned_policy_id(pin_name) != cgroup_id)
+        throw Error(ErrorKind::sandbox_unavailable,
+                    "no enforcement of policy id " + std::to_string(cgroup_id) + " is pinned at " + link_pin_dir_);
+    try {
+        // Holding the links keeps nothing more in force (the pins do); release() unpins them.
+        for (const auto& p : kProgs) {
+            int fd = bpf_obj_get((link_pin_dir_ + "/" + p.name).c_str());
+            if (fd < 0) load_failed(std::string("open the pinned ") + p.name + " link of " + pin_name, errno);
+            links_.emplace_back(fd);
+        }
+        open_ring(pin_name, true);
+        // What the predecessor installed: every entry under the policy id. Host entries the
+        // rules do not account for are addresses it learned from DNS.
+        int r4 = objects_->map("rules4"), r6 = objects_->map("rules6"), ps = objects_->map("portsets");
+        auto found = find_policy_entries(r4, r6, ps, objects_->map("event_slot_owner"), cgroup_id_);
+        std::unordered_set<std::string> compiled_keys;
+        for (const auto& [k, v] : rules.v4) compiled_keys.insert(tagged(AF_INET, &k, sizeof k));
+        for (const auto& [k, v] : rules.v6) compiled_keys.insert(tagged(AF_INET6, &k, sizeof k));
+        auto classify = [&](int fd, const auto& key, int family, auto& installed) {
+            std::string t = tagged(family, &key, sizeof key);
+            mw_rule_value value{};
+            bool host = key.prefixlen == 64 + (family == AF_INET ? 32u : 128u);
+            if (host && !compiled_keys.count(t) && bpf_map_lookup_elem(fd, &key, &value) == 0) {
+                LearnedEntry e;
+                e.family = family;
+                if constexpr (sizeof key == sizeof(mw_key4)) e.key4 = key;
+                else e.key6 = key;
+                e.value = value;
+                adopted_learned_.push_back(e);
+                learned_keys_.push_back(t);
+            } else {
+                installed.push_back({key, {}});
+            }
+        };
+        for (const auto& k : found.v4) classify(r4, k, AF_INET, installed_.v4);
+        for (const auto& k : found.v6) classify(r6, k, AF_INET6, installed_.v6);
+        LearnedEntry learned_sets;  // port sets of learned entries: kept while those are
+        for (const auto& k : found.portsets) {
+            if (k.set_id >= kLearnedSetIds) {
+                mw_portset set{};
+                if (bpf_map_lookup_elem(ps, &k, &set) == 0) learned_sets.portsets.push_back({k, set});
+                learned_sets_.push_back(k);
+            } else {
+                if (k.set_id >= kSetGeneration) set_base_ = kSetGeneration;
+                installed_.portsets.push_back({k, {}});
+            }
+        }
+        if (!learned_sets.portsets.empty()) adopted_learned_.push_back(std::move(learned_sets));
+        installed_.policy_id = cgroup_id_;
+        update_rules(rules, adopted_learned_, audit_only);
+    } catch (...) {
+        // Adoption failed: the pins stay (enforcement continues) for a later attempt or sweep.
+        link_pin_dir_.clear();
+        event_slot_ = kNoSlot;
+        installed_ = {};
+        learned_keys_.clear();
+        learned_sets_.clear();
+        release();
+        throw;
+    }
+}
+
+DnsTarget CgroupEnforcer::dns_target() const {
+    mw_sandbox_state state{};
+    DnsTarget t;
+    if (bpf_map_lookup_elem(objects_->map("sandbox_state"), &cgroup_id_, &state) == 0) {
+        t.ip4 = state.dns_ip4;
+        t.port4 = state.dns_port4;
+        t.port6 = state.dns_port6;
+    }
+    return t;
+}
+
+void CgroupEnforcer::set_dns_target(DnsTarget dns) {
+    mw_sandbox_state state{};
+    if (bpf_map_lookup_elem(objects_->map("sandbox_state"), &cgroup_id_, &state) != 0)
+        load_failed("read the sandbox state", errno);
+    if (state.dns_ip4 == dns.ip4 && state.dns_port4 == dns.port4 && state.dns_port6 == dns.port6) return;
+    state.dns_ip4 = dns.ip4;
+    state.dns_port4 = dns.port4;
+    state.dns_port6 = dns.port6;
+    if (bpf_map_update_elem(objects_->map("sandbox_state"), &cgroup_id_, &state, 0) != 0)
+        load_failed("redirect the sandbox's DNS", errno);
+}
+
 CgroupEnforcer::~CgroupEnforcer() { release(); }
 
 void CgroupEnforcer::install(const CompiledEgress& rules) {
@@ -423,28 +588,112 @@ void CgroupEnforcer::remove(const CompiledEgress& rules) {
     for (const auto& [k, v] : rules.portsets) bpf_map_delete_elem(ps, &k);
 }
 
-void CgroupEnforcer::update_rules(const CompiledEgress& rules) {
-    // Entries of the new policy overwrite in place (no gap in enforcement); entries only the
-    // old one had are deleted afterwards.
-    CompiledEgress old = std::move(installed_);
+void CgroupEnforcer::update_rules(const CompiledEgress& rules, const std::vector<LearnedEntry>& learned,
+                                  bool audit_only) {
+    int r4 = objects_->map("rules4"), r6 = objects_->map("rules6"), ps = objects_->map("portsets");
+    auto fail = [&](const char* what) {
+        int err = errno;
+        throw Error(ErrorKind::sandbox_unavailable,
+                    errno_text(std::string("cannot write the new policy into the ") + what + " map", err) +
+                        (err == E2BIG || err == ENOSPC ? " (the map is full)" : ""));
+    };
+    // The new compiled port sets take the ids the installed entries do not use.
+    std::uint32_t base = set_base_ == 0 ? kSetGeneration : 0;
+    CompiledEgress next = rules;
+    next.policy_id = cgroup_id_;
+    for (auto& [k, v] : next.portsets) {  // compile_egress numbers its sets from 1
+        k.policy_id = cgroup_id_;
+        k.set_id += base;
+    }
+    for (auto& [k, v] : next.v4) rebase_ports(v, base);
+    for (auto& [k, v] : next.v6) rebase_ports(v, base);
+
+    struct Entry {
+        int family;
+        const void* key;
+        const mw_rule_value* value;
+        std::uint32_t prefixlen;
+    };
+    std::map<std::string, Entry> want;
+    for (const auto& [k, v] : next.v4) want[tagged(AF_INET, &k, sizeof k)] = {AF_INET, &k, &v, k.prefixlen};
+    for (const auto& [k, v] : next.v6) want[tagged(AF_INET6, &k, sizeof k)] = {AF_INET6, &k, &v, k.prefixlen};
+    std::vector<std::string> new_learned_keys;
+    std::vector<mw_portset_key> new_learned_sets;
+    for (const auto& e : learned) {
+        if (e.family == AF_INET) {
+            new_learned_keys.push_back(tagged(AF_INET, &e.key4, sizeof e.key4));
+            want[new_learned_keys.back()] = {AF_INET, &e.key4, &e.value, e.key4.prefixlen};
+        } else if (e.family == AF_INET6) {
+            new_learned_keys.push_back(tagged(AF_INET6, &e.key6, sizeof e.key6));
+            want[new_learned_keys.back()] = {AF_INET6, &e.key6, &e.value, e.key6.prefixlen};
+        }
+    }
+    // 1. Port sets under ids no installed entry refers to.
+    std::unordered_set<std::string> sets_now;
+    auto set_bytes = [](const mw_portset_key& k) { return std::string(reinterpret_cast<const char*>(&k), sizeof k); };
+    for (const auto& [k, v] : next.portsets) {
+        if (bpf_map_update_elem(ps, &k, &v, BPF_ANY) != 0) fail("port set");
+        sets_now.insert(set_bytes(k));
+    }
+    for (const auto& e : learned) {
+        for (const auto& [k, v] : e.portsets) {
+            if (bpf_map_update_elem(ps, &k, &v, BPF_ANY) != 0) fail("port set");
+            sets_now.insert(set_bytes(k));
+            new_learned_sets.push_back(k);
+        }
+    }
+    // 2. Entries, longest prefix first: a lookup that meets a new entry meets the new policy's
+    // longest match for its address.
+    std::vector<const Entry*> order;
+    for (const auto& [t, e] : want) order.push_back(&e);
+    std::stable_sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) { return a->prefixlen > b->prefixlen; });
+    for (const auto* e : order) {
+        if (bpf_map_update_elem(e->family == AF_INET ? r4 : r6, e->key, e->value, BPF_ANY) != 0)
+            fail(e->family == AF_INET ? "IPv4 rules" : "IPv6 rules");
+    }
+    // 3. Entries only the old policy had, shortest prefix first: a lookup that meets an old
+    // entry still meets the old policy's longest match for its address.
+    struct Doomed {
+        int family;
+        std::string key;
+        std::uint32_t prefixlen;
+    };
+    std::vector<Doomed> doomed;
+    auto consider = [&](const std::string& t) {
+        if (want.count(t)) return;
+        std::uint32_t plen = 0;
+        std::memcpy(&plen, t.data() + 1, sizeof plen);
+        doomed.push_back({t[0] == '4' ? AF_INET : AF_INET6, t.substr(1), plen});
+    };
+    for (const auto& [k, v] : installed_.v4) consider(tagged(AF_INET, &k, sizeof k));
+    for (const auto& [k, v] : installed_.v6) consider(tagged(AF_INET6, &k, sizeof k));
+    for (const auto& t : learned_keys_) consider(t);
+    std::stable_sort(doomed.begin(), doomed.end(), [](const Doomed& a, const Doomed& b) { return a.prefixlen < b.prefixlen; });
+    for (const auto& d : doomed) bpf_map_delete_elem(d.family == AF_INET ? r4 : r6, d.key.data());
+    // 4. Port sets no entry refers to any more.
+    for (const auto& [k, v] : installed_.portsets) {
+        if (!sets_now.count(set_bytes(k))) bpf_map_delete_elem(ps, &k);
+    }
+    for (const auto& k : learned_sets_) {
+        if (!sets_now.count(set_bytes(k))) bpf_map_delete_elem(ps, &k);
+    }
+
     installed_ = {};
-    install(rules);
-    auto bytes = [](const auto& key) { return std::string(reinterpret_cast<const char*>(&key), sizeof key); };
-    std::unordered_set<std::string> now;
-    for (const auto& e : installed_.v4) now.insert("4" + bytes(e.first));
-    for (const auto& e : installed_.v6) now.insert("6" + bytes(e.first));
-    for (const auto& e : installed_.portsets) now.insert("p" + bytes(e.first));
-    CompiledEgress stale;
-    for (const auto& e : old.v4) {
-        if (!now.count("4" + bytes(e.first))) stale.v4.push_back(e);
+    installed_.policy_id = cgroup_id_;
+    for (const auto& [k, v] : next.v4) installed_.v4.push_back({k, {}});
+    for (const auto& [k, v] : next.v6) installed_.v6.push_back({k, {}});
+    for (const auto& [k, v] : next.portsets) installed_.portsets.push_back({k, {}});
+    compiled_ = std::move(next);
+    set_base_ = base;
+    learned_keys_ = std::move(new_learned_keys);
+    learned_sets_ = std::move(new_learned_sets);
+
+    mw_sandbox_state state{};
+    std::uint32_t flags = audit_only ? MW_SANDBOX_AUDIT_ONLY : 0;
+    if (bpf_map_lookup_elem(objects_->map("sandbox_state"), &cgroup_id_, &state) == 0 && state.flags != flags) {
+        state.flags = flags;
+        bpf_map_update_elem(objects_->map("sandbox_state"), &cgroup_id_, &state, 0);
     }
-    for (const auto& e : old.v6) {
-        if (!now.count("6" + bytes(e.first))) stale.v6.push_back(e);
-    }
-    for (const auto& e : old.portsets) {
-        if (!now.count("p" + bytes(e.first))) stale.portsets.push_back(e);
-    }
-    remove(stale);
 }
 
 void CgroupEnforcer::claim_event_slot(const std::string& name) {
@@ -480,12 +729,22 @@ void CgroupEnforcer::put_learned(const LearnedEntry& e) {
         if (bpf_map_update_elem(objects_->map("portsets"), &k, &v, BPF_ANY) != 0)
             throw Error(ErrorKind::internal, errno_text("cannot write a learned port set", errno));
     }
+    for (const auto& [k, v] : e.portsets) learned_sets_.push_back(k);
     int err = e.family == AF_INET ? bpf_map_update_elem(objects_->map("rules4"), &e.key4, &e.value, BPF_ANY)
                                   : bpf_map_update_elem(objects_->map("rules6"), &e.key6, &e.value, BPF_ANY);
     if (err != 0) throw Error(ErrorKind::internal, errno_text("cannot write a learned address", errno));
+    std::string t = e.family == AF_INET ? tagged(AF_INET, &e.key4, sizeof e.key4) : tagged(AF_INET6, &e.key6, sizeof e.key6);
+    if (std::find(learned_keys_.begin(), learned_keys_.end(), t) == learned_keys_.end()) learned_keys_.push_back(t);
 }
 
 void CgroupEnforcer::drop_learned(const LearnedEntry& e) {
+    for (const auto& [k, v] : e.portsets) {
+        std::erase_if(learned_sets_, [&](const mw_portset_key& x) { return std::memcmp(&x, &k, sizeof k) == 0; });
+    }
+    if (e.family != 0) {
+        std::string t = e.family == AF_INET ? tagged(AF_INET, &e.key4, sizeof e.key4) : tagged(AF_INET6, &e.key6, sizeof e.key6);
+        std::erase(learned_keys_, t);
+    }
     if (e.family == 0) {  // port sets only
         for (const auto& [k, v] : e.portsets) bpf_map_delete_elem(objects_->map("portsets"), &k);
         return;
@@ -548,6 +807,11 @@ void CgroupEnforcer::release() {
     if (event_slot_ != kNoSlot) bpf_map_delete_elem(objects_->map("event_slot_owner"), &event_slot_);
     remove(installed_);
     installed_ = {};
+    for (const auto& t : learned_keys_)
+        bpf_map_delete_elem(objects_->map(t[0] == '4' ? "rules4" : "rules6"), t.data() + 1);
+    for (const auto& k : learned_sets_) bpf_map_delete_elem(objects_->map("portsets"), &k);
+    learned_keys_.clear();
+    learned_sets_.clear();
 }
 
 }  // namespace mcpwarden

@@ -62,6 +62,15 @@ public:
     CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_fd, std::uint64_t cgroup_id,
                    const CompiledEgress& rules, bool audit_only, EventHandler on_event,
                    const std::string& pin_name = "", DnsTarget dns = {});
+
+    // Takes over the enforcement a predecessor (a crashed agent) pinned as pin_name on the
+    // cgroup: its links, event slot, cgroup storage and rules stay in force throughout; the
+    // rules become `rules` (entries the predecessor learned from DNS are kept, see
+    // adopted_learned()). Throws Error(sandbox_unavailable) when nothing is pinned there.
+    struct Adopt {};
+    CgroupEnforcer(Adopt, std::shared_ptr<BpfObjects> objects, std::uint64_t cgroup_id,
+                   const CompiledEgress& rules, bool audit_only, EventHandler on_event,
+                   const std::string& pin_name);
     ~CgroupEnforcer();
     CgroupEnforcer(const CgroupEnforcer&) = delete;
     CgroupEnforcer& operator=(const CgroupEnforcer&) = delete;
@@ -72,8 +81,20 @@ public:
     // An address learned from DNS: written before the answer is released; dropped at expiry.
     void put_learned(const LearnedEntry& entry);
     void drop_learned(const LearnedEntry& entry);
-    // Replaces the rules (same policy id) — live policy updates.
-    void update_rules(const CompiledEgress& rules);
+    // Live policy update: the rules become `rules` plus the learned entries (which stand over
+    // compiled entries of the same key). New entries are written longest prefix first, then
+    // entries no longer present are deleted shortest prefix first, and the new port sets get
+    // ids the old entries do not use: every lookup during the swap decides as the old or as
+    // the new policy, never as a mix of both.
+    void update_rules(const CompiledEgress& rules, const std::vector<LearnedEntry>& learned = {},
+                      bool audit_only = false);
+    // Host entries (/32, /128) found under the policy id at adoption that the rules do not
+    // account for: addresses the predecessor learned from DNS.
+    const std::vector<LearnedEntry>& adopted_learned() const { return adopted_learned_; }
+    // The resolver the kernel redirects port 53 to (cgroup storage).
+    DnsTarget dns_target() const;
+    void set_dns_target(DnsTarget dns);
+    std::uint64_t cgroup_id() const { return cgroup_id_; }
     void release();
 
 private:
@@ -81,6 +102,13 @@ private:
     void claim_event_slot(const std::string& name);
     static constexpr std::uint32_t kNoSlot = 0xffffffffu;
     void remove(const CompiledEgress& rules);
+    void open_ring(const std::string& name, bool adopt);
+
+    // Keys written by put_learned (and not dropped since), so a swap knows them.
+    std::vector<std::string> learned_keys_;
+    std::vector<mw_portset_key> learned_sets_;
+    std::uint32_t set_base_ = 0;  // offset of the compiled port set ids currently installed
+    std::vector<LearnedEntry> adopted_learned_;
 
     std::shared_ptr<BpfObjects> objects_;
     std::uint64_t cgroup_id_;
@@ -103,5 +131,15 @@ int sweep_stale_enforcement();
 
 // Where pinned links of running sandboxes live.
 std::string sandbox_pin_root();
+
+// Rule-map entries, port sets and event slots held under a policy id (0 once it is removed).
+std::size_t count_policy_entries(std::uint64_t policy_id);
+
+// Whether enforcement is pinned under this name, and the policy id it was bound with (0 = none).
+std::uint64_t pinned_policy_id(const std::string& pin_name);
+
+// Removes what a CgroupEnforcer pinned under this name (links: the programs detach; rules;
+// event slot) without an instance, for an owner that is gone. Returns false if nothing was there.
+bool remove_pinned_enforcement(const std::string& pin_name);
 
 }  // namespace mcpwarden
