@@ -13,7 +13,24 @@
 //   netprobe udp-connect-resend ADDR1 PORT1 ADDR2 PORT2   connect to 1, send; sendto 2
 //   netprobe uring-connect ADDR PORT io_uring IORING_OP_CONNECT (IPv4)
 //   netprobe uring-sendmsg ADDR PORT io_uring IORING_OP_SENDMSG UDP (IPv4)
-//   netprobe socket raw|ping|ping6|packet|vsock|netlink|sctp|udplite   socket() only
+//   netprobe socket raw|ping|ping6|packet|vsock|netlink|netlink-diag|netlink-uevent|sctp|udplite
+//                                    socket() only (netlink = NETLINK_ROUTE)
+//   netprobe raw-tcp4 ADDR PORT      socket() and connect() as raw system calls (a Go-style client)
+//   netprobe udp-broadcast ADDR PORT SO_BROADCAST, then sendto()
+//   netprobe uring-socket packet|netlink-diag   io_uring IORING_OP_SOCKET
+//   netprobe netns-loopback PORT     brings lo up, listens on 127.0.0.1:PORT and connects to it
+//                                    (run in a new network namespace: `unshare -rn`)
+//   netprobe unix-connect PATH       connect() to a filesystem AF_UNIX socket
+//   netprobe use-fd FD ADDR PORT     connect() an inherited socket FD (IPv4)
+//   netprobe fd-give PATH            makes a TCP socket, passes it over SCM_RIGHTS to the first
+//                                    client of the AF_UNIX listener PATH, then exits
+//   netprobe fd-take PATH ADDR PORT  receives a socket from PATH and connects it (IPv4)
+//   netprobe cgroup-move v1|v2       writes its pid into every cgroup.procs of the root and the
+//                                    parent of its own cgroup; "moved FILE" per success, then
+//                                    "refused N" (or "no hierarchy")
+//   netprobe bpf-load-attach         loads an allow-all cgroup connect4 program and attaches it
+//   netprobe ptrace PID              PTRACE_ATTACH, then pidfd_getfd of fd 0 of PID
+//   netprobe int80-socket            socket(AF_PACKET) through the i386 socketcall entry
 //   netprobe fork-tcp4 ADDR PORT     a double-forked, setsid grandchild connects
 //   netprobe bpf-attack PINDIR       tries to reach the policy pins, maps, programs and links
 //   netprobe connect-loop ADDR PORT N   N x (connect + close); prints the median ns per pair
@@ -30,8 +47,15 @@
 #include <liburing.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <linux/netlink.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -68,6 +92,8 @@ std::string err_name(int e) {
         case ENOSYS: return "ENOSYS";
         case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
         case ENOTCONN: return "ENOTCONN";
+        case ESRCH: return "ESRCH";
+        case EPROTOTYPE: return "EPROTOTYPE";
     }
     return "errno" + std::to_string(e);
 }
@@ -129,7 +155,9 @@ int make_socket(const std::string& kind) {
     else if (kind == "ping6") fd = socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6);
     else if (kind == "packet") fd = socket(AF_PACKET, SOCK_DGRAM, 0);
     else if (kind == "vsock") fd = socket(AF_VSOCK, SOCK_STREAM, 0);
-    else if (kind == "netlink") fd = socket(AF_NETLINK, SOCK_RAW, 0);
+    else if (kind == "netlink") fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
+    else if (kind == "netlink-diag") fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG);
+    else if (kind == "netlink-uevent") fd = socket(AF_NETLINK, SOCK_RAW, NETLINK_KOBJECT_UEVENT);
     else if (kind == "sctp") fd = socket(AF_INET, SOCK_STREAM, IPPROTO_SCTP);
     else if (kind == "udplite") fd = socket(AF_INET, SOCK_DGRAM, IPPROTO_UDPLITE);
     else std::exit(2);
@@ -168,6 +196,166 @@ int uring_op(bool connect_op, const char* addr, const char* port) {
     return result(0);
 }
 
+int uring_socket(const std::string& kind) {
+    io_uring ring;
+    if (int rc = io_uring_queue_init(4, &ring, 0); rc < 0) {
+        errno = -rc;
+        return result(-1);
+    }
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+    if (kind == "packet") io_uring_prep_socket(sqe, AF_PACKET, SOCK_DGRAM, 0, 0);
+    else io_uring_prep_socket(sqe, AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG, 0);
+    io_uring_submit(&ring);
+    io_uring_cqe* cqe = nullptr;
+    io_uring_wait_cqe(&ring, &cqe);
+    int res = cqe->res;
+    io_uring_cqe_seen(&ring, cqe);
+    if (res < 0) errno = -res;
+    return result(res < 0 ? -1 : 0);
+}
+
+sockaddr_un unix_addr(const char* path) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    return a;
+}
+
+int netns_loopback(const char* port) {
+    int ctl = socket(AF_INET, SOCK_DGRAM, 0);
+    ifreq ifr{};
+    std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+    ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
+    if (ctl < 0 || ioctl(ctl, SIOCSIFFLAGS, &ifr) != 0) {
+        std::printf("lo-up: %s\n", err_name(errno).c_str());
+        return 0;
+    }
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    socklen_t len;
+    auto ss = make_addr(AF_INET, "127.0.0.1", port, &len);
+    if (l < 0 || bind(l, reinterpret_cast<sockaddr*>(&ss), len) != 0 || listen(l, 4) != 0) {
+        std::printf("listen: %s\n", err_name(errno).c_str());
+        return 0;
+    }
+    return tcp_connect(AF_INET, 0, "127.0.0.1", port);
+}
+
+// One byte carrying room for one SCM_RIGHTS fd.
+struct FdMessage {
+    char byte = 'f';
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    FdMessage() {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+    }
+    FdMessage(const FdMessage&) = delete;
+};
+
+int fd_give(const char* path) {
+    int tcp = socket(AF_INET, SOCK_STREAM, 0);
+    int l = socket(AF_UNIX, SOCK_STREAM, 0);
+    auto a = unix_addr(path);
+    unlink(path);
+    if (tcp < 0 || l < 0 || bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(l, 1) != 0) return result(-1);
+    chmod(path, 0777);
+    std::printf("ready\n");
+    int c = accept(l, nullptr, nullptr);
+    FdMessage m;
+    cmsghdr* cm = CMSG_FIRSTHDR(&m.msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &tcp, sizeof(int));
+    int rc = c < 0 ? -1 : (sendmsg(c, &m.msg, 0) == 1 ? 0 : -1);
+    unlink(path);
+    return result(rc);
+}
+
+int fd_take(const char* path, const char* addr, const char* port) {
+    int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    auto a = unix_addr(path);
+    if (c < 0 || connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return result(-1);
+    FdMessage m;
+    if (recvmsg(c, &m.msg, 0) != 1) return result(-1);
+    cmsghdr* cm = CMSG_FIRSTHDR(&m.msg);
+    if (!cm || cm->cmsg_type != SCM_RIGHTS) {
+        std::printf("no fd\n");
+        return 0;
+    }
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    socklen_t len;
+    auto ss = make_addr(AF_INET, addr, port, &len);
+    return result(connect(fd, reinterpret_cast<sockaddr*>(&ss), len));
+}
+
+// Own cgroup path in a hierarchy line of /proc/self/cgroup ("0::/x" for v2, "N:ctrl:/x" for v1).
+int cgroup_move(const std::string& version) {
+    std::vector<std::pair<std::string, std::string>> targets;  // (mount point, own path)
+    FILE* mi = std::fopen("/proc/self/mountinfo", "r");
+    char line[4096];
+    std::vector<std::pair<std::string, std::string>> mounts;  // (mount point, super options)
+    while (mi && std::fgets(line, sizeof line, mi)) {
+        std::string l = line;
+        auto sep = l.find(" - ");
+        if (sep == std::string::npos) continue;
+        char mp[1024], fstype[64], src[256], opts[1024];
+        if (std::sscanf(l.c_str(), "%*s %*s %*s %*s %1023s", mp) != 1) continue;
+        if (std::sscanf(l.c_str() + sep + 3, "%63s %255s %1023s", fstype, src, opts) != 3) continue;
+        if ((version == "v2" && std::string(fstype) == "cgroup2") || (version == "v1" && std::string(fstype) == "cgroup"))
+            mounts.emplace_back(mp, opts);
+    }
+    if (mi) std::fclose(mi);
+    FILE* cg = std::fopen("/proc/self/cgroup", "r");
+    while (cg && std::fgets(line, sizeof line, cg)) {
+        std::string l = line;
+        if (!l.empty() && l.back() == '\n') l.pop_back();
+        auto c1 = l.find(':'), c2 = l.find(':', c1 + 1);
+        std::string ctrls = l.substr(c1 + 1, c2 - c1 - 1), path = l.substr(c2 + 1);
+        for (const auto& [mp, opts] : mounts) {
+            bool match = version == "v2" ? ctrls.empty() : !ctrls.empty() && ("," + opts + ",").find("," + ctrls.substr(0, ctrls.find(',')) + ",") != std::string::npos;
+            if (match) targets.emplace_back(mp, path);
+        }
+    }
+    if (cg) std::fclose(cg);
+    if (targets.empty()) {
+        std::printf("no hierarchy\n");
+        return 0;
+    }
+    int refused = 0;
+    std::string pid = std::to_string(getpid());
+    for (const auto& [mp, path] : targets) {
+        std::vector<std::string> files{mp + "/cgroup.procs"};
+        auto slash = path.rfind('/');
+        if (slash != std::string::npos && slash > 0) files.push_back(mp + path.substr(0, slash) + "/cgroup.procs");
+        for (const auto& f : files) {
+            int fd = open(f.c_str(), O_WRONLY);
+            if (fd >= 0 && write(fd, pid.c_str(), pid.size()) == static_cast<ssize_t>(pid.size())) std::printf("moved %s\n", f.c_str());
+            else ++refused;
+            if (fd >= 0) close(fd);
+        }
+    }
+    std::printf("refused %d\n", refused);
+    return 0;
+}
+
+int int80_socket() {
+    // socketcall(SYS_SOCKET, {AF_PACKET, SOCK_DGRAM, 0}): the arguments must lie below 4 GiB.
+    auto* args = static_cast<uint32_t*>(mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_32BIT, -1, 0));
+    if (args == MAP_FAILED) return result(-1);
+    args[0] = AF_PACKET;
+    args[1] = SOCK_DGRAM;
+    args[2] = 0;
+    long ret;
+    asm volatile("int $0x80" : "=a"(ret) : "a"(102), "b"(1), "c"(args) : "memory");
+    if (ret < 0) errno = static_cast<int>(-ret);
+    return result(ret < 0 ? -1 : 0);
+}
+
 long sys_bpf(int cmd, bpf_attr* attr) { return syscall(SYS_bpf, cmd, attr, sizeof(*attr)); }
 
 int bpf_attack(const std::string& pindir) {
@@ -200,6 +388,45 @@ int bpf_attack(const std::string& pindir) {
     attr.attach_type = BPF_CGROUP_INET4_CONNECT;
     long rc = sys_bpf(BPF_PROG_DETACH, &attr);
     std::printf("prog_detach: %s\n", rc == 0 ? "ok" : err_name(errno).c_str());
+    return 0;
+}
+
+int bpf_load_attach() {
+    bpf_insn insns[2] = {};
+    insns[0].code = BPF_ALU64 | BPF_MOV | BPF_K;  // r0 = 1: allow
+    insns[0].dst_reg = BPF_REG_0;
+    insns[0].imm = 1;
+    insns[1].code = BPF_JMP | BPF_EXIT;
+    bpf_attr attr{};
+    attr.prog_type = BPF_PROG_TYPE_CGROUP_SOCK_ADDR;
+    attr.expected_attach_type = BPF_CGROUP_INET4_CONNECT;
+    attr.insns = reinterpret_cast<uint64_t>(insns);
+    attr.insn_cnt = 2;
+    const char license[] = "GPL";
+    attr.license = reinterpret_cast<uint64_t>(license);
+    long prog = sys_bpf(BPF_PROG_LOAD, &attr);
+    std::printf("prog_load: %s\n", prog >= 0 ? "ok" : err_name(errno).c_str());
+    if (prog < 0) return 0;
+    for (const char* cgroup : {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"}) {
+        int cg = open(cgroup, O_RDONLY | O_DIRECTORY);
+        attr = {};
+        attr.target_fd = static_cast<uint32_t>(cg);
+        attr.attach_bpf_fd = static_cast<uint32_t>(prog);
+        attr.attach_type = BPF_CGROUP_INET4_CONNECT;
+        attr.attach_flags = BPF_F_ALLOW_OVERRIDE;
+        long rc = sys_bpf(BPF_PROG_ATTACH, &attr);
+        std::printf("prog_attach %s: %s\n", cgroup, rc == 0 ? "ok" : err_name(errno).c_str());
+    }
+    return 0;
+}
+
+int ptrace_attack(pid_t pid) {
+    long rc = ptrace(PTRACE_ATTACH, pid, nullptr, nullptr);
+    std::printf("ptrace: %s\n", rc == 0 ? "ok" : err_name(errno).c_str());
+    if (rc == 0) ptrace(PTRACE_DETACH, pid, nullptr, nullptr);
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    long fd = pidfd < 0 ? -1 : syscall(SYS_pidfd_getfd, pidfd, 0, 0);
+    std::printf("pidfd_getfd: %s\n", fd >= 0 ? "ok" : err_name(errno).c_str());
     return 0;
 }
 
@@ -285,6 +512,39 @@ int main(int argc, char** argv) {
         return 0;
     }
     if (cmd == "bpf-attack" && argc == 3) return bpf_attack(argv[2]);
+    if (cmd == "bpf-load-attach" && argc == 2) return bpf_load_attach();
+    if (cmd == "raw-tcp4" && argc == 4) {
+        long fd = syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+        if (fd < 0) return result(-1);
+        socklen_t len;
+        auto ss = make_addr(AF_INET, argv[2], argv[3], &len);
+        return result(static_cast<int>(syscall(SYS_connect, fd, &ss, len)));
+    }
+    if (cmd == "udp-broadcast" && argc == 4) {
+        int fd = socket(AF_INET, SOCK_DGRAM, 0);
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_BROADCAST, &one, sizeof one);
+        socklen_t len;
+        auto ss = make_addr(AF_INET, argv[2], argv[3], &len);
+        return result(sendto(fd, "netprobe", 8, 0, reinterpret_cast<sockaddr*>(&ss), len) < 0 ? -1 : 0);
+    }
+    if (cmd == "uring-socket" && argc == 3) return uring_socket(argv[2]);
+    if (cmd == "netns-loopback" && argc == 3) return netns_loopback(argv[2]);
+    if (cmd == "unix-connect" && argc == 3) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        auto a = unix_addr(argv[2]);
+        return result(fd < 0 ? -1 : connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a));
+    }
+    if (cmd == "use-fd" && argc == 5) {
+        socklen_t len;
+        auto ss = make_addr(AF_INET, argv[3], argv[4], &len);
+        return result(connect(std::atoi(argv[2]), reinterpret_cast<sockaddr*>(&ss), len));
+    }
+    if (cmd == "fd-give" && argc == 3) return fd_give(argv[2]);
+    if (cmd == "fd-take" && argc == 5) return fd_take(argv[2], argv[3], argv[4]);
+    if (cmd == "cgroup-move" && argc == 3) return cgroup_move(argv[2]);
+    if (cmd == "ptrace" && argc == 3) return ptrace_attack(static_cast<pid_t>(std::atoi(argv[2])));
+    if (cmd == "int80-socket" && argc == 2) return int80_socket();
     if (cmd == "resolve" && argc == 3) {
         addrinfo hints{};
         hints.ai_family = AF_INET;

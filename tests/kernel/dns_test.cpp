@@ -13,42 +13,13 @@
 #include <thread>
 
 #include "harness.h"
+#include "net_fixtures.h"
 
 using namespace harness;
 using namespace std::chrono_literals;
+using netfix::DnsStub;
 
 namespace {
-
-// A dnsstub process on ADDR:PORT, killed at the end of the test.
-class Stub {
-public:
-    Stub(const std::string& addr, int port, int ttl, std::vector<std::string> records) {
-        int out[2];
-        if (::pipe(out) != 0) throw std::runtime_error("pipe");
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::dup2(out[1], 1);
-            std::vector<std::string> argv{std::string(MCPWARDEN_BIN_DIR) + "/dnsstub", addr, std::to_string(port), std::to_string(ttl)};
-            argv.insert(argv.end(), records.begin(), records.end());
-            std::vector<char*> args;
-            for (auto& a : argv) args.push_back(a.data());
-            args.push_back(nullptr);
-            ::execv(args[0], args.data());
-            ::_exit(127);
-        }
-        ::close(out[1]);
-        char buf[16] = {};
-        EXPECT_GT(::read(out[0], buf, sizeof buf - 1), 0) << "dnsstub did not start";
-        ::close(out[0]);
-    }
-    ~Stub() {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-    }
-
-private:
-    pid_t pid_;
-};
 
 // A TCP listener (its own process) counting nothing; we only need connect to succeed.
 class Http {
@@ -115,12 +86,12 @@ protected:
     void SetUp() override {
         KernelTest::SetUp();
         if (IsSkipped()) return;
-        upstream_ = std::make_unique<Stub>("127.0.0.153", 5353, 60,
+        upstream_ = std::make_unique<DnsStub>("127.0.0.153", 5353, 60,
                                            std::vector<std::string>{"allowed.test=127.0.0.2", "other.test=127.0.0.3",
                                                                     "alias.test=>chain.test", "chain.test=>allowed.test",
                                                                     "*.wild.test=127.0.0.4", "short.test=127.0.0.5"});
         // A stand-in for a public resolver: it would answer anything with 127.0.0.99.
-        public_ = std::make_unique<Stub>("127.0.0.154", 53, 60, std::vector<std::string>{"*=127.0.0.99"});
+        public_ = std::make_unique<DnsStub>("127.0.0.154", 53, 60, std::vector<std::string>{"*=127.0.0.99"});
     }
     void TearDown() override {
         upstream_.reset();
@@ -132,7 +103,7 @@ protected:
         return warden({"run", "--policy", policy, "--audit", audit, "--env", "NP=" + program("netprobe"), "--", "sh", "-c", script});
     }
 
-    std::unique_ptr<Stub> upstream_, public_;
+    std::unique_ptr<DnsStub> upstream_, public_;
 };
 
 }  // namespace
@@ -212,7 +183,7 @@ TEST_F(Dns, LearnedAddressesExpireAndDenialsNameThem) {
     Http http("127.0.0.5");
     // short.test answers with TTL 1 (the stub's TTL for this test) and min_ttl 1s.
     upstream_.reset();  // the port is taken until the old stub is gone
-    upstream_ = std::make_unique<Stub>("127.0.0.153", 5353, 1, std::vector<std::string>{"short.test=127.0.0.5"});
+    upstream_ = std::make_unique<DnsStub>("127.0.0.153", 5353, 1, std::vector<std::string>{"short.test=127.0.0.5"});
     std::string path = state_dir() + "/dns-ttl.yaml";
     std::ofstream(path) << "name: dns-ttl\negress:\n  allow:\n    - host: short.test\n      ports: [" << http.port()
                         << "]\ndns:\n  upstream: [\"127.0.0.153:5353\"]\n  allow_reserved_answers: true\n  min_ttl: 1s\n";

@@ -4,6 +4,8 @@
 #include <linux/sched.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -96,7 +98,7 @@ struct Prepared {
 }
 
 enum Stage { kV1Join = 1, kStdio, kCaps, kGroups, kGid, kUid, kNoNewPrivs, kPdeath, kChdir,
-             kRlimit, kSeccomp, kExec, kCloseFds };
+             kRlimit, kSeccomp, kExec, kCloseFds, kMounts };
 
 const char* stage_name(int stage) {
     switch (stage) {
@@ -113,6 +115,7 @@ const char* stage_name(int stage) {
         case kSeccomp: return "installing the seccomp filter";
         case kExec: return "executing the command";
         case kCloseFds: return "closing inherited file descriptors";
+        case kMounts: return "hiding /run in a private mount namespace";
     }
     return "starting";
 }
@@ -142,6 +145,17 @@ const char* stage_name(int stage) {
     if (spec.degraded.nproc) {
         struct rlimit rl{*spec.degraded.nproc, *spec.degraded.nproc};
         if (::setrlimit(RLIMIT_NPROC, &rl) != 0) child_fail(errpipe, kRlimit, errno);
+    }
+    // The host's daemon sockets (/run) are hidden while we still hold CAP_SYS_ADMIN. Slave
+    // propagation: our mounts never reach the host; the sandbox cannot unmount them.
+    if (spec.hidden_dirs && !spec.hidden_dirs->empty()) {
+        if (::unshare(CLONE_NEWNS) != 0) child_fail(errpipe, kMounts, errno);
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) child_fail(errpipe, kMounts, errno);
+        for (const auto& dir : *spec.hidden_dirs) {
+            if (::mount("mcpwarden-hidden", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                        "mode=755,size=16k") != 0)
+                child_fail(errpipe, kMounts, errno);
+        }
     }
     // The bounding set goes first, while we still hold CAP_SETPCAP.
     for (int cap = 0; cap <= prep.cap_last; ++cap) {

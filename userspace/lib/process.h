@@ -43,6 +43,8 @@ struct ChildSpec {
     bool parent_death_kill = true;
     // Installed last, just before execve (seccomp, issue 7). Must be async-signal-safe.
     const void* seccomp_program = nullptr;  // struct sock_fprog*
+    // Directories covered by an empty tmpfs in a private mount namespace (confinement.h).
+    const std::vector<std::string>* hidden_dirs = nullptr;
 };
 
 struct Child {

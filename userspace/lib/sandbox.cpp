@@ -15,6 +15,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "confinement.h"
 #include "error.h"
 #include "exit_codes.h"
 #include "relay.h"
@@ -264,6 +265,9 @@ RunReport Sandbox::run() {
     spec.cgroup_fd = cgroup_->unified_fd();
     spec.v1_procs_fds = cgroup_->v1_procs_fds();
     spec.degraded = degraded;
+    // seccomp filter and hidden /run (confinement.h); alive until spawn_child returned.
+    auto confinement = make_confinement({exe, ws.home(), ws.cache()});
+    confinement->apply(spec);
     spec.parent_death_kill = !options_.hosted;
     spec.stdin_fd = options_.stdin_fd;
     spec.stdout_fd = options_.stdout_fd;

@@ -1,0 +1,44 @@
+// What confines the server beyond its cgroup and the egress programs (docs/security.md):
+//
+// - a seccomp filter, installed just before execve, for what the cgroup hooks never see:
+//   socket()/socketpair() of families other than AF_UNIX, AF_INET, AF_INET6 and
+//   AF_NETLINK/NETLINK_ROUTE (AF_PACKET, AF_VSOCK, other netlink families, ... fail with
+//   EPERM); io_uring (its IORING_OP_SOCKET creates sockets behind seccomp's back); bpf();
+//   ptrace, process_vm_readv/writev and pidfd_getfd (another process of the same user could
+//   otherwise be made to connect, or hand over its sockets). System calls of another ABI
+//   (i386 int 0x80, x32) kill the process.
+// - a private mount namespace in which /run is an empty tmpfs: the sockets of the host's
+//   daemons (D-Bus, systemd-resolved, nscd, docker, ...) live there, and a daemon asked over
+//   AF_UNIX would make network requests for the sandbox.
+// If either cannot be set up, the server does not start (fail closed).
+#pragma once
+
+#include <linux/filter.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "process.h"
+
+namespace mcpwarden {
+
+struct Confinement {
+    std::vector<sock_filter> filter;
+    sock_fprog program{};
+    std::vector<std::string> hidden_dirs;
+    // Points `spec` into this object: keep it alive until spawn_child returned.
+    void apply(ChildSpec& spec) const;
+};
+
+// The seccomp program of every sandbox (native x86_64 ABI). Throws Error(sandbox_unavailable).
+std::vector<sock_filter> build_seccomp_filter();
+
+// Directories hidden from the sandbox: /run (and /var/run when it is not a link to it), unless
+// one of `must_stay_visible` (the command, the workspace) lies inside; then it stays, with a
+// warning.
+std::vector<std::string> dirs_to_hide(const std::vector<std::string>& must_stay_visible);
+
+std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible);
+
+}  // namespace mcpwarden
