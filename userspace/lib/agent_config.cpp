@@ -194,6 +194,11 @@ public:
              }},
             {"cgroup_root", [&](const YamlNode& v) { if (auto s = string(v, "cgroup_root")) config.cgroup_root = *s; }},
             {"audit", [&](const YamlNode& v) { if (auto s = string(v, "audit")) config.audit = *s; }},
+            {"on_restart", [&](const YamlNode& v) {
+                 if (v.is_scalar() && (v.text() == "adopt" || v.text() == "kill"))
+                     config.on_restart = v.text() == "kill" ? AgentConfig::OnRestart::kill : AgentConfig::OnRestart::adopt;
+                 else problem(v, "on_restart must be adopt or kill");
+             }},
             {"clients", [&](const YamlNode& v) {
                  if (!v.is_sequence()) {
                      problem(v, "clients must be a list of {uid|gid|user|group, policies} entries");

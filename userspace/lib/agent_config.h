@@ -52,6 +52,10 @@ struct AgentConfig {
     AgentLimits limits;
     Limits default_limits;             // where neither the policy nor the request sets one
     bool allow_degraded = false;
+    // What a restarted agent does with the sandboxes and attachments a previous one left
+    // running (crash, SIGKILL): take them over, or end them and remove everything of theirs.
+    enum class OnRestart { adopt, kill };
+    OnRestart on_restart = OnRestart::adopt;
     std::string source;                // file it was read from
 };
 

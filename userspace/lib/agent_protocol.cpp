@@ -98,6 +98,7 @@ const std::vector<ApiOp>& api_ops() {
         {"inspect", {{"sandbox", F::string}}, {}},
         {"kill", {{"sandbox", F::string}}, {{"signal", F::integer}}},
         {"events", {}, {{"sandbox", F::string}}},
+        {"reload", {}, {{"policy", F::string}}},
     };
     return ops;
 }

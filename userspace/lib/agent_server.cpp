@@ -192,6 +192,7 @@ Agent::Agent(AgentConfig config)
     add_op("inspect", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_inspect(c, r); });
     add_op("kill", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_kill(c, r); });
     add_op("events", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_events(c, r); });
+    add_op("reload", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_reload(c, r); });
 
     std::vector<spdlog::sink_ptr> sinks;
     sinks.push_back(std::make_shared<ForwardSink>([this](std::string line) {
@@ -225,6 +226,7 @@ void Agent::recover() {
         std::string name = e.path().stem().string();
         if (!sandbox_owner_alive(name)) fs::remove(e.path(), ec);
     }
+    recover_sandboxes();
     if (swept > 0) spdlog::info("recovered: removed {} sandbox(es) left by a previous agent", swept);
 }
 
@@ -296,6 +298,10 @@ int Agent::serve() {
         struct signalfd_siginfo si {};
         while (::read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
             if (stopping_) continue;
+            if (si.ssi_signo == SIGHUP) {  // live policy update of every running sandbox
+                reload_policies("");
+                continue;
+            }
             spdlog::info("agent: signal {}: ending every sandbox and stopping", si.ssi_signo);
             stopping_ = true;
         }
@@ -644,6 +650,7 @@ void Agent::op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, boo
     o.cgroup_root = config_.cgroup_root;
     o.allow_degraded = config_.allow_degraded;
     o.hosted = true;
+    o.name = agent_sandbox_name();
     if (is_call || req.stdio == SandboxRequest::Stdio::null) {
         for (auto& s : rec->stdio) s = open_null();
     } else if (req.stdio == SandboxRequest::Stdio::pass) {
@@ -759,7 +766,8 @@ void Agent::run_thread(std::shared_ptr<Record> rec) {
     std::string status;
     try {
         Sandbox sandbox(rec->options);
-        sandbox.add_extension(std::make_shared<EgressExtension>(sandbox.options().policy, false, audit_));
+        auto egress = std::make_shared<EgressExtension>(sandbox.options().policy, false, audit_);
+        sandbox.add_extension(egress);
         std::shared_ptr<McpCall> mcp_call;
         if (rec->is_call) {
             McpConfig mc = McpConfig::from_policy(rec->options.policy.mcp);
@@ -773,9 +781,10 @@ void Agent::run_thread(std::shared_ptr<Record> rec) {
             sandbox.add_extension(std::make_shared<McpProxy>(McpConfig::from_policy(rec->options.policy.mcp)));
         }
         auto hook = std::make_shared<AgentHook>(*this, rec);
-        hook->started = [this, rec](pid_t pid) {
-            post([this, rec, pid] {
+        hook->started = [this, rec, egress](pid_t pid) {
+            post([this, rec, pid, egress] {
                 rec->pid = pid;
+                rec->egress = egress;
                 on_started(rec);
             });
         };

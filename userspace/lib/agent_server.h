@@ -34,6 +34,12 @@
 
 namespace mcpwarden {
 
+class EgressExtension;
+
+// Names of the agent's sandboxes: make_sandbox_name() with an "-a" suffix, a form no run's
+// sweep judges (sandbox_owner_alive), so a crash of the agent leaves them to the next agent.
+std::string agent_sandbox_name();
+
 class Agent {
 public:
     using Clock = std::chrono::steady_clock;
@@ -86,6 +92,10 @@ public:
         // Kill requests reach the sandbox thread through these.
         std::atomic<int> kill_signal{0};
         UniqueFd control;  // eventfd
+        // Its egress binding (set on the serving thread once the sandbox runs): live reloads.
+        std::shared_ptr<EgressExtension> egress;
+        bool adopted = false;  // taken over from a previous agent (agent_durability.cpp)
+        UniqueFd pidfd;        // adopted: the server's main process
     };
 
     // An op handler: answers through reply()/reply_error() (now, or later for create/call).
@@ -148,6 +158,14 @@ private:
     void write_record(const Record& rec);
     nlohmann::json describe(const Record& rec, bool usage) const;
     void on_audit_line(const std::string& line);
+
+    // Live policy updates and crash recovery (agent_durability.cpp).
+    void op_reload(Conn& conn, ApiRequest& r);
+    nlohmann::json reload_policies(const std::string& only);
+    void recover_sandboxes();
+    void adopt_sandbox(const nlohmann::json& record);
+    void signal_adopted(const std::shared_ptr<Record>& rec);
+    void end_adopted(const std::shared_ptr<Record>& rec);
     void finish_admissions(const std::vector<Admission::Ticket>& tickets);
 
     AgentConfig config_;

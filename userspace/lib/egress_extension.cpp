@@ -305,12 +305,14 @@ void EgressExtension::adopt(std::uint64_t id, const std::string& name, EventLoop
 }
 
 void EgressExtension::reload(const Policy& next_policy) {
-    if (!enforcer_) throw Error(ErrorKind::internal, "reload of an egress policy that is not bound");
     auto next = std::make_shared<const Policy>(next_policy);
     auto id = compiled()->policy_id;
     auto next_compiled = std::make_shared<const CompiledEgress>(compile_egress(next->egress, id));
     bool audit_only = audit_only_flag_ || next->egress.audit_only;
+    // Under the lock unbind() takes to end the binding: a reload from another thread (the
+    // agent's) never meets a half-removed enforcer.
     std::lock_guard<std::mutex> lock(learned_mutex_);
+    if (!enforcer_) throw Error(ErrorKind::sandbox_unavailable, "the sandbox has ended; nothing to reload");
     // Learned addresses are re-decided under the new policy: kept (recompiled with the new
     // rules) while a name they were learned for is still allowed, dropped otherwise.
     std::map<std::string, Learned> kept;
@@ -399,8 +401,9 @@ void EgressExtension::on_end(Sandbox& sandbox, RunReport& report) {
 
 void EgressExtension::unbind(nlohmann::json& extra) {
     if (dns_) {
-        dns_->stop();
+        dns_->stop();  // joins the resolver thread, which takes learned_mutex_ itself
         dns_final_ = dns_->stats();
+        std::lock_guard<std::mutex> lock(learned_mutex_);
         dns_.reset();
     }
     if (enforcer_) {
@@ -416,6 +419,7 @@ void EgressExtension::unbind(nlohmann::json& extra) {
         final_ = enforcer_->counters();
         if (loop_ && events_fd_ >= 0) loop_->remove(events_fd_);
         events_fd_ = -1;
+        std::lock_guard<std::mutex> lock(learned_mutex_);
         enforcer_.reset();
     }
     extra["egress_denied"] = final_.denied;

@@ -244,7 +244,7 @@ RunReport Sandbox::run() {
     if (!degraded.address_space) cl.memory_bytes = options_.limits.memory_bytes;
     if (!degraded.nproc) cl.pids = options_.limits.pids;
     if (plan.cpu != CgroupVersion::none) cl.cpu_millicores = options_.limits.cpu_millicores;
-    std::string name = make_sandbox_name();
+    std::string name = options_.name.empty() ? make_sandbox_name() : options_.name;
     report.sandbox = name;
     cgroup_ = std::make_unique<SandboxCgroup>(plan, name, cl);
     struct CgroupReset {  // the cgroup goes away on every path out of run()

@@ -38,6 +38,7 @@ struct RunOptions {
     // parent-death signal: it outlives an agent crash), only the run's own child is reaped, and
     // stale sandboxes are swept by the host, not by each run.
     bool hosted = false;
+    std::string name;  // the sandbox's name; empty = make_sandbox_name()
     // The fd standing for the server's stdio `i` (0, 1, 2) on our side.
     int stdio_fd(int i) const {
         int fd = i == 0 ? stdin_fd : i == 1 ? stdout_fd : stderr_fd;

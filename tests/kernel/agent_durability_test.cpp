@@ -1,0 +1,298 @@
+// The agent's live policy updates and crash safety, against the real mcpwarden agent, real
+// cgroups, the real BPF programs and loopback sockets. A sandbox's stdio are pipes of the test
+// (stdio "pass"), so the test drives its next connections and they outlive an agent crash.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "agent_client.h"
+#include "enforcer.h"
+#include "fd.h"
+#include "harness.h"
+#include "net_fixtures.h"
+
+using namespace harness;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+class AgentDurability : public KernelTest {
+protected:
+    void SetUp() override {
+        KernelTest::SetUp();
+        char tmpl[] = "/tmp/mcpwarden-durable-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        ::chmod(dir_.c_str(), 0755);
+        fs::create_directories(dir_ + "/policies");
+        socket_ = dir_ + "/agent.sock";
+    }
+    void TearDown() override {
+        stop_agent();
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+        KernelTest::TearDown();
+    }
+
+    void policy(const std::string& body) { std::ofstream(dir_ + "/policies/probe.yaml") << "name: probe\n" << body; }
+    std::string allow_port(const netfix::TcpListener& l) {
+        return "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + l.port() + "]\n";
+    }
+
+    void start_agent(const std::string& on_restart = "adopt") {
+        std::string config = dir_ + "/agent.yaml";
+        std::ofstream(config) << "socket: " << socket_ << "\npolicy_dir: " << dir_ << "/policies\nstate_dir: "
+                              << state_dir() << "\non_restart: " << on_restart << "\n";
+        agent_ = ::fork();
+        if (agent_ == 0) {
+            int log = ::open((dir_ + "/agent.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+            ::dup2(log, 2);
+            int null = ::open("/dev/null", O_RDWR);
+            ::dup2(null, 0);
+            ::dup2(null, 1);
+            ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "--log-level", "info", "agent", "--config", config.c_str(), nullptr);
+            ::_exit(127);
+        }
+        for (int i = 0; i < 200; ++i) {
+            if (mcpwarden::AgentClient::connect(socket_)) return;
+            std::this_thread::sleep_for(25ms);
+        }
+        ADD_FAILURE() << "the agent did not start listening: " << log();
+    }
+    void stop_agent(int sig = SIGTERM) {
+        if (agent_ <= 0) return;
+        ::kill(agent_, sig);
+        int status = 0;
+        for (int i = 0; i < 600 && ::waitpid(agent_, &status, WNOHANG) != agent_; ++i) std::this_thread::sleep_for(50ms);
+        if (::waitpid(agent_, &status, WNOHANG) == 0) {
+            ::kill(agent_, SIGKILL);
+            ::waitpid(agent_, &status, 0);
+            ADD_FAILURE() << "the agent did not stop\n" << log();
+        }
+        agent_ = -1;
+    }
+    std::string log() const {
+        std::string s;
+        mcpwarden::read_file(dir_ + "/agent.log", s);
+        return s;
+    }
+    mcpwarden::AgentClient client() {
+        auto c = mcpwarden::AgentClient::connect(socket_);
+        if (!c) throw std::runtime_error("no agent");
+        return std::move(*c);
+    }
+    json request(const json& r) {
+        auto c = client();
+        c.send(r);
+        for (;;) {
+            auto m = c.receive(nullptr, 10000);
+            if (!m) return nullptr;
+            if ((*m)["id"] == r["id"] && !m->contains("event")) return *m;
+        }
+    }
+    json list() { return request({{"v", 1}, {"id", 90}, {"op", "list"}}); }
+
+    std::string dir_, socket_;
+    pid_t agent_ = -1;
+};
+
+// A sandbox of the agent whose shell runs `netprobe tcp4 ADDR PORT` for each line it reads:
+// every probe is a new connection of the running sandbox.
+class ProbeSandbox {
+public:
+    explicit ProbeSandbox(mcpwarden::AgentClient& c) : c_(c) {
+        int in[2], out[2];
+        EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
+        EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+        std::string script = "while read a p; do " + program("netprobe") + " tcp4 $a $p; done";
+        json r = {{"v", 1}, {"id", 1}, {"op", "create"}, {"policy", "probe"}, {"keep", true},
+                  {"command", {"sh", "-c", script}}, {"stdio", "pass"}};
+        int fds[3] = {in[0], out[1], out[1]};
+        c_.send(r, fds);
+        ::close(in[0]);
+        ::close(out[1]);
+        to_ = in[1];
+        from_ = out[0];
+        for (int i = 0; i < 100; ++i) {
+            auto m = c_.receive(nullptr, 200);
+            if (m && m->value("event", "") == "started") {
+                name = (*m)["sandbox"];
+                pid = (*m)["pid"];
+                return;
+            }
+            if (m && m->contains("ok")) {
+                ADD_FAILURE() << m->dump();
+                return;
+            }
+        }
+    }
+    ~ProbeSandbox() {
+        ::close(to_);
+        ::close(from_);
+    }
+    std::string probe(const std::string& port) {
+        std::string line = "127.0.0.2 " + port + "\n";
+        if (::write(to_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "write failed";
+        std::string out;
+        char ch;
+        pollfd p{from_, POLLIN, 0};
+        while (::poll(&p, 1, 10000) > 0 && ::read(from_, &ch, 1) == 1 && ch != '\n') out += ch;
+        return out;
+    }
+    void close_stdin() {
+        ::close(to_);
+        to_ = -1;
+    }
+    std::string name;
+    pid_t pid = 0;
+
+private:
+    mcpwarden::AgentClient& c_;
+    int to_ = -1, from_ = -1;
+};
+
+bool process_alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0 && fs::exists("/proc/" + std::to_string(pid)); }
+
+// Nothing of a sandbox is left: cgroups, processes, pins, rule entries, workspace, record.
+void expect_gone(const std::string& name, std::uint64_t id, pid_t pid, const std::string& records) {
+    for (int i = 0; i < 300 && process_alive(pid); ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_FALSE(process_alive(pid)) << name;
+    for (const auto& c : leftover_cgroups()) EXPECT_EQ(c.find(name), std::string::npos) << c;
+    EXPECT_FALSE(fs::exists(mcpwarden::sandbox_pin_root() + "/" + name));
+    EXPECT_EQ(mcpwarden::count_policy_entries(id), 0u);
+    EXPECT_FALSE(fs::exists(state_dir() + "/run/" + name));
+    EXPECT_FALSE(fs::exists(records + "/" + name + ".json"));
+}
+
+std::uint64_t cgroup_id(const std::string& name) {
+    for (const auto& c : leftover_cgroups()) {
+        struct stat st {};
+        if (c.find(name) != std::string::npos && c.find("/unified/") != std::string::npos && ::stat(c.c_str(), &st) == 0)
+            return st.st_ino;
+    }
+    for (const auto& c : leftover_cgroups()) {
+        struct stat st {};
+        if (c.find(name) != std::string::npos && ::stat(c.c_str(), &st) == 0 && fs::exists(c + "/cgroup.kill"))
+            return st.st_ino;
+    }
+    return 0;
+}
+
+}  // namespace
+
+// Reload (the API op and SIGHUP) changes the verdict for the next connection of a running
+// sandbox, both ways; a broken edit changes nothing.
+TEST_F(AgentDurability, ReloadChangesTheNextConnectionOfARunningSandbox) {
+    netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
+    policy(allow_port(a));
+    start_agent();
+    auto c = client();
+    ProbeSandbox s(c);
+    ASSERT_FALSE(s.name.empty()) << log();
+    EXPECT_EQ(s.probe(a.port()), "ok");
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+
+    policy(allow_port(b));
+    auto r = request({{"v", 1}, {"id", 2}, {"op", "reload"}, {"policy", "probe"}});
+    ASSERT_TRUE(r.value("ok", false)) << r.dump();
+    EXPECT_EQ(r["result"]["reloaded"].size(), 1u) << r.dump();
+    EXPECT_EQ(s.probe(a.port()), "EPERM");
+    EXPECT_EQ(s.probe(b.port()), "ok");
+
+    policy(allow_port(a));
+    ::kill(agent_, SIGHUP);
+    for (int i = 0; i < 500 && log().find("reloaded 1 sandbox") == std::string::npos; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(s.probe(a.port()), "ok") << log();
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+
+    policy("egress: [[\n");
+    r = request({{"v", 1}, {"id", 3}, {"op", "reload"}});
+    ASSERT_TRUE(r.value("ok", false)) << r.dump();
+    EXPECT_EQ(r["result"]["failed"].size(), 1u) << r.dump();
+    EXPECT_EQ(s.probe(a.port()), "ok");
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+    auto bad = request({{"v", 1}, {"id", 4}, {"op", "reload"}, {"policy", "nosuch"}});
+    EXPECT_FALSE(bad.value("ok", true)) << bad.dump();
+
+    s.close_stdin();
+    EXPECT_EQ(a.accepted(), 3);  // exactly the probes that said ok
+    EXPECT_EQ(b.accepted(), 1);
+}
+
+// SIGKILL the agent: the sandbox keeps running under its exact policy; a standalone run's
+// sweep leaves it alone; a restarted agent (on_restart: adopt) lists it, enforces it, reloads
+// it and kills it, and then nothing of it is left.
+TEST_F(AgentDurability, SigkillKeepsEnforcementAndARestartedAgentAdopts) {
+    netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
+    policy(allow_port(a));
+    start_agent("adopt");
+    std::string name;
+    pid_t pid = 0;
+    std::uint64_t id = 0;
+    auto c = client();
+    ProbeSandbox s(c);
+    ASSERT_FALSE(s.name.empty()) << log();
+    name = s.name;
+    pid = s.pid;
+    id = cgroup_id(name);
+    ASSERT_NE(id, 0u);
+    EXPECT_EQ(s.probe(a.port()), "ok");
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+
+    stop_agent(SIGKILL);
+    EXPECT_TRUE(process_alive(pid));
+    EXPECT_EQ(s.probe(a.port()), "ok");
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+    auto run = warden({"run", "--", "true"});  // sweeps what has no owner: not the agent's
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+    EXPECT_TRUE(process_alive(pid));
+
+    start_agent("adopt");
+    auto l = list();
+    ASSERT_TRUE(l.value("ok", false)) << l.dump();
+    bool listed = false;
+    for (const auto& e : l["result"]["sandboxes"]) listed = listed || e["sandbox"] == name;
+    EXPECT_TRUE(listed) << l.dump() << log();
+    EXPECT_EQ(s.probe(a.port()), "ok");
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+    policy(allow_port(b));
+    auto r = request({{"v", 1}, {"id", 5}, {"op", "reload"}});
+    EXPECT_EQ(r["result"]["reloaded"].size(), 1u) << r.dump();
+    EXPECT_EQ(s.probe(a.port()), "EPERM");
+    EXPECT_EQ(s.probe(b.port()), "ok");
+
+    auto k = request({{"v", 1}, {"id", 6}, {"op", "kill"}, {"sandbox", name}});
+    EXPECT_TRUE(k.value("ok", false)) << k.dump();
+    for (int i = 0; i < 500 && cgroup_id(name) != 0; ++i) std::this_thread::sleep_for(10ms);
+    expect_gone(name, id, pid, state_dir() + "/agent/sandboxes");
+    l = list();
+    EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
+}
+
+// on_restart: kill — the restarted agent ends what the crashed one left and removes it all.
+TEST_F(AgentDurability, SigkillThenARestartedAgentKillsAndCleansUp) {
+    netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
+    policy(allow_port(a));
+    start_agent("kill");
+    auto c = client();
+    ProbeSandbox s(c);
+    ASSERT_FALSE(s.name.empty()) << log();
+    std::uint64_t id = cgroup_id(s.name);
+    ASSERT_NE(id, 0u);
+    stop_agent(SIGKILL);
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+    start_agent("kill");
+    expect_gone(s.name, id, s.pid, state_dir() + "/agent/sandboxes");
+    auto l = list();
+    EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
+}

@@ -1,0 +1,276 @@
+// Cgroup-scoped deployments: `mcpwarden attach` / `detach` on a cgroup the test created, with
+// a process already inside; real BPF programs, real loopback sockets.
+#include <dirent.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "cgroup.h"
+#include "enforcer.h"
+#include "fd.h"
+#include "harness.h"
+#include "mcpwarden.h"
+#include "net_fixtures.h"
+
+using namespace harness;
+using namespace netfix;
+using namespace std::chrono_literals;
+
+namespace {
+
+int entries_of(std::uint64_t policy_id) { return static_cast<int>(mcpwarden::count_policy_entries(policy_id)); }
+
+class Attach : public KernelTest {
+protected:
+    void TearDown() override {
+        KernelTest::TearDown();
+        if (::geteuid() != 0) return;
+        // Nothing of an attachment stays in bpffs.
+        DIR* d = ::opendir(mcpwarden::sandbox_pin_root().c_str());
+        while (auto* e = d ? ::readdir(d) : nullptr) {
+            EXPECT_NE(std::string(e->d_name).rfind("cg-", 0), 0u) << "pins of an attachment remain: " << e->d_name;
+        }
+        if (d) ::closedir(d);
+    }
+};
+
+}  // namespace
+
+namespace {
+
+// A cgroup of the test's own on the unified hierarchy, with a shell inside that was started
+// before anything is attached; probe() has that shell run netprobe tcp4 (a new socket each time).
+class TestCgroup {
+public:
+    TestCgroup() {
+        path_ = mcpwarden::CgroupLayout::detect().unified_mount + "/mw-attach-test-" + std::to_string(::getpid()) +
+                "-" + std::to_string(++seq_);
+        ::rmdir(path_.c_str());
+        EXPECT_EQ(::mkdir(path_.c_str(), 0755), 0) << path_;
+        int in[2], out[2];
+        EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
+        EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+        std::string procs = path_ + "/cgroup.procs";
+        std::string script = "while read a p; do " + program("netprobe") + " tcp4 $a $p; done";
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            int fd = ::open(procs.c_str(), O_WRONLY);
+            if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(126);
+            ::dup2(in[0], 0);
+            ::dup2(out[1], 1);
+            ::execl("/bin/sh", "sh", "-c", script.c_str(), nullptr);
+            ::_exit(127);
+        }
+        ::close(in[0]);
+        ::close(out[1]);
+        to_ = in[1];
+        from_ = out[0];
+    }
+    ~TestCgroup() {
+        ::close(to_);
+        ::close(from_);
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+        for (int i = 0; i < 200 && ::rmdir(path_.c_str()) != 0 && errno == EBUSY; ++i) std::this_thread::sleep_for(10ms);
+    }
+    const std::string& path() const { return path_; }
+    std::uint64_t id() const {
+        struct stat st {};
+        ::stat(path_.c_str(), &st);
+        return st.st_ino;
+    }
+    std::string probe(const std::string& address, const std::string& port) {
+        std::string line = address + " " + port + "\n";
+        if (::write(to_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "write failed";
+        std::string out;
+        char c;
+        pollfd p{from_, POLLIN, 0};
+        while (::poll(&p, 1, 10000) > 0 && ::read(from_, &c, 1) == 1 && c != '\n') out += c;
+        return out;
+    }
+
+private:
+    static inline int seq_ = 0;
+    std::string path_;
+    pid_t pid_ = -1;
+    int to_ = -1, from_ = -1;
+};
+
+// A foreground `mcpwarden attach`: started, its first stdout line (the attachment) read.
+class ForegroundAttach {
+public:
+    ForegroundAttach(const std::string& cgroup, const std::string& policy, const std::string& audit) {
+        err_ = state_dir() + "/attach-err-" + std::to_string(::getpid()) + ".log";
+        int out[2];
+        EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::dup2(out[1], 1);
+            int e = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+            ::dup2(e, 2);
+            ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "--log-level", "info", "attach", "--cgroup", cgroup.c_str(),
+                    "--policy", policy.c_str(), "--audit", audit.c_str(), nullptr);
+            ::_exit(127);
+        }
+        ::close(out[1]);
+        from_ = out[0];
+        std::string line;
+        char c;
+        pollfd p{from_, POLLIN, 0};
+        while (::poll(&p, 1, 20000) > 0 && ::read(from_, &c, 1) == 1 && c != '\n') line += c;
+        first_line = line;
+    }
+    ~ForegroundAttach() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+        ::close(from_);
+        ::unlink(err_.c_str());
+    }
+    // Waits for the process to end; its exit status (128+N for signal N).
+    int wait(std::chrono::seconds limit = 15s) {
+        auto deadline = std::chrono::steady_clock::now() + limit;
+        int status = 0;
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+                pid_ = -1;
+                return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+            }
+            std::this_thread::sleep_for(10ms);
+        }
+        return -1;
+    }
+    bool log_has(const std::string& text, std::chrono::seconds limit = 10s) {
+        auto deadline = std::chrono::steady_clock::now() + limit;
+        while (std::chrono::steady_clock::now() < deadline) {
+            std::string log;
+            mcpwarden::read_file(err_, log);
+            if (log.find(text) != std::string::npos) return true;
+            std::this_thread::sleep_for(10ms);
+        }
+        return false;
+    }
+    std::string log() const {
+        std::string log;
+        mcpwarden::read_file(err_, log);
+        return log;
+    }
+    pid_t pid() const { return pid_; }
+    std::string first_line;
+
+private:
+    pid_t pid_ = -1;
+    int from_ = -1;
+    std::string err_;
+};
+
+bool pinned(const std::string& name) {
+    return ::access((mcpwarden::sandbox_pin_root() + "/" + name).c_str(), F_OK) == 0;
+}
+
+}  // namespace
+
+// A process started in the cgroup before attach: its new sockets are enforced after attach
+// (the denied port refused, the allowed one works), a SIGHUP'd edit of the policy flips both
+// verdicts for its next connections, and after detach nothing of ours is left.
+TEST_F(Attach, AttachEnforcesAnExistingCgroupReloadsAndDetachRestores) {
+    TcpListener first("127.0.0.2"), second("127.0.0.2");
+    TestCgroup cg;
+    ASSERT_EQ(cg.probe("127.0.0.2", first.port()), "ok");
+    ASSERT_EQ(cg.probe("127.0.0.2", second.port()), "ok");
+    std::string audit = state_dir() + "/attach-audit-" + std::to_string(::getpid()) + ".jsonl";
+    ::unlink(audit.c_str());
+    auto policy = write_policy("attached", "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + first.port() + "]\n");
+    ForegroundAttach fg(cg.path(), policy, audit);
+    ASSERT_FALSE(fg.first_line.empty()) << fg.log();
+    auto attached = nlohmann::json::parse(fg.first_line);
+    EXPECT_EQ(attached["cgroup_id"], cg.id());
+    std::string pin = "cg-" + std::to_string(cg.id());
+    EXPECT_TRUE(pinned(pin));
+
+    EXPECT_EQ(cg.probe("127.0.0.2", first.port()), "ok");
+    EXPECT_EQ(cg.probe("127.0.0.2", second.port()), "EPERM");
+    EXPECT_EQ(second.accepted(), 1);  // only the connection before attach
+    EXPECT_TRUE(fg.log_has("attached policy attached"));
+    // Audit names the denial.
+    bool seen = false;
+    for (int i = 0; i < 200 && !seen; ++i) {
+        seen = has_event(read_audit(audit), "127.0.0.2", std::stoi(second.port()));
+        if (!seen) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_TRUE(seen);
+
+    // Attaching twice is refused and changes nothing.
+    auto twice = warden({"attach", "--cgroup", cg.path(), "--policy", policy});
+    EXPECT_EQ(twice.exit_code, 64) << twice.err;
+    EXPECT_NE(twice.err.find("already has a policy attached"), std::string::npos) << twice.err;
+    EXPECT_EQ(cg.probe("127.0.0.2", second.port()), "EPERM");
+
+    // Live update: the edited policy decides the next connections of the running process.
+    write_policy("attached", "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + second.port() + "]\n");
+    ::kill(fg.pid(), SIGHUP);
+    ASSERT_TRUE(fg.log_has("reloaded policy")) << fg.log();
+    EXPECT_EQ(cg.probe("127.0.0.2", first.port()), "EPERM");
+    EXPECT_EQ(cg.probe("127.0.0.2", second.port()), "ok");
+    // A broken edit changes nothing.
+    write_policy("attached", "egress:\n  allow: [[\n");
+    ::kill(fg.pid(), SIGHUP);
+    ASSERT_TRUE(fg.log_has("not reloaded")) << fg.log();
+    EXPECT_EQ(cg.probe("127.0.0.2", first.port()), "EPERM");
+    EXPECT_EQ(cg.probe("127.0.0.2", second.port()), "ok");
+
+    auto d = warden({"detach", "--cgroup", cg.path()});
+    EXPECT_EQ(d.exit_code, 0) << d.err;
+    EXPECT_EQ(fg.wait(), 0) << fg.log();
+    EXPECT_EQ(cg.probe("127.0.0.2", first.port()), "ok");
+    EXPECT_EQ(cg.probe("127.0.0.2", second.port()), "ok");
+    EXPECT_FALSE(pinned(pin));
+    EXPECT_EQ(entries_of(cg.id()), 0);
+    auto again = warden({"detach", "--cgroup", cg.path()});
+    EXPECT_EQ(again.exit_code, 64) << again.err;
+    ::unlink(audit.c_str());
+}
+
+// The holder killed with SIGKILL: the attachment keeps enforcing (fail closed) until detach
+// removes it.
+TEST_F(Attach, AttachSurvivesItsHolderAndDetachCleansUp) {
+    TcpListener allowed("127.0.0.2"), denied("127.0.0.2");
+    TestCgroup cg;
+    std::string audit = state_dir() + "/attach-audit-k-" + std::to_string(::getpid()) + ".jsonl";
+    auto policy = write_policy("attached-k", "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + allowed.port() + "]\n");
+    {
+        ForegroundAttach fg(cg.path(), policy, audit);
+        ASSERT_FALSE(fg.first_line.empty()) << fg.log();
+        ::kill(fg.pid(), SIGKILL);
+        EXPECT_EQ(fg.wait(), 128 + SIGKILL);
+    }
+    EXPECT_EQ(cg.probe("127.0.0.2", denied.port()), "EPERM");
+    EXPECT_EQ(cg.probe("127.0.0.2", allowed.port()), "ok");
+    // A run sweeping stale sandboxes leaves an attachment alone.
+    auto r = warden({"run", "--", "true"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(cg.probe("127.0.0.2", denied.port()), "EPERM");
+    auto d = warden({"detach", "--cgroup", cg.path()});
+    EXPECT_EQ(d.exit_code, 0) << d.err;
+    EXPECT_EQ(cg.probe("127.0.0.2", denied.port()), "ok");
+    EXPECT_FALSE(pinned("cg-" + std::to_string(cg.id())));
+    EXPECT_EQ(entries_of(cg.id()), 0);
+    ::unlink(audit.c_str());
+}
+
+TEST_F(Attach, AttachRefusesBadTargets) {
+    auto policy = write_policy("attached-bad", "egress:\n  allow: []\n");
+    std::string unified = mcpwarden::CgroupLayout::detect().unified_mount;
+    for (const auto& target : {unified, std::string("/nonexistent/cgroup"), std::string("/tmp")}) {
+        auto r = warden({"attach", "--cgroup", target, "--policy", policy});
+        EXPECT_EQ(r.exit_code, 64) << target << ": " << r.err;
+    }
+    auto r = warden({"detach", "--cgroup", "/tmp"});
+    EXPECT_EQ(r.exit_code, 64) << r.err;
+}
