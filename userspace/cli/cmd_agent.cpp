@@ -27,6 +27,7 @@ public:
         app_->add_option("--config", config_file_, "Configuration (YAML); default: every default, root only")
             ->check(CLI::ExistingFile);
         app_->add_option("--socket", socket_, "Listen here instead of the configuration's socket");
+        app_->add_flag("--log-json", json_logs_, "Logs as JSON lines on stderr (also log_format: json in the configuration)");
         app_->footer("Exit status: 0 after SIGTERM/SIGINT; 64 bad configuration (file:line:column); 125 the "
                      "socket cannot be used; 70 internal error.");
     }
@@ -36,6 +37,7 @@ public:
             throw Error(ErrorKind::sandbox_unavailable, "mcpwarden agent must run as root (it creates cgroups and attaches BPF programs)");
         AgentConfig config = config_file_.empty() ? AgentConfig{} : load_agent_config(config_file_);
         if (!socket_.empty()) config.socket = socket_;
+        if (config.json_logs || json_logs_) use_json_logs();
         Agent agent(std::move(config));
         agent.recover();
         return agent.serve();
@@ -43,6 +45,7 @@ public:
 
 private:
     std::string config_file_, socket_;
+    bool json_logs_ = false;
 };
 
 // The connection of ps / kill / events.

@@ -175,6 +175,7 @@ json agent_run(AgentClient& client, const json& request) {
     const json& id = request["id"];
     std::string sandbox;
     int pending = 0;  // a signal that came before the sandbox had a name
+    bool queued = false;
     bool killed = false;
     auto kill = [&](int sig) {
         if (killed || sandbox.empty()) return;
@@ -182,6 +183,12 @@ json agent_run(AgentClient& client, const json& request) {
         client.send({{"v", 1}, {"id", "kill"}, {"op", "kill"}, {"sandbox", sandbox}, {"signal", sig}});
     };
     for (;;) {
+        if (pending && queued) {
+            // Still waiting for a slot: leaving drops the request (nothing ran).
+            return {{"report", {{"status", "interrupted"}, {"signal", pending}, {"exit_code", nullptr},
+                                {"sandbox", nullptr}, {"policy", request.value("policy", "")}}},
+                    {"exit_code", 128 + pending}};
+        }
         pollfd p[2] = {{client.fd(), POLLIN, 0}, {sfd.get(), POLLIN, 0}};
         if (::poll(p, 2, -1) < 0) {
             if (errno == EINTR) continue;
@@ -193,16 +200,16 @@ json agent_run(AgentClient& client, const json& request) {
                 if (sandbox.empty()) pending = static_cast<int>(si.ssi_signo);
                 else kill(static_cast<int>(si.ssi_signo));
             }
-            if (pending && sandbox.empty() && p[0].revents == 0) {
-                // Not started yet (queued): leaving ends the request; the agent drops it.
-                throw Error(ErrorKind::sandbox_unavailable, "interrupted while waiting for the agent",
-                            {{"signal", pending}});
-            }
         }
         if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
         // Drain every message that is there.
         while (auto m = client.receive(nullptr, 0)) {
+            if (m->value("event", "") == "queued" && (*m)["id"] == id) {
+                queued = true;
+                if (pending) break;
+            }
             if (m->value("event", "") == "started" && (*m)["id"] == id) {
+                queued = false;
                 sandbox = m->value("sandbox", "");
                 if (pending) kill(pending);
                 continue;
@@ -211,6 +218,7 @@ json agent_run(AgentClient& client, const json& request) {
             if ((*m)["ok"] == true) return m->value("result", json::object());
             throw error_from_json(m->value("error", json::object()));
         }
+        if (pending && queued) continue;  // answered at the top of the loop
         if (client.eof() || (p[0].revents & (POLLHUP | POLLERR)))
             throw Error(ErrorKind::sandbox_unavailable, "the mcpwarden agent closed the connection before the sandbox ended");
     }

@@ -194,6 +194,21 @@ public:
              }},
             {"cgroup_root", [&](const YamlNode& v) { if (auto s = string(v, "cgroup_root")) config.cgroup_root = *s; }},
             {"audit", [&](const YamlNode& v) { if (auto s = string(v, "audit")) config.audit = *s; }},
+            {"metrics", [&](const YamlNode& v) {
+                 auto s = string(v, "metrics");
+                 if (!s) return;
+                 auto colon = s->rfind(':');
+                 bool path = !s->empty() && (*s)[0] == '/';
+                 bool hostport = !path && colon != std::string::npos && colon > 0 && colon + 1 < s->size() &&
+                                 s->find_first_not_of("0123456789", colon + 1) == std::string::npos &&
+                                 s->size() - colon - 1 <= 5 && std::stoul(s->substr(colon + 1)) <= 65535;
+                 if (!path && !hostport) problem(v, "metrics must be a Unix socket path (/run/mcpwarden/metrics.sock) or HOST:PORT (127.0.0.1:9464)");
+                 else config.metrics = *s;
+             }},
+            {"log_format", [&](const YamlNode& v) {
+                 if (v.is_scalar() && (v.text() == "json" || v.text() == "text")) config.json_logs = v.text() == "json";
+                 else problem(v, "log_format must be json or text");
+             }},
             {"on_restart", [&](const YamlNode& v) {
                  if (v.is_scalar() && (v.text() == "adopt" || v.text() == "kill"))
                      config.on_restart = v.text() == "kill" ? AgentConfig::OnRestart::kill : AgentConfig::OnRestart::adopt;

@@ -48,6 +48,8 @@ struct AgentConfig {
     std::string state_dir = "/var/lib/mcpwarden";
     std::string cgroup_root;           // "" = the agent's own cgroup
     std::string audit;                 // audit JSON lines also appended here ("" = events only)
+    std::string metrics;               // Prometheus text: a Unix socket path or HOST:PORT ("" = off)
+    bool json_logs = false;            // the agent's own logs as JSON lines (stderr)
     std::vector<AgentClientRule> clients;
     AgentLimits limits;
     Limits default_limits;             // where neither the policy nor the request sets one

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
+#include <netdb.h>
 
 #include <cerrno>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include <fstream>
 
 #include <spdlog/sinks/base_sink.h>
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
@@ -178,7 +180,25 @@ UniqueFd open_null() {
     return fd;
 }
 
+// %j: the message as the contents of a JSON string.
+class JsonEscapedMessage : public spdlog::custom_flag_formatter {
+public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+        std::string text(msg.payload.data(), msg.payload.size());
+        std::string quoted = json(text).dump(-1, ' ', false, json::error_handler_t::replace);
+        dest.append(quoted.data() + 1, quoted.data() + quoted.size() - 1);
+    }
+    std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonEscapedMessage>(); }
+};
+
 }  // namespace
+
+void use_json_logs() {
+    auto f = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    f->add_flag<JsonEscapedMessage>('j').set_pattern(
+        R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","pid":%P,"msg":"%j"})");
+    spdlog::default_logger()->set_formatter(std::move(f));
+}
 
 // ---------------------------------------------------------------------------------------------
 Agent::Agent(AgentConfig config)
@@ -292,6 +312,7 @@ int Agent::serve() {
     if (!signals_ || !mailbox_fd_ || !queue_timer_) throw Error(ErrorKind::internal, errno_text("agent setup", errno));
     listen_socket();
     loop_.add(listen_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
+    if (!config_.metrics.empty()) metrics_listen();
     loop_.add(mailbox_fd_.get(), EPOLLIN, [this](std::uint32_t) { drain_mailbox(); });
     loop_.add(queue_timer_.get(), EPOLLIN, [this](std::uint32_t) { on_queue_timer(); });
     loop_.add(signals_.get(), EPOLLIN, [this](std::uint32_t) {
@@ -319,6 +340,11 @@ int Agent::serve() {
             loop_.remove(listen_.get());
             listen_.reset();
             ::unlink(config_.socket.c_str());
+            if (metrics_listen_) {
+                loop_.remove(metrics_listen_.get());
+                metrics_listen_.reset();
+                if (config_.metrics[0] == '/') ::unlink(config_.metrics.c_str());
+            }
             // Queued requests are answered; running sandboxes are ended like a run's are on
             // SIGTERM, and their reports go to their clients.
             for (auto& [ticket, rec] : records_) {
@@ -490,6 +516,8 @@ void Agent::handle_line(Conn& conn, std::string_view line, std::vector<UniqueFd>
 }
 
 void Agent::reply(Conn& conn, const json& message, std::vector<UniqueFd> fds) {
+    if (auto ok = message.find("ok"); ok != message.end() && *ok == false)
+        ++metrics_.errors[message["error"].value("kind", "internal")];
     Conn::Out out;
     out.bytes = message.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     out.fds = std::move(fds);
@@ -595,6 +623,7 @@ void Agent::on_audit_line(const std::string& line) {
         if (auto r = records_.find(n->second); r != records_.end()) {
             owner = static_cast<long>(r->second->owner_uid);
             ++r->second->denials[j.value("event", "egress_denied")];
+            ++metrics_.denials[{r->second->policy, j.value("event", "egress_denied")}];
         }
     } else if (j.contains("uid") && j["uid"].is_number_unsigned()) {
         owner = j["uid"].get<long>();  // a refusal: the refused user sees it too
@@ -816,6 +845,7 @@ void Agent::on_started(const std::shared_ptr<Record>& rec) {
     if (rec->state == Record::State::ended) return;
     rec->state = Record::State::running;
     rec->started = Clock::now();
+    ++metrics_.created;
     by_name_[rec->name] = rec->ticket;
     write_record(*rec);
     auto latency = std::chrono::duration_cast<std::chrono::microseconds>(rec->started - rec->created).count();
@@ -837,6 +867,7 @@ void Agent::on_started(const std::shared_ptr<Record>& rec) {
 void Agent::on_ended(const std::shared_ptr<Record>& rec, json final_message, const std::string& status) {
     bool was_running = rec->state == Record::State::starting || rec->state == Record::State::running;
     rec->state = Record::State::ended;
+    count_end(final_message, status);
     if (rec->conn) {
         if (auto c = conns_.find(rec->conn); c != conns_.end()) {
             c->second->owned.erase(rec->ticket);
@@ -938,6 +969,131 @@ void Agent::op_events(Conn& conn, ApiRequest& r) {
     conn.events_id = r.id;
     conn.events_sandbox = r.params.value("sandbox", "");
     reply(conn, api_result(r.id, {{"subscribed", true}}));
+}
+
+// ---------------------------------------------------------------------------------------------
+void Agent::count_end(const json& final_message, const std::string& status) {
+    ++metrics_.ends[status];
+    const json* report = nullptr;
+    if (auto r = final_message.find("result"); r != final_message.end() && r->is_object()) {
+        if (auto rep = r->find("report"); rep != r->end() && rep->is_object()) report = &*rep;
+    }
+    if (!report) return;
+    if (report->value("status", "") == "timeout") ++metrics_.timeouts;
+    auto num = [](const json& j, const char* key) -> std::uint64_t {
+        auto it = j.find(key);
+        return it != j.end() && it->is_number_unsigned() ? it->get<std::uint64_t>() : 0;
+    };
+    metrics_.oom_kills += num(*report, "oom_kills");
+    metrics_.events_lost += num(*report, "audit_events_lost");
+    if (auto d = report->find("dns"); d != report->end() && d->is_object()) {
+        metrics_.dns_answered += num(*d, "answered");
+        metrics_.dns_refused += num(*d, "refused");
+    }
+}
+
+std::string Agent::metrics_text() const {
+    std::string out;
+    auto esc = [](const std::string& v) {
+        std::string e;
+        for (char c : v) {
+            if (c == '\\' || c == '"') e += '\\';
+            if (c == '\n') {
+                e += "\\n";
+                continue;
+            }
+            e += c;
+        }
+        return e;
+    };
+    auto metric = [&](const char* name, const char* type, const char* help) {
+        out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    };
+    auto value = [&](const std::string& name_labels, std::uint64_t v) { out += name_labels + " " + std::to_string(v) + "\n"; };
+    metric("mcpwarden_sandboxes_running", "gauge", "Sandboxes admitted and not yet ended.");
+    value("mcpwarden_sandboxes_running", admission_.running());
+    metric("mcpwarden_sandboxes_queued", "gauge", "Requests waiting for a sandbox slot.");
+    value("mcpwarden_sandboxes_queued", admission_.queued());
+    metric("mcpwarden_sandboxes_created_total", "counter", "Sandboxes whose server started.");
+    value("mcpwarden_sandboxes_created_total", metrics_.created);
+    metric("mcpwarden_sandbox_ends_total", "counter", "Sandboxes and requests that ended, by status.");
+    for (const auto& [status, n] : metrics_.ends) value("mcpwarden_sandbox_ends_total{status=\"" + esc(status) + "\"}", n);
+    metric("mcpwarden_errors_total", "counter", "Error answers of the API, by kind (busy, forbidden, input_invalid, ...).");
+    for (const auto& [kind, n] : metrics_.errors) value("mcpwarden_errors_total{kind=\"" + esc(kind) + "\"}", n);
+    metric("mcpwarden_denials_total", "counter", "Audit events of running sandboxes, by policy and reason.");
+    for (const auto& [key, n] : metrics_.denials)
+        value("mcpwarden_denials_total{policy=\"" + esc(key.first) + "\",reason=\"" + esc(key.second) + "\"}", n);
+    metric("mcpwarden_dns_queries_total", "counter", "DNS queries of ended sandboxes, by result.");
+    value("mcpwarden_dns_queries_total{result=\"answered\"}", metrics_.dns_answered);
+    value("mcpwarden_dns_queries_total{result=\"refused\"}", metrics_.dns_refused);
+    metric("mcpwarden_oom_kills_total", "counter", "OOM kills in ended sandboxes.");
+    value("mcpwarden_oom_kills_total", metrics_.oom_kills);
+    metric("mcpwarden_timeouts_total", "counter", "Sandboxes ended by their wall-clock timeout.");
+    value("mcpwarden_timeouts_total", metrics_.timeouts);
+    metric("mcpwarden_audit_events_lost_total", "counter", "Audit events the kernel could not deliver (ended sandboxes).");
+    value("mcpwarden_audit_events_lost_total", metrics_.events_lost);
+    metric("mcpwarden_connections", "gauge", "API connections open.");
+    value("mcpwarden_connections", conns_.size());
+    return out;
+}
+
+void Agent::metrics_listen() {
+    const std::string& where = config_.metrics;
+    if (where[0] == '/') {
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        if (where.size() >= sizeof addr.sun_path) throw Error(ErrorKind::usage, "metrics socket path too long: " + where);
+        std::memcpy(addr.sun_path, where.c_str(), where.size() + 1);
+        struct stat st {};
+        if (::lstat(where.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) ::unlink(where.c_str());
+        metrics_listen_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (::bind(metrics_listen_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+            throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot listen for metrics on " + where, errno));
+        ::chmod(where.c_str(), 0644);
+    } else {
+        auto colon = where.rfind(':');
+        std::string host = where.substr(0, colon), port = where.substr(colon + 1);
+        if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+        addrinfo hints{}, *res = nullptr;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+        if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || !res)
+            throw Error(ErrorKind::usage, "metrics: " + where + " is not a numeric HOST:PORT");
+        metrics_listen_.reset(::socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        int one = 1;
+        ::setsockopt(metrics_listen_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        int rc = ::bind(metrics_listen_.get(), res->ai_addr, res->ai_addrlen);
+        int err = errno;
+        ::freeaddrinfo(res);
+        if (rc != 0) throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot listen for metrics on " + where, err));
+    }
+    if (::listen(metrics_listen_.get(), 64) != 0) throw Error(ErrorKind::internal, errno_text("listen", errno));
+    loop_.add(metrics_listen_.get(), EPOLLIN, [this](std::uint32_t) { on_metrics_accept(); });
+}
+
+void Agent::on_metrics_accept() {
+    for (;;) {
+        int fd = ::accept4(metrics_listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) return;
+        if (metrics_conns_.size() >= 64) {
+            ::close(fd);
+            continue;
+        }
+        metrics_conns_[fd] = UniqueFd(fd);
+        // One scrape per connection: answer once the request (or its end) arrived.
+        loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, fd](std::uint32_t) {
+            char buf[4096];
+            while (::recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+            }
+            std::string body = metrics_text();
+            std::string response = "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+            (void)!::send(fd, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+            ::shutdown(fd, SHUT_WR);
+            loop_.remove(fd);
+            metrics_conns_.erase(fd);
+        });
+    }
 }
 
 }  // namespace mcpwarden

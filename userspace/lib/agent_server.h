@@ -40,6 +40,9 @@ class EgressExtension;
 // sweep judges (sandbox_owner_alive), so a crash of the agent leaves them to the next agent.
 std::string agent_sandbox_name();
 
+// The default logger writes one JSON object per line: time (UTC), level, pid, msg.
+void use_json_logs();
+
 class Agent {
 public:
     using Clock = std::chrono::steady_clock;
@@ -168,8 +171,24 @@ private:
     void end_adopted(const std::shared_ptr<Record>& rec);
     void finish_admissions(const std::vector<Admission::Ticket>& tickets);
 
+    // Prometheus text metrics (config `metrics`).
+    struct Metrics {
+        std::uint64_t created = 0, oom_kills = 0, timeouts = 0, events_lost = 0;
+        std::uint64_t dns_answered = 0, dns_refused = 0;
+        std::map<std::string, std::uint64_t> errors;  // error answers by kind
+        std::map<std::string, std::uint64_t> ends;    // sandbox ends by status
+        std::map<std::pair<std::string, std::string>, std::uint64_t> denials;  // (policy, event)
+    };
+    void metrics_listen();
+    void on_metrics_accept();
+    std::string metrics_text() const;
+    void count_end(const nlohmann::json& final_message, const std::string& status);
+
     AgentConfig config_;
     EventLoop loop_;
+    Metrics metrics_;
+    UniqueFd metrics_listen_;
+    std::map<int, UniqueFd> metrics_conns_;
     UniqueFd listen_, signals_, mailbox_fd_, queue_timer_;
     std::mutex mailbox_mutex_;
     std::vector<std::function<void()>> mailbox_;

@@ -1,0 +1,544 @@
+// `mcpwarden agent`: a real agent process on a temporary socket with a temporary
+// configuration, real unprivileged users (created here, removed at the end) running
+// `mcpwarden run` through it, real sandboxes, BPF and loopback listeners.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "agent_client.h"
+#include "fd.h"
+#include "harness.h"
+#include "mcp_common.h"
+#include "net_fixtures.h"
+
+using namespace harness;
+using namespace mcptest;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TestUser {
+    std::string name;
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
+TestUser make_user(const std::string& name) {
+    auto r = command({"useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "--user-group", name});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    TestUser u{name};
+    if (auto* pw = ::getpwnam(name.c_str())) {
+        u.uid = pw->pw_uid;
+        u.gid = pw->pw_gid;
+    }
+    return u;
+}
+
+class Agent : public KernelTest {
+protected:
+    static void SetUpTestSuite() {
+        if (::geteuid() != 0) return;
+        std::string tag = std::to_string(::getpid() % 100000);
+        allowed_ = new TestUser(make_user("mwagent" + tag));
+        denied_ = new TestUser(make_user("mwdenied" + tag));
+    }
+    static void TearDownTestSuite() {
+        for (TestUser** u : {&allowed_, &denied_}) {
+            if (*u) command({"userdel", (*u)->name});
+            delete *u;
+            *u = nullptr;
+        }
+    }
+
+    void SetUp() override {
+        KernelTest::SetUp();
+        char tmpl[] = "/tmp/mcpwarden-agent-XXXXXX";
+        ASSERT_NE(::mkdtemp(tmpl), nullptr);
+        dir_ = tmpl;
+        ::chmod(dir_.c_str(), 0755);
+        fs::create_directories(dir_ + "/policies");
+        fs::create_directories(dir_ + "/out");
+        ::chmod((dir_ + "/out").c_str(), 01777);  // the users' reports
+        write(dir_ + "/policies/probe.yaml",
+              "name: probe\negress:\n  allow:\n    - cidr: 127.0.0.2/32\n      protocol: tcp\n");
+        write(dir_ + "/policies/mcp-probe.yaml",
+              "name: mcp-probe\nmcp: {}\negress:\n  allow:\n    - cidr: 127.0.0.2/32\n      protocol: tcp\n");
+        write(dir_ + "/policies/sleeper.yaml", "name: sleeper\nlimits: { pids: 16 }\n");
+        write(dir_ + "/policies/other.yaml", "name: other\n");
+        socket_ = dir_ + "/agent.sock";
+    }
+
+    void TearDown() override {
+        stop_agent();
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
+        KernelTest::TearDown();
+    }
+
+    static void write(const std::string& path, const std::string& text) {
+        std::ofstream out(path, std::ios::trunc);
+        out << text;
+    }
+
+    // Starts `mcpwarden agent` with a configuration allowing allowed_ the probe, mcp-probe and
+    // sleeper policies; `limits` is the config's limits mapping.
+    void start_agent(const std::string& limits = "{ max_sandboxes: 8 }") {
+        std::string config = dir_ + "/agent.yaml";
+        write(config, "socket: " + socket_ + "\npolicy_dir: " + dir_ + "/policies\nstate_dir: " + state_dir() +
+                          "\naudit: " + dir_ + "/audit.jsonl\nmetrics: " + dir_ + "/metrics.sock\nclients:\n  - user: " + allowed_->name +
+                          "\n    policies: [probe, mcp-probe, sleeper]\nlimits: " + limits + "\n");
+        agent_ = ::fork();
+        if (agent_ == 0) {
+            int log = ::open((dir_ + "/agent.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            ::dup2(log, 2);
+            int null = ::open("/dev/null", O_RDWR);
+            ::dup2(null, 0);
+            ::dup2(null, 1);
+            ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "--log-level", "info", "agent", "--config", config.c_str(), nullptr);
+            ::_exit(127);
+        }
+        for (int i = 0; i < 200; ++i) {
+            if (mcpwarden::AgentClient::connect(socket_)) return;
+            std::this_thread::sleep_for(25ms);
+        }
+        ADD_FAILURE() << "the agent did not start listening: " << log();
+    }
+
+    void stop_agent() {
+        if (agent_ <= 0) return;
+        ::kill(agent_, SIGTERM);
+        int status = 0;
+        for (int i = 0; i < 400; ++i) {
+            if (::waitpid(agent_, &status, WNOHANG) == agent_) {
+                EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "agent status " << status << "\n" << log();
+                agent_ = -1;
+                EXPECT_NE(::access(socket_.c_str(), F_OK), 0) << "the agent removes its socket";
+                return;
+            }
+            std::this_thread::sleep_for(50ms);
+        }
+        ::kill(agent_, SIGKILL);
+        ::waitpid(agent_, &status, 0);
+        agent_ = -1;
+        ADD_FAILURE() << "the agent did not stop on SIGTERM\n" << log();
+    }
+
+    std::string log() const {
+        std::string s;
+        mcpwarden::read_file(dir_ + "/agent.log", s);
+        return s;
+    }
+
+    // `mcpwarden ARGS` as `user` (setpriv: no capabilities, that user's groups).
+    Result as_user(const TestUser& user, std::vector<std::string> args, const Options& o = {}) {
+        std::vector<std::string> argv{"setpriv", "--reuid=" + std::to_string(user.uid),
+                                      "--regid=" + std::to_string(user.gid), "--init-groups", MCPWARDEN_BIN};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return command(argv, o);
+    }
+
+    // `mcpwarden run --agent SOCKET --report FILE ARGS` as `user`, with the report parsed.
+    Result run_as(const TestUser& user, const std::vector<std::string>& args, const Options& o = {}) {
+        std::string report = dir_ + "/out/report-" + std::to_string(++reports_) + ".json";
+        std::vector<std::string> all{"run", "--agent", socket_, "--report", report};
+        all.insert(all.end(), args.begin(), args.end());
+        Result r = as_user(user, all, o);
+        std::ifstream in(report);
+        if (in) {
+            try {
+                in >> r.report;
+            } catch (...) {
+            }
+        }
+        return r;
+    }
+
+    // One scrape of the agent's Prometheus metrics (HTTP over its metrics socket).
+    std::string metrics() {
+        mcpwarden::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::string path = dir_ + "/metrics.sock";
+        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "";
+        std::string req = "GET /metrics HTTP/1.0\r\n\r\n";
+        (void)!::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL);
+        std::string out;
+        char buf[4096];
+        ssize_t n;
+        while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+        return out;
+    }
+
+    // A root client of the agent's API.
+    mcpwarden::AgentClient client() {
+        auto c = mcpwarden::AgentClient::connect(socket_);
+        if (!c) throw std::runtime_error("no agent");
+        return std::move(*c);
+    }
+
+    static inline TestUser* allowed_ = nullptr;
+    static inline TestUser* denied_ = nullptr;
+    std::string dir_, socket_;
+    pid_t agent_ = -1;
+    int reports_ = 0;
+};
+
+json sleeper_request(int id, const std::string& seconds = "30") {
+    return {{"v", 1}, {"id", id}, {"op", "create"}, {"policy", "sleeper"}, {"command", {"sleep", seconds}}, {"stdio", "null"}};
+}
+
+// Messages of one connection, taken by request id in the order they came.
+class Inbox {
+public:
+    explicit Inbox(mcpwarden::AgentClient& c) : c_(c) {}
+    json next_for(const json& id, int timeout_ms = 10000) {
+        auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+        for (;;) {
+            for (auto it = kept_.begin(); it != kept_.end(); ++it) {
+                if ((*it)["id"] == id) {
+                    json m = *it;
+                    kept_.erase(it);
+                    return m;
+                }
+            }
+            if (std::chrono::steady_clock::now() >= until || c_.eof()) return nullptr;
+            if (auto m = c_.receive(nullptr, 200)) kept_.push_back(*m);
+        }
+    }
+
+private:
+    mcpwarden::AgentClient& c_;
+    std::vector<json> kept_;
+};
+
+json next_for(mcpwarden::AgentClient& c, const json& id, int timeout_ms = 10000) {
+    return Inbox(c).next_for(id, timeout_ms);
+}
+
+}  // namespace
+
+TEST_F(Agent, UnprivilegedUserGetsTheSameEgressEnforcementAsRoot) {
+    REQUIRE_ROOT();
+    start_agent();
+    netfix::TcpListener ok("127.0.0.2"), bad("127.0.0.3");
+    std::string np = program("netprobe");
+    std::string script = np + " tcp4 127.0.0.2 " + ok.port() + "; " + np + " tcp4 127.0.0.3 " + bad.port();
+
+    auto user = run_as(*allowed_, {"--policy", "probe", "--", "sh", "-c", script});
+    EXPECT_EQ(user.exit_code, 0) << user.err << log();
+    EXPECT_EQ(user.out, "ok\nEPERM\n");
+    EXPECT_EQ(user.report["status"], "exited") << user.report.dump();
+    EXPECT_EQ(user.report["egress_denied"], 1);
+    EXPECT_EQ(user.report["policy"], "probe");
+    EXPECT_EQ(user.report["user"], "nobody");
+
+    // The same policy, standalone as root.
+    auto root = warden({"run", "--policy", dir_ + "/policies/probe.yaml", "--", "sh", "-c", script});
+    EXPECT_EQ(root.exit_code, 0) << root.err;
+    EXPECT_EQ(root.out, user.out);
+    EXPECT_EQ(root.report["egress_denied"], user.report["egress_denied"]);
+    EXPECT_EQ(ok.accepted(), 2);
+    EXPECT_EQ(bad.accepted(), 0);
+
+    // The server's own exit status comes back as ours.
+    auto code = run_as(*allowed_, {"--policy", "sleeper", "--", "sh", "-c", "exit 7"});
+    EXPECT_EQ(code.exit_code, 7) << code.err;
+}
+
+TEST_F(Agent, McpServerThroughTheAgentIsConfinedAsAStandaloneRun) {
+    REQUIRE_ROOT();
+    start_agent();
+    netfix::TcpListener ok("127.0.0.2"), bad("127.0.0.3");
+    Options o;
+    o.stdin_data = handshake() + tool_call(1, "connect", {{"host", "127.0.0.2"}, {"port", std::stoi(ok.port())}}) +
+                   tool_call(2, "connect", {{"host", "127.0.0.3"}, {"port", std::stoi(bad.port())}});
+    auto user = run_as(*allowed_, {"--policy", "mcp-probe", "--", program("mcp_test_server")}, o);
+    ASSERT_EQ(user.exit_code, 0) << user.err << log();
+    auto msgs = messages(user.out);
+    EXPECT_EQ(response(msgs, 1)["result"]["content"][0]["text"], "connecting");
+    EXPECT_EQ(response(msgs, 2)["result"]["content"][0]["text"], "connect failed: Operation not permitted");
+    EXPECT_EQ(user.report["mcp"]["requests"], 3) << user.report.dump();
+
+    auto root = warden({"run", "--policy", dir_ + "/policies/mcp-probe.yaml", "--", program("mcp_test_server")}, o);
+    ASSERT_EQ(root.exit_code, 0) << root.err;
+    auto rmsgs = messages(root.out);
+    // (The requests are pipelined: whether a denial lands while request 1 is still pending, and
+    // so in its _meta, is timing; the answers are what must match.)
+    EXPECT_EQ(response(rmsgs, 1)["result"]["content"], response(msgs, 1)["result"]["content"]);
+    EXPECT_EQ(response(rmsgs, 2)["result"]["content"], response(msgs, 2)["result"]["content"]);
+    EXPECT_EQ(root.report["egress_denied"], user.report["egress_denied"]);
+    EXPECT_EQ(bad.accepted(), 0);
+}
+
+TEST_F(Agent, CallThroughTheAgentAnswersLikeAStandaloneCall) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto r = as_user(*allowed_, {"call", "--agent", socket_, "--policy", "mcp-probe", "--tool", "echo", "--args",
+                                 R"({"text":"via agent"})", "--", program("mcp_test_server")});
+    EXPECT_EQ(r.exit_code, 0) << r.err << log();
+    json out = json::parse(r.out, nullptr, false);
+    EXPECT_EQ(out["content"][0]["text"], "via agent") << r.out;
+}
+
+TEST_F(Agent, UsersTheConfigDoesNotAllowAreRefused) {
+    REQUIRE_ROOT();
+    start_agent();
+    std::string marker = dir_ + "/out/ran";
+    auto denied = run_as(*denied_, {"--policy", "sleeper", "--", "touch", marker});
+    EXPECT_EQ(denied.exit_code, 67) << denied.err;
+    EXPECT_NE(denied.err.find("forbidden"), std::string::npos) << denied.err;
+    EXPECT_EQ(denied.report["kind"], "forbidden");
+    // An allowed user, but a policy not granted to it.
+    auto other = run_as(*allowed_, {"--policy", "other", "--", "touch", marker});
+    EXPECT_EQ(other.exit_code, 67) << other.err;
+    EXPECT_NE(other.err.find("may not run sandboxes under policy other"), std::string::npos) << other.err;
+    EXPECT_NE(::access(marker.c_str(), F_OK), 0) << "nothing ran";
+    // Both refusals are audit events naming the user.
+    std::string audit;
+    mcpwarden::read_file(dir_ + "/audit.jsonl", audit);
+    EXPECT_NE(audit.find("\"event\":\"forbidden\""), std::string::npos) << audit;
+    EXPECT_NE(audit.find("\"user\":\"" + denied_->name + "\""), std::string::npos) << audit;
+    EXPECT_NE(audit.find("\"policy\":\"other\""), std::string::npos) << audit;
+    // ps is refused too for a user the config does not list.
+    auto ps = as_user(*denied_, {"ps", "--agent", socket_});
+    EXPECT_EQ(ps.exit_code, 67) << ps.err;
+    std::string m = metrics();
+    EXPECT_NE(m.find("HTTP/1.0 200 OK"), std::string::npos) << m;
+    EXPECT_NE(m.find("mcpwarden_errors_total{kind=\"forbidden\"} 3\n"), std::string::npos) << m;
+    EXPECT_NE(m.find("mcpwarden_sandboxes_created_total 0\n"), std::string::npos) << m;
+}
+
+TEST_F(Agent, NoAgentMeansAClearErrorForUsers) {
+    REQUIRE_ROOT();
+    auto r = run_as(*allowed_, {"--policy", "sleeper", "--", "true"});
+    EXPECT_EQ(r.exit_code, 125) << r.err;
+    EXPECT_NE(r.err.find("no mcpwarden agent listens on " + socket_), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("run this command as root"), std::string::npos) << r.err;
+}
+
+TEST_F(Agent, CapQueuesThenBusyAfterTheQueueTimeout) {
+    REQUIRE_ROOT();
+    start_agent("{ max_sandboxes: 2, queue_length: 1, queue_timeout: 1s }");
+    auto c = client();
+    Inbox in(c);
+    c.send(sleeper_request(1));
+    c.send(sleeper_request(2));
+    auto s1 = in.next_for(1);
+    ASSERT_EQ(s1["event"], "started") << s1.dump() << log();
+    ASSERT_EQ(in.next_for(2)["event"], "started") << log();
+
+    // N+1 waits in the queue, N+2 finds the queue full.
+    auto t0 = std::chrono::steady_clock::now();
+    c.send(sleeper_request(3));
+    auto queued = in.next_for(3);
+    EXPECT_EQ(queued["event"], "queued") << queued.dump();
+    EXPECT_EQ(queued["position"], 1);
+    c.send(sleeper_request(4));
+    auto full = in.next_for(4);
+    EXPECT_EQ(full["ok"], false);
+    EXPECT_EQ(full["error"]["kind"], "busy") << full.dump();
+    // The queued one fails with busy after the queue timeout.
+    auto expired = in.next_for(3, 5000);
+    auto waited = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(expired["error"]["kind"], "busy") << expired.dump();
+    EXPECT_GE(waited, 900ms);
+    EXPECT_LT(waited, 4s);
+
+    // A queued request whose slot frees in time runs.
+    c.send(sleeper_request(5, "0"));
+    EXPECT_EQ(in.next_for(5)["event"], "queued");
+    c.send({{"v", 1}, {"id", 6}, {"op", "list"}});
+    auto list = in.next_for(6);
+    EXPECT_EQ(list["result"]["running"], 2) << list.dump();
+    EXPECT_EQ(list["result"]["queued"], 1) << list.dump();
+    c.send({{"v", 1}, {"id", 7}, {"op", "kill"}, {"sandbox", s1["sandbox"]}});
+    EXPECT_EQ(in.next_for(7)["ok"], true);
+    auto s5 = in.next_for(5);
+    EXPECT_EQ(s5["event"], "started") << s5.dump();
+    auto r5 = in.next_for(5);
+    EXPECT_EQ(r5["ok"], true) << r5.dump();
+    EXPECT_EQ(r5["result"]["report"]["status"], "exited");
+    // The killed one's report: ended as signal 15.
+    auto r1 = in.next_for(1);
+    EXPECT_EQ(r1["result"]["report"]["status"], "interrupted") << r1.dump();
+    EXPECT_EQ(r1["result"]["exit_code"], 143);
+    std::string m = metrics();
+    EXPECT_NE(m.find("mcpwarden_errors_total{kind=\"busy\"} 2\n"), std::string::npos) << m;
+    EXPECT_NE(m.find("mcpwarden_sandboxes_created_total 3\n"), std::string::npos) << m;
+    EXPECT_NE(m.find("mcpwarden_sandboxes_running 1\n"), std::string::npos) << m;
+    // Closing the connection ends the remaining sandbox (it was not created with keep).
+}
+
+TEST_F(Agent, MalformedTruncatedAndOversizedRequestsChangeNothing) {
+    REQUIRE_ROOT();
+    start_agent("{ max_sandboxes: 4, max_request_bytes: 4Ki }");
+    auto c = client();
+    auto send_raw = [&](const std::string& bytes) {
+        ASSERT_EQ(::send(c.fd(), bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+    };
+    send_raw("this is not json\n");
+    auto m = c.receive(nullptr, 5000);
+    ASSERT_TRUE(m);
+    EXPECT_EQ((*m)["error"]["kind"], "input_invalid");
+    send_raw(R"({"v":1,"id":2,"op":"create","policy":"sleeper","command":["sleep","30"],"stdio":"pass"})" "\n");
+    m = c.receive(nullptr, 5000);
+    ASSERT_TRUE(m);
+    EXPECT_EQ((*m)["id"], 2);
+    EXPECT_EQ((*m)["error"]["kind"], "input_invalid") << m->dump();  // pass without fds
+    send_raw(R"({"v":1,"id":3,"op":"create","policy":"sleeper","command":["sleep","30"],"stdio":"null","limits":{"pids":17}})" "\n");
+    m = c.receive(nullptr, 5000);
+    EXPECT_EQ((*m)["error"]["kind"], "input_invalid") << m->dump();  // above the policy's pids: 16
+    EXPECT_EQ((*m)["error"]["limit_name"], "pids");
+    send_raw(R"({"v":1,"id":4,"op":"create","policy":"nonexistent","command":["true"],"stdio":"null"})" "\n");
+    m = c.receive(nullptr, 5000);
+    EXPECT_EQ((*m)["ok"], false) << m->dump();
+    // Oversized: one error, the rest of the line is skipped, the connection keeps working.
+    send_raw(R"({"v":1,"id":5,"op":"list","pad":")" + std::string(10000, 'x') + "\"}\n");
+    m = c.receive(nullptr, 5000);
+    ASSERT_TRUE(m);
+    EXPECT_EQ((*m)["error"]["kind"], "input_too_large") << m->dump();
+    send_raw(R"({"v":1,"id":6,"op":"list"})" "\n");
+    m = c.receive(nullptr, 5000);
+    ASSERT_TRUE(m);
+    EXPECT_EQ((*m)["id"], 6);
+    EXPECT_EQ((*m)["ok"], true);
+    EXPECT_EQ((*m)["result"]["sandboxes"].size(), 0u) << "nothing was created";
+    // Truncated: the connection ends before the newline.
+    {
+        auto t = client();
+        std::string partial = R"({"v":1,"id":7,"op":"create","policy":"sleeper")";
+        ASSERT_EQ(::send(t.fd(), partial.data(), partial.size(), MSG_NOSIGNAL), static_cast<ssize_t>(partial.size()));
+        ::shutdown(t.fd(), SHUT_WR);
+        auto e = t.receive(nullptr, 5000);
+        ASSERT_TRUE(e);
+        EXPECT_EQ((*e)["error"]["kind"], "input_invalid");
+        EXPECT_NE((*e)["error"]["message"].get<std::string>().find("truncated"), std::string::npos);
+    }
+    // Still serving, still nothing running.
+    auto fresh = client();
+    fresh.send({{"v", 1}, {"id", 8}, {"op", "list"}});
+    auto l = next_for(fresh, 8);
+    EXPECT_EQ(l["ok"], true) << l.dump();
+    EXPECT_EQ(l["result"]["running"], 0);
+}
+
+TEST_F(Agent, PsAndKillSeeOnlyTheCallersSandboxes) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto c = client();  // root's sandbox
+    c.send(sleeper_request(1));
+    auto started = next_for(c, 1);
+    ASSERT_EQ(started["event"], "started") << started.dump() << log();
+    std::string name = started["sandbox"];
+    auto ps_user = as_user(*allowed_, {"ps", "--agent", socket_});
+    EXPECT_EQ(ps_user.exit_code, 0) << ps_user.err;
+    EXPECT_EQ(ps_user.out.find(name), std::string::npos) << "not the user's: " << ps_user.out;
+    auto kill_user = as_user(*allowed_, {"kill", "--agent", socket_, name});
+    EXPECT_EQ(kill_user.exit_code, 64) << kill_user.err;
+    auto ps_root = command({MCPWARDEN_BIN, "ps", "--agent", socket_});
+    EXPECT_NE(ps_root.out.find(name), std::string::npos) << ps_root.out;
+    auto inspect = client();
+    inspect.send({{"v", 1}, {"id", 2}, {"op", "inspect"}, {"sandbox", name}});
+    auto i = next_for(inspect, 2);
+    EXPECT_EQ(i["result"]["limits"]["pids"], 16) << i.dump();
+    EXPECT_TRUE(i["result"]["usage"].contains("pids")) << i.dump();
+    auto kill_root = command({MCPWARDEN_BIN, "kill", "--agent", socket_, "--signal", "9", name});
+    EXPECT_EQ(kill_root.exit_code, 0) << kill_root.err;
+    auto report = next_for(c, 1);
+    EXPECT_EQ(report["result"]["report"]["status"], "interrupted") << report.dump();
+    EXPECT_EQ(report["result"]["exit_code"], 137);
+}
+
+TEST_F(Agent, InterruptingTheClientEndsTheSandbox) {
+    REQUIRE_ROOT();
+    start_agent();
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    std::string report = dir_ + "/out/interrupted.json";
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        ::dup2(out[1], 1);
+        std::string uid = "--reuid=" + std::to_string(allowed_->uid), gid = "--regid=" + std::to_string(allowed_->gid);
+        ::execlp("setpriv", "setpriv", uid.c_str(), gid.c_str(), "--init-groups", MCPWARDEN_BIN, "run", "--agent",
+                 socket_.c_str(), "--report", report.c_str(), "--policy", "sleeper", "--", "sh", "-c",
+                 "echo started; exec sleep 30", nullptr);
+        ::_exit(127);
+    }
+    ::close(out[1]);
+    char buf[64] = {};
+    pollfd p{out[0], POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 10000), 1) << log();
+    ASSERT_GT(::read(out[0], buf, sizeof buf - 1), 0);
+    EXPECT_EQ(std::string(buf), "started\n");
+    ::kill(pid, SIGINT);
+    int status = 0;
+    bool reaped = false;
+    for (int i = 0; i < 200 && !(reaped = ::waitpid(pid, &status, WNOHANG) == pid); ++i) std::this_thread::sleep_for(50ms);
+    if (!reaped) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        ADD_FAILURE() << "the client did not end on SIGINT";
+    }
+    ::close(out[0]);
+    EXPECT_TRUE(WIFEXITED(status)) << status;
+    EXPECT_EQ(WEXITSTATUS(status), 130);
+    json r;
+    std::ifstream in(report);
+    in >> r;
+    EXPECT_EQ(r["status"], "interrupted");
+    EXPECT_EQ(r["signal"], 2);
+}
+
+TEST_F(Agent, InterruptingAQueuedClientLeavesTheQueue) {
+    REQUIRE_ROOT();
+    start_agent("{ max_sandboxes: 1, queue_length: 4, queue_timeout: 30s }");
+    auto c = client();  // holds the only slot
+    c.send(sleeper_request(1));
+    ASSERT_EQ(next_for(c, 1)["event"], "started") << log();
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int null = ::open("/dev/null", O_RDWR);
+        ::dup2(null, 0);
+        ::dup2(null, 1);
+        ::dup2(null, 2);
+        std::string uid = "--reuid=" + std::to_string(allowed_->uid), gid = "--regid=" + std::to_string(allowed_->gid);
+        ::execlp("setpriv", "setpriv", uid.c_str(), gid.c_str(), "--init-groups", MCPWARDEN_BIN, "run", "--agent",
+                 socket_.c_str(), "--policy", "sleeper", "--", "true", nullptr);
+        ::_exit(127);
+    }
+    auto queued = [&] {
+        auto l = client();
+        l.send({{"v", 1}, {"id", 1}, {"op", "list"}});
+        return l.result(1).value("queued", -1);
+    };
+    for (int i = 0; i < 200 && queued() != 1; ++i) std::this_thread::sleep_for(25ms);
+    EXPECT_EQ(queued(), 1);
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    bool reaped = false;
+    for (int i = 0; i < 200 && !(reaped = ::waitpid(pid, &status, WNOHANG) == pid); ++i) std::this_thread::sleep_for(25ms);
+    if (!reaped) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, &status, 0);
+        ADD_FAILURE() << "the queued client did not end on SIGTERM";
+    }
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 143) << status;
+    for (int i = 0; i < 200 && queued() != 0; ++i) std::this_thread::sleep_for(25ms);
+    EXPECT_EQ(queued(), 0) << "the request left the queue with its client";
+}
