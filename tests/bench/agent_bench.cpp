@@ -4,7 +4,7 @@
 // client sees it: request sent to "started" received), the agent's RSS with N running, and, as
 // the baseline of the same run, fork+exec of the same sleeper without a sandbox. Not a test.
 //
-//   bench_agent BUILD/bin/mcpwarden [N=1000] [POLICY_DIR=policies]
+//   bench_agent BUILD/bin/mcpwarden [N=1000] [IN_FLIGHT=32]
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -85,6 +85,7 @@ int main(int argc, char** argv) {
     }
     std::string warden = argc > 1 ? argv[1] : "build/bin/mcpwarden";
     int n = argc > 2 ? std::atoi(argv[2]) : 1000;
+    int in_flight = argc > 3 ? std::max(1, std::atoi(argv[3])) : 32;
     std::string dir = "/tmp/mcpwarden-bench-agent-" + std::to_string(::getpid());
     std::filesystem::create_directories(dir + "/policies");
     std::filesystem::create_directories(dir + "/state");
@@ -118,15 +119,15 @@ int main(int argc, char** argv) {
     for (pid_t p : base_pids) ::kill(p, SIGKILL);
     for (pid_t p : base_pids) ::waitpid(p, nullptr, 0);
 
-    // N sandboxes, sent one after the other as fast as the agent starts them (at most 32 in
-    // flight, as a busy client pool would).
+    // N sandboxes, sent one after the other as fast as the agent starts them (at most IN_FLIGHT
+    // requests waiting at once, as a pool of clients would).
     std::map<int, Clock::time_point> sent;
     std::vector<double> agent_us, client_us;
     int started = 0, failed = 0, next = 0;
     auto t0 = Clock::now();
     std::string first_error;
     while (started + failed < n) {
-        while (next < n && next - started - failed < 32) {
+        while (next < n && next - started - failed < in_flight) {
             json req = {{"v", 1}, {"id", next}, {"op", "create"}, {"policy", "sleeper"},
                         {"command", {"sleep", "600"}}, {"stdio", "null"}};
             sent[next] = Clock::now();
