@@ -3,18 +3,24 @@
 # stage with its counts and time. Every stage runs even when an earlier one failed; the exit
 # status is non-zero when any failed.
 #
-#   scripts/ci-stages.sh [STAGE...]     stages: unit kernel vm sanitize fuzz (default: all)
+#   scripts/ci-stages.sh [STAGE...]     stages: unit kernel vm bypass sanitize fuzz (default: all)
 #
 #   unit      ctest -L 'unit|cli' in build/ (no privileges; fuzz corpus replays, policy CLI)
 #   kernel    ctest -L kernel in build/: the kernel tests on this host's kernel, as root, less
-#             the few about the other cgroup layout (scripts/kernel-layout.sh)
+#             the few about the other cgroup layout (scripts/kernel-layout.sh) and, when the
+#             bypass stage runs too, Bypass.*; then scripts/kernel-hygiene.sh: no sandbox
+#             cgroup, process or pin left, no kernel warning logged during the stage
 #   vm        ctest -L vm: the kernel tests in a QEMU guest, Linux 6.1, pure cgroup v2
+#   bypass    the Bypass.* suite on this host (with the hygiene check) and its results from the
+#             vm stage's guest (or a guest booted for Bypass.* alone when the vm stage did not
+#             run); rewrites the table in docs/security.md (scripts/security-table.py) and
+#             fails when an attempt was not denied
 #   sanitize  scripts/ci-sanitize.sh: unit + kernel tests built with ASan+UBSan
 #   fuzz      scripts/ci-fuzz.sh: every libFuzzer target for MCPWARDEN_FUZZ_SECONDS (45) each
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STAGES=("$@")
-[ ${#STAGES[@]} -gt 0 ] || STAGES=(unit kernel vm sanitize fuzz)
+[ ${#STAGES[@]} -gt 0 ] || STAGES=(unit kernel vm bypass sanitize fuzz)
 LOGDIR=build/stage-logs
 mkdir -p "$LOGDIR"
 
@@ -41,7 +47,18 @@ run_ctest_stage() {  # stage label [ctest args...]
 }
 
 stage_unit() { run_ctest_stage unit 'unit|cli'; }
-stage_kernel() { run_ctest_stage kernel kernel -E "$(scripts/kernel-layout.sh)"; }
+stage_kernel() {
+  local exclude rc
+  exclude=$(scripts/kernel-layout.sh)
+  # The bypass stage runs Bypass.* (on this host and in the guest): not twice.
+  [[ " ${STAGES[*]} " == *" bypass "* ]] && exclude="$exclude|^Bypass\\."
+  scripts/kernel-hygiene.sh mark "$LOGDIR/kernel.dmesg"
+  run_ctest_stage kernel kernel -E "$exclude"
+  rc=$?
+  scripts/kernel-hygiene.sh check "$LOGDIR/kernel.dmesg" 2>&1 | tee -a "$LOGDIR/kernel.log"
+  if [ "${PIPESTATUS[0]}" != 0 ]; then rc=1; COUNTS[kernel]="${COUNTS[kernel]}; left-behind or kernel warnings"; fi
+  return "$rc"
+}
 stage_vm() {
   (cd build && ctest -L '^vm$' --output-on-failure) 2>&1 | tee "$LOGDIR/vm.log"
   local rc=${PIPESTATUS[0]}
@@ -55,6 +72,34 @@ stage_vm() {
     COUNTS[vm]="no result from the guest"
     rc=1
   fi
+  return "$rc"
+}
+stage_bypass() {
+  local log=$LOGDIR/bypass.log host_xml=build/bypass-host.xml vm_xml=build/vm/bypass.xml rc=0
+  rm -f "$host_xml"
+  scripts/kernel-hygiene.sh mark "$LOGDIR/bypass.dmesg"
+  build/bin/kernel_tests --gtest_filter='Bypass.*' --gtest_color=no --gtest_output="xml:$host_xml" 2>&1 | tee "$log"
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+  scripts/kernel-hygiene.sh check "$LOGDIR/bypass.dmesg" 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+  # The vm stage ran the whole kernel suite in the guest, Bypass.* included: its results are
+  # in build/vm/bypass.xml. Without it, the guest boots for Bypass.* alone.
+  if [ -z "${RESULT[vm]:-}" ]; then
+    rm -f "$vm_xml"
+    scripts/vm/run.sh --filter 'Bypass.*' 2>&1 | tee -a "$log"
+    [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+  fi
+  if [ ! -s "$host_xml" ]; then
+    COUNTS[bypass]="no results from this host"
+    return 1
+  fi
+  local vm_args=()
+  [ -s "$vm_xml" ] && vm_args=(--vm "$vm_xml")
+  [ -s "$vm_xml" ] || { echo "bypass: no results from the VM guest" | tee -a "$log"; rc=1; }
+  scripts/security-table.py --host "$host_xml" "${vm_args[@]}" --doc docs/security.md --check 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+  COUNTS[bypass]=$(sed -n 's/^bypass: //p' "$log" | tail -n1)
+  [ -s "$vm_xml" ] || COUNTS[bypass]="${COUNTS[bypass]}; no VM results"
   return "$rc"
 }
 stage_sanitize() {
@@ -73,7 +118,7 @@ stage_fuzz() {
 failed=0
 for stage in "${STAGES[@]}"; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "scripts/ci-stages.sh: unknown stage '$stage' (unit kernel vm sanitize fuzz)" >&2
+    echo "scripts/ci-stages.sh: unknown stage '$stage' (unit kernel vm bypass sanitize fuzz)" >&2
     exit 64
   fi
   echo "=================== stage: $stage ===================" >&2

@@ -16,7 +16,7 @@
 # and the npm registry, *HostOnly*, which need curl, Python and Node; the guest has none,
 # and Hybrid.*, which need a v1 memory hierarchy); they still run in the host stage. The guest's console is printed as it runs and
 # kept in DIR/vm/console.log; its summary is written to DIR/vm/result (key=value lines) for
-# scripts/test.sh.
+# scripts/test.sh, and the Bypass suite's gtest XML, when it ran, to DIR/vm/bypass.xml.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=build
@@ -92,6 +92,11 @@ if [ -z "$line" ]; then
     die "the guest did not finish within ${TIMEOUT}s (console: $LOG)"
   fi
   die "the guest ended without a result line (qemu exit $qemu_rc; console: $LOG)"
+fi
+# The Bypass suite's gtest XML, when the guest ran it (scripts/security-table.py reads it).
+rm -f "$VMDIR/bypass.xml"
+if grep -aq '^MCPWARDEN-VM-XML: ' "$LOG"; then
+  sed -n 's/^MCPWARDEN-VM-XML: //p' "$LOG" > "$VMDIR/bypass.xml"
 fi
 read -r -a words <<< "${line#MCPWARDEN-VM-RESULT: }"
 {

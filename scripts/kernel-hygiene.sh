@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Kernel hygiene around a kernel test stage (issue 7, item 6): nothing of mcpwarden may be
+# left behind, and the kernel must not have warned while the stage ran.
+#
+#   scripts/kernel-hygiene.sh mark FILE    before the stage: keeps the kernel log in FILE
+#   scripts/kernel-hygiene.sh check FILE   after it: fails (exit 1) on a sandbox cgroup, a
+#                                          process in one, a sandbox's BPF pin, or a kernel
+#                                          warning/splat logged since `mark`
+#
+# The VM guest makes the same checks in scripts/vm/init. Expected kernel messages (OOM kills
+# of the memory-limit tests with their "Call Trace", pids-controller fork rejections) are not
+# warnings.
+set -uo pipefail
+cmd=${1:-}
+file=${2:-}
+[ -n "$cmd" ] && [ -n "$file" ] || { sed -n '2,12p' "$0"; exit 64; }
+SPLATS='WARNING:|BUG:|Oops|general protection fault|UBSAN:|KASAN:|refcount_t:|RCU detected stall|blocked for more than|kernel BUG|stack-protector|bad unlock balance|possible recursive locking|bpf.*(leak|warn)|cgroup.*(leak|refcount)'
+
+case "$cmd" in
+  mark)
+    dmesg > "$file" 2>/dev/null || : > "$file"
+    ;;
+  check)
+    problems=()
+    # Lines logged since `mark` (the ring buffer may have dropped old ones; new ones are kept).
+    new=$(dmesg 2>/dev/null | grep -vxF -f "$file" 2>/dev/null)
+    splats=$(grep -E "$SPLATS" <<< "$new" || true)
+    if [ -n "$splats" ]; then
+      echo "kernel-hygiene: the kernel warned during the stage:" >&2
+      echo "$splats" >&2
+      problems+=(dmesg)
+    fi
+    cgs=$(find /sys/fs/cgroup -type d -path '*/mcpwarden/s-*' -prune 2>/dev/null)
+    if [ -n "$cgs" ]; then
+      echo "kernel-hygiene: sandbox cgroups left:" >&2
+      echo "$cgs" >&2
+      problems+=(cgroups)
+    fi
+    procs=$(grep -l '/mcpwarden/s-' /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3 | tr '\n' ' ')
+    if [ -n "$procs" ]; then
+      echo "kernel-hygiene: processes left in sandbox cgroups: $procs" >&2
+      problems+=(processes)
+    fi
+    pins=$(find /sys/fs/bpf/mcpwarden/sandboxes -mindepth 1 2>/dev/null)
+    if [ -n "$pins" ]; then
+      echo "kernel-hygiene: sandbox BPF pins left:" >&2
+      echo "$pins" >&2
+      problems+=(pins)
+    fi
+    if [ ${#problems[@]} -gt 0 ]; then
+      echo "kernel-hygiene: FAIL (${problems[*]})"
+      exit 1
+    fi
+    echo "kernel-hygiene: clean (no sandbox cgroup, process or pin left; no kernel warning)"
+    ;;
+  *) echo "scripts/kernel-hygiene.sh: unknown command $cmd (mark, check)" >&2; exit 64 ;;
+esac
