@@ -542,3 +542,51 @@ TEST_F(Agent, InterruptingAQueuedClientLeavesTheQueue) {
     for (int i = 0; i < 200 && queued() != 0; ++i) std::this_thread::sleep_for(25ms);
     EXPECT_EQ(queued(), 0) << "the request left the queue with its client";
 }
+
+TEST_F(Agent, ReturnedStdioAndTheEventStream) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto events = client();
+    events.send({{"v", 1}, {"id", "ev"}, {"op", "events"}});
+    ASSERT_EQ(events.result("ev")["subscribed"], true);
+
+    // stdio "return": the agent sends back the client's ends of the server's stdin, stdout and
+    // stderr with the started event.
+    auto c = client();
+    c.send({{"v", 1}, {"id", 1}, {"op", "create"}, {"policy", "probe"}, {"stdio", "return"},
+            {"command", {"sh", "-c", "read line; echo \"got $line\"; " + program("netprobe") + " tcp4 127.0.0.3 9"}}});
+    std::vector<mcpwarden::UniqueFd> fds;
+    auto started = c.receive(&fds, 10000);
+    ASSERT_TRUE(started);
+    ASSERT_EQ((*started)["event"], "started") << started->dump() << log();
+    ASSERT_EQ(fds.size(), 3u);
+    ASSERT_EQ(::write(fds[0].get(), "hello\n", 6), 6);
+    fds[0].reset();
+    std::string out;
+    char buf[256];
+    ssize_t n;
+    while ((n = ::read(fds[1].get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    EXPECT_EQ(out, "got hello\nEPERM\n");
+    auto done = next_for(c, 1);
+    EXPECT_EQ(done["result"]["report"]["status"], "exited") << done.dump();
+    EXPECT_EQ(done["result"]["report"]["egress_denied"], 1);
+
+    // The subscriber saw the lifecycle and the denial.
+    bool saw_started = false, saw_ended = false, saw_denial = false;
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (!(saw_started && saw_ended && saw_denial) && std::chrono::steady_clock::now() < until) {
+        auto m = events.receive(nullptr, 200);
+        if (!m) continue;
+        EXPECT_EQ((*m)["id"], "ev");
+        if ((*m)["event"] == "lifecycle" && (*m)["sandbox"] == (*started)["sandbox"]) {
+            saw_started = saw_started || (*m)["state"] == "started";
+            saw_ended = saw_ended || (*m)["state"] == "ended";
+        }
+        if ((*m)["event"] == "audit" && (*m)["audit"]["event"] == "egress_denied") {
+            saw_denial = true;
+            EXPECT_EQ((*m)["audit"]["address"], "127.0.0.3");
+            EXPECT_EQ((*m)["audit"]["policy"], "probe");
+        }
+    }
+    EXPECT_TRUE(saw_started && saw_ended && saw_denial) << saw_started << saw_ended << saw_denial;
+}
