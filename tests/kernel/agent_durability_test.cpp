@@ -17,6 +17,7 @@
 #include "fd.h"
 #include "harness.h"
 #include "net_fixtures.h"
+#include "test_cgroup.h"
 
 using namespace harness;
 using namespace std::chrono_literals;
@@ -295,4 +296,44 @@ TEST_F(AgentDurability, SigkillThenARestartedAgentKillsAndCleansUp) {
     expect_gone(s.name, id, s.pid, state_dir() + "/agent/sandboxes");
     auto l = list();
     EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
+}
+
+// attach/detach through the agent's API on a cgroup the test made, with a process inside from
+// before: enforced after attach, still enforced after the agent is SIGKILLed, adopted by the
+// restarted agent (reload reaches it), and after detach the cgroup is as before: nothing of
+// ours in bpffs or the maps.
+TEST_F(AgentDurability, AttachThroughTheAgentSurvivesACrashAndDetachRestores) {
+    netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
+    policy(allow_port(a));
+    TestCgroup cg;
+    ASSERT_EQ(cg.probe("127.0.0.2", b.port()), "ok");
+    start_agent("adopt");
+    auto r = request({{"v", 1}, {"id", 10}, {"op", "attach"}, {"cgroup", cg.path()}, {"policy", "probe"}});
+    ASSERT_TRUE(r.value("ok", false)) << r.dump() << log();
+    EXPECT_EQ(r["result"]["cgroup_id"], cg.id());
+    EXPECT_EQ(cg.probe("127.0.0.2", a.port()), "ok");
+    EXPECT_EQ(cg.probe("127.0.0.2", b.port()), "EPERM");
+    auto twice = request({{"v", 1}, {"id", 11}, {"op", "attach"}, {"cgroup", cg.path()}, {"policy", "probe"}});
+    EXPECT_FALSE(twice.value("ok", true)) << twice.dump();
+
+    stop_agent(SIGKILL);
+    EXPECT_EQ(cg.probe("127.0.0.2", b.port()), "EPERM");
+    start_agent("adopt");
+    EXPECT_NE(log().find("adopted the attachment"), std::string::npos) << log();
+    EXPECT_EQ(cg.probe("127.0.0.2", b.port()), "EPERM");
+    policy(allow_port(b));
+    r = request({{"v", 1}, {"id", 12}, {"op", "reload"}});
+    EXPECT_EQ(r["result"]["reloaded"].size(), 1u) << r.dump();
+    EXPECT_EQ(cg.probe("127.0.0.2", a.port()), "EPERM");
+    EXPECT_EQ(cg.probe("127.0.0.2", b.port()), "ok");
+
+    r = request({{"v", 1}, {"id", 13}, {"op", "detach"}, {"cgroup", cg.path()}});
+    EXPECT_TRUE(r.value("ok", false)) << r.dump();
+    EXPECT_EQ(cg.probe("127.0.0.2", a.port()), "ok");
+    EXPECT_EQ(cg.probe("127.0.0.2", b.port()), "ok");
+    EXPECT_FALSE(fs::exists(mcpwarden::sandbox_pin_root() + "/cg-" + std::to_string(cg.id())));
+    EXPECT_EQ(mcpwarden::count_policy_entries(cg.id()), 0u);
+    EXPECT_FALSE(fs::exists(state_dir() + "/agent/attachments/" + std::to_string(cg.id()) + ".json"));
+    r = request({{"v", 1}, {"id", 14}, {"op", "detach"}, {"cgroup", cg.path()}});
+    EXPECT_FALSE(r.value("ok", true)) << r.dump();
 }

@@ -16,6 +16,7 @@
 #include "harness.h"
 #include "mcpwarden.h"
 #include "net_fixtures.h"
+#include "test_cgroup.h"
 
 using namespace harness;
 using namespace netfix;
@@ -42,64 +43,6 @@ protected:
 }  // namespace
 
 namespace {
-
-// A cgroup of the test's own on the unified hierarchy, with a shell inside that was started
-// before anything is attached; probe() has that shell run netprobe tcp4 (a new socket each time).
-class TestCgroup {
-public:
-    TestCgroup() {
-        path_ = mcpwarden::CgroupLayout::detect().unified_mount + "/mw-attach-test-" + std::to_string(::getpid()) +
-                "-" + std::to_string(++seq_);
-        ::rmdir(path_.c_str());
-        EXPECT_EQ(::mkdir(path_.c_str(), 0755), 0) << path_;
-        int in[2], out[2];
-        EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
-        EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
-        std::string procs = path_ + "/cgroup.procs";
-        std::string script = "while read a p; do " + program("netprobe") + " tcp4 $a $p; done";
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            int fd = ::open(procs.c_str(), O_WRONLY);
-            if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(126);
-            ::dup2(in[0], 0);
-            ::dup2(out[1], 1);
-            ::execl("/bin/sh", "sh", "-c", script.c_str(), nullptr);
-            ::_exit(127);
-        }
-        ::close(in[0]);
-        ::close(out[1]);
-        to_ = in[1];
-        from_ = out[0];
-    }
-    ~TestCgroup() {
-        ::close(to_);
-        ::close(from_);
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-        for (int i = 0; i < 200 && ::rmdir(path_.c_str()) != 0 && errno == EBUSY; ++i) std::this_thread::sleep_for(10ms);
-    }
-    const std::string& path() const { return path_; }
-    std::uint64_t id() const {
-        struct stat st {};
-        ::stat(path_.c_str(), &st);
-        return st.st_ino;
-    }
-    std::string probe(const std::string& address, const std::string& port) {
-        std::string line = address + " " + port + "\n";
-        if (::write(to_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "write failed";
-        std::string out;
-        char c;
-        pollfd p{from_, POLLIN, 0};
-        while (::poll(&p, 1, 10000) > 0 && ::read(from_, &c, 1) == 1 && c != '\n') out += c;
-        return out;
-    }
-
-private:
-    static inline int seq_ = 0;
-    std::string path_;
-    pid_t pid_ = -1;
-    int to_ = -1, from_ = -1;
-};
 
 // A foreground `mcpwarden attach`: started, its first stdout line (the attachment) read.
 class ForegroundAttach {

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent_server.h"
+#include "attachment.h"
 #include "cgroup.h"
 #include "egress_extension.h"
 #include "enforcer.h"
@@ -92,6 +93,19 @@ json Agent::reload_policies(const std::string& only) {
             fresh.erase(rec->policy);
             out["failed"].push_back({{"sandbox", rec->name}, {"policy", rec->policy}, {"error", e.to_json()}});
             spdlog::error("agent: policy {} not reloaded for {}: {}", rec->policy, rec->name, e.what());
+        }
+    }
+    for (auto& [id, att] : attachments_) {
+        std::string name = att->info()["policy"];
+        if (!only.empty() && name != only) continue;
+        try {
+            auto& p = fresh[name];
+            if (!p) p = std::make_shared<const Policy>(load_policy_ref(name, config_.policy_dir));
+            att->reload(*p);
+            out["reloaded"].push_back({{"cgroup", att->path()}, {"policy", name}});
+        } catch (const Error& e) {
+            fresh.erase(name);
+            out["failed"].push_back({{"cgroup", att->path()}, {"policy", name}, {"error", e.to_json()}});
         }
     }
     spdlog::info("agent: reloaded {} sandbox(es){}", out["reloaded"].size(), only.empty() ? "" : " of policy " + only);
@@ -221,6 +235,90 @@ void Agent::end_adopted(const std::shared_ptr<Record>& rec) {
     spdlog::info("agent: adopted sandbox {} ended", rec->name);
     on_ended(rec, api_result(rec->request_id, {{"report", report}}), report["status"]);
     threads_.fetch_sub(1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cgroup-scoped deployments held by the agent: it keeps their resolver and audit; they survive
+// an agent crash (pinned) and the next agent adopts or removes them like sandboxes.
+
+namespace {
+
+std::string attachment_record(const AgentConfig& config, std::uint64_t id) {
+    return config.state_dir + "/agent/attachments/" + std::to_string(id) + ".json";
+}
+
+}  // namespace
+
+void Agent::op_attach(Conn& conn, ApiRequest& r) {
+    std::string policy_name = r.params["policy"];
+    if (conn.peer.uid != 0) {
+        audit_forbidden(conn, "attach", policy_name, "only root may attach policies to cgroups");
+        throw Error(ErrorKind::forbidden, "only root may attach policies to cgroups");
+    }
+    Policy policy = load_policy_ref(policy_name, config_.policy_dir);
+    bool audit_only = r.params.value("audit_only", false);
+    auto att = std::make_shared<Attachment>(policy, open_attach_target(r.params["cgroup"]), audit_only, audit_,
+                                            loop_, false);
+    attachments_[att->cgroup_id()] = att;
+    std::error_code ec;
+    fs::create_directories(config_.state_dir + "/agent/attachments", ec);
+    std::ofstream(attachment_record(config_, att->cgroup_id()))
+        << json{{"cgroup", att->path()}, {"cgroup_id", att->cgroup_id()}, {"policy", policy_name},
+                {"audit_only", audit_only}}.dump()
+        << "\n";
+    reply(conn, api_result(r.id, att->info()));
+}
+
+void Agent::op_detach(Conn& conn, ApiRequest& r) {
+    std::string path = r.params["cgroup"];
+    if (conn.peer.uid != 0) {
+        audit_forbidden(conn, "detach", "", "only root may detach policies from cgroups");
+        throw Error(ErrorKind::forbidden, "only root may detach policies from cgroups");
+    }
+    AttachState state = attach_state(path);
+    auto it = attachments_.find(state.cgroup_id);
+    if (it == attachments_.end() || state.cgroup_id == 0) {
+        detach_cgroup(path);  // one a standalone `mcpwarden attach` holds (or nothing: usage)
+        reply(conn, api_result(r.id, {{"detached", path}}));
+        return;
+    }
+    json figures = it->second->detach();
+    figures["detached"] = it->second->path();
+    attachments_.erase(it);
+    std::error_code ec;
+    fs::remove(attachment_record(config_, state.cgroup_id), ec);
+    reply(conn, api_result(r.id, figures));
+}
+
+void Agent::recover_attachments() {
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(config_.state_dir + "/agent/attachments", ec)) {
+        json rec;
+        try {
+            std::ifstream in(e.path());
+            in >> rec;
+            std::string path = rec.at("cgroup");
+            AttachState state = attach_state(path);
+            if (!state.attached || state.cgroup_id != rec.value("cgroup_id", 0ull)) {
+                fs::remove(e.path(), ec);  // the cgroup went away, or someone detached it
+                continue;
+            }
+            if (config_.on_restart == AgentConfig::OnRestart::kill) {
+                detach_cgroup(path);
+                fs::remove(e.path(), ec);
+                spdlog::info("agent: detached {} left by a previous agent (on_restart: kill)", path);
+                continue;
+            }
+            Policy policy = load_policy_ref(rec.at("policy"), config_.policy_dir);
+            auto att = std::make_shared<Attachment>(Attachment::Adopt{}, policy, open_attach_target(path),
+                                                    rec.value("audit_only", false), audit_, loop_, false);
+            attachments_[att->cgroup_id()] = att;
+            spdlog::info("agent: adopted the attachment of policy {} on {}", policy.name, path);
+        } catch (const std::exception& ex) {
+            // Unreadable or its policy gone: the pins stay (fail closed) until detach.
+            spdlog::error("agent: cannot recover attachment {}: {}", e.path().string(), ex.what());
+        }
+    }
 }
 
 }  // namespace mcpwarden

@@ -99,6 +99,8 @@ const std::vector<ApiOp>& api_ops() {
         {"kill", {{"sandbox", F::string}}, {{"signal", F::integer}}},
         {"events", {}, {{"sandbox", F::string}}},
         {"reload", {}, {{"policy", F::string}}},
+        {"attach", {{"cgroup", F::string}, {"policy", F::string}}, {{"audit_only", F::boolean}}},
+        {"detach", {{"cgroup", F::string}}, {}},
     };
     return ops;
 }

@@ -213,6 +213,8 @@ Agent::Agent(AgentConfig config)
     add_op("kill", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_kill(c, r); });
     add_op("events", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_events(c, r); });
     add_op("reload", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_reload(c, r); });
+    add_op("attach", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_attach(c, r); });
+    add_op("detach", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>&) { op_detach(c, r); });
 
     std::vector<spdlog::sink_ptr> sinks;
     sinks.push_back(std::make_shared<ForwardSink>([this](std::string line) {
@@ -226,6 +228,7 @@ Agent::Agent(AgentConfig config)
 }
 
 Agent::~Agent() {
+    attachments_.clear();  // a clean stop detaches what the agent attached (while loop_ exists)
     if (listen_) ::unlink(config_.socket.c_str());
     ::pthread_sigmask(SIG_SETMASK, &old_mask_, nullptr);
 }
@@ -247,6 +250,7 @@ void Agent::recover() {
         if (!sandbox_owner_alive(name)) fs::remove(e.path(), ec);
     }
     recover_sandboxes();
+    recover_attachments();
     if (swept > 0) spdlog::info("recovered: removed {} sandbox(es) left by a previous agent", swept);
 }
 

@@ -35,6 +35,7 @@
 namespace mcpwarden {
 
 class EgressExtension;
+class Attachment;
 
 // Names of the agent's sandboxes: make_sandbox_name() with an "-a" suffix, a form no run's
 // sweep judges (sandbox_owner_alive), so a crash of the agent leaves them to the next agent.
@@ -169,6 +170,12 @@ private:
     void adopt_sandbox(const nlohmann::json& record);
     void signal_adopted(const std::shared_ptr<Record>& rec);
     void end_adopted(const std::shared_ptr<Record>& rec);
+    // Cgroup-scoped deployments held by the agent, by cgroup id (records in
+    // <state_dir>/agent/attachments).
+    void op_attach(Conn& conn, ApiRequest& r);
+    void op_detach(Conn& conn, ApiRequest& r);
+    void recover_attachments();
+    std::map<std::uint64_t, std::shared_ptr<Attachment>> attachments_;
     void finish_admissions(const std::vector<Admission::Ticket>& tickets);
 
     // Prometheus text metrics (config `metrics`).

@@ -113,7 +113,7 @@ AttachState attach_state(const std::string& cgroup_path) {
 }
 
 Attachment::Attachment(const Policy& policy, AttachTarget target, bool audit_only,
-                       std::shared_ptr<spdlog::logger> audit, EventLoop& loop)
+                       std::shared_ptr<spdlog::logger> audit, EventLoop& loop, bool holder)
     : target_(std::move(target)), policy_name_(policy.name) {
     std::string pin = attachment_pin_name(target_.id);
     if (pinned_policy_id(pin) != 0) {
@@ -124,12 +124,12 @@ Attachment::Attachment(const Policy& policy, AttachTarget target, bool audit_onl
     }
     egress_ = std::make_shared<EgressExtension>(policy, audit_only, std::move(audit));
     egress_->bind(target_.fd.get(), target_.id, pin, loop);
-    record_holder();
+    if (holder) record_holder();
     spdlog::info("attached policy {} to cgroup {} (id {})", policy.name, target_.path, target_.id);
 }
 
 Attachment::Attachment(Adopt, const Policy& policy, AttachTarget target, bool audit_only,
-                       std::shared_ptr<spdlog::logger> audit, EventLoop& loop)
+                       std::shared_ptr<spdlog::logger> audit, EventLoop& loop, bool holder)
     : target_(std::move(target)), policy_name_(policy.name) {
     std::string pin = attachment_pin_name(target_.id);
     for (const auto& h : holders(sandbox_pin_root() + "/" + pin)) {
@@ -140,7 +140,7 @@ Attachment::Attachment(Adopt, const Policy& policy, AttachTarget target, bool au
     }
     egress_ = std::make_shared<EgressExtension>(policy, audit_only, std::move(audit));
     egress_->adopt(target_.id, pin, loop);
-    record_holder();
+    if (holder) record_holder();
 }
 
 Attachment::~Attachment() {

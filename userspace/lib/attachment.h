@@ -48,11 +48,11 @@ public:
     // Attaches (refuses, Error(usage), when the cgroup already has one). The audit ring is
     // read through loop. record_holder: write this process as the holder.
     Attachment(const Policy& policy, AttachTarget target, bool audit_only,
-               std::shared_ptr<spdlog::logger> audit, EventLoop& loop);
+               std::shared_ptr<spdlog::logger> audit, EventLoop& loop, bool record_holder = true);
     // Takes over an attachment a crashed holder left (an agent's restart).
     struct Adopt {};
     Attachment(Adopt, const Policy& policy, AttachTarget target, bool audit_only,
-               std::shared_ptr<spdlog::logger> audit, EventLoop& loop);
+               std::shared_ptr<spdlog::logger> audit, EventLoop& loop, bool record_holder = true);
     // Detaches: links, pins, rules, learned addresses, the cgroup's storage and the resolver.
     ~Attachment();
     Attachment(const Attachment&) = delete;
