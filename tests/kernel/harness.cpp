@@ -169,6 +169,15 @@ Result warden(const std::vector<std::string>& args, const Options& opts) {
     return r;
 }
 
+int directory_entries(const std::string& path) {
+    DIR* d = ::opendir(path.c_str());
+    if (!d) return 0;
+    int n = 0;
+    while (auto* e = ::readdir(d)) n += std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0;
+    ::closedir(d);
+    return n;
+}
+
 std::vector<std::string> leftover_cgroups() {
     std::vector<std::string> out;
     auto layout = mcpwarden::CgroupLayout::detect();

@@ -51,6 +51,9 @@ Result command(const std::vector<std::string>& argv, const Options& opts = {});
 std::string program(const std::string& name);  // "example-server", "memhog", ...
 std::string state_dir();
 
+// Entries of a directory other than . and .. (0 when it does not exist).
+int directory_entries(const std::string& path);
+
 // Sandbox cgroups left on the machine (any hierarchy) and processes still inside one.
 std::vector<std::string> leftover_cgroups();
 std::vector<pid_t> leftover_processes();

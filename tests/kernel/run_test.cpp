@@ -137,14 +137,38 @@ TEST_F(Run, WritableHomeAndPersistentCache) {
     auto second = warden({"run", "--policy", policy, "--", "sh", "-c",
                           "cat \"$XDG_CACHE_HOME/marker\"; ls -A \"$HOME\" | wc -l"});
     EXPECT_EQ(second.out, "persisted\n0\n") << second.out << second.err;
-    // The per-run directories are gone; the cache stays.
+    // HOME and TMPDIR were the run's own tmpfs: nothing of them is on the host's disk; the
+    // cache stays.
     EXPECT_NE(::access((state_dir() + "/cache/cachetest/65534/marker").c_str(), F_OK), -1);
-    DIR* d = ::opendir((state_dir() + "/run").c_str());
-    int entries = 0;
-    while (auto* e = ::readdir(d)) entries += e->d_name[0] != '.';
-    ::closedir(d);
-    EXPECT_EQ(entries, 0);
+    EXPECT_EQ(directory_entries(state_dir() + "/sandbox"), 0);
+    EXPECT_EQ(directory_entries(state_dir() + "/run"), 0);
     ::system(("rm -rf " + state_dir() + "/cache/cachetest").c_str());
+}
+
+// Two sandboxes of the same user at once: neither sees the other's HOME or TMPDIR, and what
+// the server writes there counts against its memory limit (the tmpfs is capped at it).
+TEST_F(Run, HomeIsPrivateToEachSandboxAndBoundedByItsMemory) {
+    Options bg;
+    bg.kill_after = std::chrono::seconds(20);
+    std::thread first([&] {
+        auto r = warden({"run", "--timeout", "10s", "--", "sh", "-c",
+                         "echo secret > \"$HOME/secret\" && echo x > \"$TMPDIR/t\" && sleep 3"}, bg);
+        EXPECT_EQ(r.exit_code, 0) << r.err;
+    });
+    // Once the first sandbox runs (its files are written at once), the second looks.
+    for (int i = 0; i < 200 && leftover_processes().empty(); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto second = warden({"run", "--", "sh", "-c", "{ ls -A \"$HOME\"; ls -A \"$TMPDIR\"; } | grep -c . ; echo $HOME"});
+    first.join();
+    EXPECT_EQ(second.exit_code, 0) << second.err;
+    EXPECT_EQ(second.out, "0\n" + state_dir() + "/sandbox/home\n") << second.out;
+    EXPECT_EQ(directory_entries(state_dir() + "/sandbox"), 0);
+
+    auto full = warden({"run", "--memory", "32M", "--", "sh", "-c",
+                        "head -c 64M /dev/zero > \"$TMPDIR/big\" 2>/dev/null; echo rc=$?"});
+    EXPECT_NE(full.out, "rc=0\n") << "64 MiB were written to a tmpfs capped at 32 MiB";
+    EXPECT_EQ(directory_entries(state_dir() + "/sandbox"), 0);
 }
 
 TEST_F(Run, BinaryStdioRoundTrip50MiB) {

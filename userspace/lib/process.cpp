@@ -98,7 +98,7 @@ struct Prepared {
 }
 
 enum Stage { kV1Join = 1, kStdio, kCaps, kGroups, kGid, kUid, kNoNewPrivs, kPdeath, kChdir,
-             kRlimit, kSeccomp, kExec, kCloseFds, kMounts };
+             kRlimit, kSeccomp, kExec, kCloseFds, kMounts, kWorkspace };
 
 const char* stage_name(int stage) {
     switch (stage) {
@@ -116,6 +116,7 @@ const char* stage_name(int stage) {
         case kExec: return "executing the command";
         case kCloseFds: return "closing inherited file descriptors";
         case kMounts: return "hiding /run in a private mount namespace";
+        case kWorkspace: return "mounting the private home and tmp";
     }
     return "starting";
 }
@@ -148,14 +149,32 @@ const char* stage_name(int stage) {
     }
     // The host's daemon sockets (/run) are hidden while we still hold CAP_SYS_ADMIN. Slave
     // propagation: our mounts never reach the host; the sandbox cannot unmount them.
-    if (spec.hidden_dirs && !spec.hidden_dirs->empty()) {
+    bool hide = spec.hidden_dirs && !spec.hidden_dirs->empty();
+    if (hide || !spec.workspace_mount.empty()) {
         if (::unshare(CLONE_NEWNS) != 0) child_fail(errpipe, kMounts, errno);
         if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) child_fail(errpipe, kMounts, errno);
+    }
+    if (hide) {
         for (const auto& dir : *spec.hidden_dirs) {
             if (::mount("mcpwarden-hidden", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
                         "mode=755,size=16k") != 0)
                 child_fail(errpipe, kMounts, errno);
         }
+    }
+    // The run's HOME and TMPDIR: a tmpfs only this sandbox sees, gone with its last process.
+    if (!spec.workspace_mount.empty()) {
+        const char* at = spec.workspace_mount.c_str();
+        if (::mount("mcpwarden-workspace", at, "tmpfs", MS_NOSUID | MS_NODEV,
+                    spec.workspace_options.c_str()) != 0)
+            child_fail(errpipe, kWorkspace, errno);
+        int root = ::open(at, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (root < 0) child_fail(errpipe, kWorkspace, errno);
+        for (const char* dir : {"home", "tmp"}) {
+            if (::mkdirat(root, dir, 0700) != 0 ||
+                ::fchownat(root, dir, spec.user.uid, spec.user.gid, AT_SYMLINK_NOFOLLOW) != 0)
+                child_fail(errpipe, kWorkspace, errno);
+        }
+        ::close(root);
     }
     // The bounding set goes first, while we still hold CAP_SETPCAP.
     for (int cap = 0; cap <= prep.cap_last; ++cap) {

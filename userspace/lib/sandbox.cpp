@@ -252,7 +252,8 @@ RunReport Sandbox::run() {
         ~CgroupReset() { cg.reset(); }
     } cgroup_reset{cgroup_};
 
-    Workspace ws(options_.state_dir, name, options_.policy.name, user);
+    Workspace ws(options_.state_dir, options_.policy.name, user,
+                 degraded.address_space ? std::nullopt : options_.limits.memory_bytes);
 
     for (auto& ext : extensions_) ext->before_spawn(*this);
 
@@ -265,6 +266,8 @@ RunReport Sandbox::run() {
     spec.cgroup_fd = cgroup_->unified_fd();
     spec.v1_procs_fds = cgroup_->v1_procs_fds();
     spec.degraded = degraded;
+    spec.workspace_mount = ws.mount_point();
+    spec.workspace_options = ws.mount_options();
     // seccomp filter and hidden /run (confinement.h); alive until spawn_child returned.
     auto confinement = make_confinement({exe, ws.home(), ws.cache()});
     confinement->apply(spec);

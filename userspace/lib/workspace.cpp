@@ -51,32 +51,20 @@ void user_dir(const std::string& path, const UserIdentity& user) {
 
 }  // namespace
 
-Workspace::Workspace(const std::string& state_dir, const std::string& sandbox_name,
-                     const std::string& policy_name, const UserIdentity& user) {
+Workspace::Workspace(const std::string& state_dir, const std::string& policy_name,
+                     const UserIdentity& user, std::optional<std::uint64_t> size_bytes) {
     root_dir(state_dir, 0755);
-    root_dir(state_dir + "/run", 0711);
     root_dir(state_dir + "/cache", 0711);
-    run_dir_ = state_dir + "/run/" + sandbox_name;
-    try {
-        if (::mkdir(run_dir_.c_str(), 0711) != 0) {
-            if (errno == EEXIST) remove_tree(run_dir_);  // left by a crashed run of this name
-            if (::mkdir(run_dir_.c_str(), 0711) != 0)
-                throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot create " + run_dir_, errno));
-        }
-        home_ = run_dir_ + "/home";
-        tmp_ = run_dir_ + "/tmp";
-        user_dir(home_, user);
-        user_dir(tmp_, user);
-        root_dir(state_dir + "/cache/" + policy_name, 0711);
-        cache_ = state_dir + "/cache/" + policy_name + "/" + std::to_string(user.uid);
-        user_dir(cache_, user);
-    } catch (...) {
-        remove_tree(run_dir_);
-        throw;
-    }
+    mount_point_ = state_dir + "/sandbox";
+    root_dir(mount_point_, 0755);
+    home_ = mount_point_ + "/home";
+    tmp_ = mount_point_ + "/tmp";
+    mount_options_ = "mode=0755,uid=0,gid=0";
+    if (size_bytes) mount_options_ += ",size=" + std::to_string(*size_bytes);
+    root_dir(state_dir + "/cache/" + policy_name, 0711);
+    cache_ = state_dir + "/cache/" + policy_name + "/" + std::to_string(user.uid);
+    user_dir(cache_, user);
 }
-
-Workspace::~Workspace() { remove_tree(run_dir_); }
 
 int sweep_stale_workspaces(const std::string& state_dir) {
     int removed = 0;

@@ -1,14 +1,21 @@
 // Where a sandboxed server may write: a private HOME and TMPDIR for the run, and a cache that
 // persists per policy (integration) and user, so the second `npx -y some-server` finds its
-// packages. Everything lives under the state directory (default /var/lib/mcpwarden):
+// packages. Under the state directory (default /var/lib/mcpwarden):
 //
-//   <state>/run/<sandbox>/home   0700 user   removed when the run ends
-//   <state>/run/<sandbox>/tmp    0700 user   removed when the run ends
-//   <state>/cache/<policy>/<uid> 0700 user   kept (XDG_CACHE_HOME, npm/pip/uv/go caches)
+//   <state>/sandbox               root 0755, empty on the host: in each sandbox's private mount
+//                                 namespace a tmpfs of its own is mounted here, holding
+//     home                        0700 user   HOME
+//     tmp                         0700 user   TMPDIR
+//   <state>/cache/<policy>/<uid>  0700 user   kept (XDG_CACHE_HOME, npm/pip/uv/go caches)
 //
+// The run's tmpfs goes away with the sandbox's last process: nothing to remove, no disk write
+// per run, and no other sandbox (even of the same user) can see it. Its pages count against
+// the sandbox's memory limit, and its size is capped at that limit.
 // Every directory above those is root-owned and not writable by the user.
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "process.h"
@@ -17,22 +24,23 @@ namespace mcpwarden {
 
 class Workspace {
 public:
-    Workspace(const std::string& state_dir, const std::string& sandbox_name,
-              const std::string& policy_name, const UserIdentity& user);
-    ~Workspace();
-    Workspace(const Workspace&) = delete;
-    Workspace& operator=(const Workspace&) = delete;
+    // `size_bytes`: the cap of the run's tmpfs (the memory limit); nullopt = tmpfs's default.
+    Workspace(const std::string& state_dir, const std::string& policy_name, const UserIdentity& user,
+              std::optional<std::uint64_t> size_bytes);
 
     const std::string& home() const { return home_; }
     const std::string& tmp() const { return tmp_; }
     const std::string& cache() const { return cache_; }
-    const std::string& run_dir() const { return run_dir_; }
+    // What the child mounts in its mount namespace before dropping privileges.
+    const std::string& mount_point() const { return mount_point_; }
+    const std::string& mount_options() const { return mount_options_; }
 
 private:
-    std::string run_dir_, home_, tmp_, cache_;
+    std::string mount_point_, mount_options_, home_, tmp_, cache_;
 };
 
-// Removes run directories left by runs whose owner is gone (a crash). Returns how many.
+// Removes per-run directories <state>/run/s-* that earlier versions kept on disk, when their
+// owner is gone (a crash). Returns how many.
 int sweep_stale_workspaces(const std::string& state_dir);
 
 // Removes a directory tree without following symlinks or crossing mounts.
