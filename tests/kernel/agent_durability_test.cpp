@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "agent_client.h"
+#include "agent_process.h"
 #include "enforcer.h"
 #include "fd.h"
 #include "harness.h"
@@ -53,33 +54,13 @@ protected:
         std::string config = dir_ + "/agent.yaml";
         std::ofstream(config) << "socket: " << socket_ << "\npolicy_dir: " << dir_ << "/policies\nstate_dir: "
                               << state_dir() << "\non_restart: " << on_restart << "\n";
-        agent_ = ::fork();
-        if (agent_ == 0) {
-            int log = ::open((dir_ + "/agent.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-            ::dup2(log, 2);
-            int null = ::open("/dev/null", O_RDWR);
-            ::dup2(null, 0);
-            ::dup2(null, 1);
-            ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "--log-level", "info", "agent", "--config", config.c_str(), nullptr);
-            ::_exit(127);
-        }
-        for (int i = 0; i < 200; ++i) {
-            if (mcpwarden::AgentClient::connect(socket_)) return;
-            std::this_thread::sleep_for(25ms);
-        }
-        ADD_FAILURE() << "the agent did not start listening: " << log();
+        if (!agent_.start(config, socket_, dir_ + "/agent.log"))
+            ADD_FAILURE() << "the agent did not start listening: " << log();
     }
     void stop_agent(int sig = SIGTERM) {
-        if (agent_ <= 0) return;
-        ::kill(agent_, sig);
-        int status = 0;
-        for (int i = 0; i < 600 && ::waitpid(agent_, &status, WNOHANG) != agent_; ++i) std::this_thread::sleep_for(50ms);
-        if (::waitpid(agent_, &status, WNOHANG) == 0) {
-            ::kill(agent_, SIGKILL);
-            ::waitpid(agent_, &status, 0);
-            ADD_FAILURE() << "the agent did not stop\n" << log();
-        }
-        agent_ = -1;
+        bool timed_out = false;
+        agent_.stop(sig, &timed_out);
+        EXPECT_FALSE(timed_out) << "the agent did not stop\n" << log();
     }
     std::string log() const {
         std::string s;
@@ -103,7 +84,7 @@ protected:
     json list() { return request({{"v", 1}, {"id", 90}, {"op", "list"}}); }
 
     std::string dir_, socket_;
-    pid_t agent_ = -1;
+    AgentProcess agent_;
 };
 
 // A sandbox of the agent whose shell runs `netprobe tcp4 ADDR PORT` for each line it reads:
@@ -210,7 +191,7 @@ TEST_F(AgentDurability, ReloadChangesTheNextConnectionOfARunningSandbox) {
     EXPECT_EQ(s.probe(b.port()), "ok");
 
     policy(allow_port(a));
-    ::kill(agent_, SIGHUP);
+    ::kill(agent_.pid(), SIGHUP);
     for (int i = 0; i < 500 && log().find("reloaded 1 sandbox") == std::string::npos; ++i) std::this_thread::sleep_for(10ms);
     EXPECT_EQ(s.probe(a.port()), "ok") << log();
     EXPECT_EQ(s.probe(b.port()), "EPERM");

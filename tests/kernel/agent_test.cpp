@@ -21,6 +21,7 @@
 
 #include "agent_client.h"
 #include "fd.h"
+#include "agent_process.h"
 #include "harness.h"
 #include "mcp_common.h"
 #include "net_fixtures.h"
@@ -102,40 +103,17 @@ protected:
         write(config, "socket: " + socket_ + "\npolicy_dir: " + dir_ + "/policies\nstate_dir: " + state_dir() +
                           "\naudit: " + dir_ + "/audit.jsonl\nmetrics: " + dir_ + "/metrics.sock\nclients:\n  - user: " + allowed_->name +
                           "\n    policies: [probe, mcp-probe, sleeper]\nlimits: " + limits + "\n");
-        agent_ = ::fork();
-        if (agent_ == 0) {
-            int log = ::open((dir_ + "/agent.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-            ::dup2(log, 2);
-            int null = ::open("/dev/null", O_RDWR);
-            ::dup2(null, 0);
-            ::dup2(null, 1);
-            ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "--log-level", "info", "agent", "--config", config.c_str(), nullptr);
-            ::_exit(127);
-        }
-        for (int i = 0; i < 200; ++i) {
-            if (mcpwarden::AgentClient::connect(socket_)) return;
-            std::this_thread::sleep_for(25ms);
-        }
-        ADD_FAILURE() << "the agent did not start listening: " << log();
+        if (!agent_.start(config, socket_, dir_ + "/agent.log"))
+            ADD_FAILURE() << "the agent did not start listening: " << log();
     }
 
     void stop_agent() {
-        if (agent_ <= 0) return;
-        ::kill(agent_, SIGTERM);
-        int status = 0;
-        for (int i = 0; i < 400; ++i) {
-            if (::waitpid(agent_, &status, WNOHANG) == agent_) {
-                EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "agent status " << status << "\n" << log();
-                agent_ = -1;
-                EXPECT_NE(::access(socket_.c_str(), F_OK), 0) << "the agent removes its socket";
-                return;
-            }
-            std::this_thread::sleep_for(50ms);
-        }
-        ::kill(agent_, SIGKILL);
-        ::waitpid(agent_, &status, 0);
-        agent_ = -1;
-        ADD_FAILURE() << "the agent did not stop on SIGTERM\n" << log();
+        if (agent_.pid() <= 0) return;
+        bool timed_out = false;
+        int status = agent_.stop(SIGTERM, &timed_out);
+        EXPECT_FALSE(timed_out) << "the agent did not stop on SIGTERM\n" << log();
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "agent status " << status << "\n" << log();
+        EXPECT_NE(::access(socket_.c_str(), F_OK), 0) << "the agent removes its socket";
     }
 
     std::string log() const {
@@ -195,7 +173,7 @@ protected:
     static inline TestUser* allowed_ = nullptr;
     static inline TestUser* denied_ = nullptr;
     std::string dir_, socket_;
-    pid_t agent_ = -1;
+    AgentProcess agent_;
     int reports_ = 0;
 };
 

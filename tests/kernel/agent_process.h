@@ -1,0 +1,67 @@
+// A `mcpwarden agent` started by a kernel test (agent_test, agent_durability_test).
+#pragma once
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "agent_client.h"
+
+namespace harness {
+
+class AgentProcess {
+public:
+    ~AgentProcess() {
+        if (pid_ > 0) stop(SIGKILL);
+    }
+    // Starts `mcpwarden --log-level info agent --config CONFIG` with stderr appended to `log`;
+    // true once `socket` accepts connections.
+    bool start(const std::string& config, const std::string& socket, const std::string& log) {
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+            ::dup2(fd, 2);
+            int null = ::open("/dev/null", O_RDWR);
+            ::dup2(null, 0);
+            ::dup2(null, 1);
+            ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "--log-level", "info", "agent", "--config", config.c_str(), nullptr);
+            ::_exit(127);
+        }
+        for (int i = 0; i < 200; ++i) {
+            if (mcpwarden::AgentClient::connect(socket)) return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(25));
+        }
+        return false;
+    }
+    // Sends `sig` and waits for the end (SIGKILL after `patience`). The wait status, with
+    // `timed_out` set when SIGKILL had to end it; -1 when no agent ran.
+    int stop(int sig, bool* timed_out = nullptr, std::chrono::seconds patience = std::chrono::seconds(20)) {
+        if (timed_out) *timed_out = false;
+        if (pid_ <= 0) return -1;
+        ::kill(pid_, sig);
+        int status = 0;
+        auto deadline = std::chrono::steady_clock::now() + patience;
+        while (::waitpid(pid_, &status, WNOHANG) != pid_) {
+            if (std::chrono::steady_clock::now() > deadline) {
+                ::kill(pid_, SIGKILL);
+                ::waitpid(pid_, &status, 0);
+                if (timed_out) *timed_out = true;
+                break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        pid_ = -1;
+        return status;
+    }
+    pid_t pid() const { return pid_; }
+
+private:
+    pid_t pid_ = -1;
+};
+
+}  // namespace harness
