@@ -87,15 +87,15 @@ protected:
     AgentProcess agent_;
 };
 
-// A sandbox of the agent whose shell runs `netprobe tcp4 ADDR PORT` for each line it reads:
-// every probe is a new connection of the running sandbox.
+// A sandbox of the agent whose shell runs `netprobe LINE` for each line it reads: every probe
+// is a new connection (or name lookup) of the running sandbox.
 class ProbeSandbox {
 public:
     explicit ProbeSandbox(mcpwarden::AgentClient& c) : c_(c) {
         int in[2], out[2];
         EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
         EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
-        std::string script = "while read a p; do " + program("netprobe") + " tcp4 $a $p; done";
+        std::string script = "while read c; do " + program("netprobe") + " $c; done";
         json r = {{"v", 1}, {"id", 1}, {"op", "create"}, {"policy", "probe"}, {"keep", true},
                   {"command", {"sh", "-c", script}}, {"stdio", "pass"}};
         int fds[3] = {in[0], out[1], out[1]};
@@ -121,8 +121,9 @@ public:
         ::close(to_);
         ::close(from_);
     }
-    std::string probe(const std::string& port) {
-        std::string line = "127.0.0.2 " + port + "\n";
+    std::string probe(const std::string& port) { return run("tcp4 127.0.0.2 " + port); }
+    std::string run(const std::string& args) {
+        std::string line = args + "\n";
         if (::write(to_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "write failed";
         std::string out;
         char ch;
@@ -317,4 +318,30 @@ TEST_F(AgentDurability, AttachThroughTheAgentSurvivesACrashAndDetachRestores) {
     EXPECT_FALSE(fs::exists(state_dir() + "/agent/attachments/" + std::to_string(cg.id()) + ".json"));
     r = request({{"v", 1}, {"id", 14}, {"op", "detach"}, {"cgroup", cg.path()}});
     EXPECT_FALSE(r.value("ok", true)) << r.dump();
+}
+
+// An adopted sandbox resolves names again through a resolver on the same address, and the
+// addresses it learned before the crash still open what its host rule allows.
+TEST_F(AgentDurability, AdoptedSandboxKeepsResolvingNames) {
+    netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
+    netfix::DnsStub upstream("127.0.0.157", 5353, 60, {"api.durable.test=127.0.0.2"});
+    policy("egress:\n  allow:\n    - host: api.durable.test\n      ports: [" + a.port() +
+           "]\ndns:\n  upstream: [\"127.0.0.157:5353\"]\n  allow_reserved_answers: true\n");
+    start_agent("adopt");
+    auto c = client();
+    ProbeSandbox s(c);
+    ASSERT_FALSE(s.name.empty()) << log();
+    EXPECT_EQ(s.probe(a.port()), "EPERM");  // not resolved yet
+    EXPECT_EQ(s.run("resolve api.durable.test"), "127.0.0.2");
+    EXPECT_EQ(s.probe(a.port()), "ok");
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+    stop_agent(SIGKILL);
+    EXPECT_EQ(s.probe(a.port()), "ok");  // the learned address stays in the kernel's maps
+    start_agent("adopt");
+    EXPECT_EQ(log().find("was taken"), std::string::npos) << log();
+    EXPECT_EQ(s.run("resolve api.durable.test"), "127.0.0.2") << log();
+    EXPECT_EQ(s.run("resolve other.durable.test").find("127.0.0"), std::string::npos);  // refused
+    EXPECT_EQ(s.probe(a.port()), "ok");
+    EXPECT_EQ(s.probe(b.port()), "EPERM");
+    s.close_stdin();
 }
