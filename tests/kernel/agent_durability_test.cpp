@@ -345,3 +345,24 @@ TEST_F(AgentDurability, AdoptedSandboxKeepsResolvingNames) {
     EXPECT_EQ(s.probe(b.port()), "EPERM");
     s.close_stdin();
 }
+
+// The CLI's attach/detach with --agent: the agent holds the attachment, attach returns at once.
+TEST_F(AgentDurability, CliAttachAndDetachThroughTheAgent) {
+    netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
+    policy(allow_port(a));
+    TestCgroup cg;
+    start_agent("adopt");
+    auto r = warden({"attach", "--agent", socket_, "--cgroup", cg.path(), "--policy", "probe"});
+    ASSERT_EQ(r.exit_code, 0) << r.err << log();
+    EXPECT_EQ(json::parse(r.out)["cgroup_id"], cg.id());
+    EXPECT_EQ(cg.probe("127.0.0.2", a.port()), "ok");
+    EXPECT_EQ(cg.probe("127.0.0.2", b.port()), "EPERM");
+    auto bad = warden({"attach", "--agent", socket_, "--cgroup", cg.path(), "--policy", "probe", "--audit", "/tmp/x"});
+    EXPECT_EQ(bad.exit_code, 64) << bad.err;
+    r = warden({"detach", "--agent", socket_, "--cgroup", cg.path()});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(cg.probe("127.0.0.2", b.port()), "ok");
+    EXPECT_FALSE(fs::exists(mcpwarden::sandbox_pin_root() + "/cg-" + std::to_string(cg.id())));
+    r = warden({"detach", "--agent", socket_, "--cgroup", cg.path()});
+    EXPECT_EQ(r.exit_code, 64) << r.err;
+}

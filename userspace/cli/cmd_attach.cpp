@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "agent_client.h"
 #include "attachment.h"
 #include "commands.h"
 #include "error.h"
@@ -30,8 +31,11 @@ public:
         app_->add_option("--policy-dir", policy_dir_, "Directory that policy names resolve in");
         app_->add_option("--audit", audit_file_, "Append audit events (JSON lines) to FILE instead of stderr");
         app_->add_flag("--audit-only", audit_only_, "Log the egress the policy would deny, but allow it");
+        app_->add_option("--agent", agent_, "Ask the agent on this socket (also $MCPWARDEN_AGENT) to hold the attachment");
         app_->footer(
-            "Without an agent, attach stays in the foreground: it holds the cgroup's DNS resolver "
+            "With --agent (or $MCPWARDEN_AGENT), the agent holds the attachment (resolver, audit "
+            "in its events) and attach returns at once; it survives an agent crash and the next "
+            "agent adopts it. Without an agent, attach stays in the foreground: it holds the cgroup's DNS resolver "
             "and writes its audit until `mcpwarden detach --cgroup PATH`, SIGTERM or SIGINT "
             "(which detach), or until the cgroup is removed. SIGHUP reloads the policy file. "
             "If attach is killed (SIGKILL), the policy stays enforced (pinned links; fail "
@@ -41,6 +45,14 @@ public:
     }
 
     int execute() override {
+        if (auto agent = agent_for_cli(agent_)) {
+            refuse_standalone_flags({{"--policy-dir", !policy_dir_.empty()}, {"--audit", !audit_file_.empty()}});
+            nlohmann::json req = {{"v", 1}, {"id", 1}, {"op", "attach"}, {"cgroup", cgroup_}, {"policy", policy_},
+                                  {"audit_only", audit_only_}};
+            agent->send(req);
+            std::cout << agent->result(1).dump() << std::endl;
+            return 0;
+        }
         if (::geteuid() != 0)
             throw Error(ErrorKind::sandbox_unavailable, "mcpwarden attach must run as root (it attaches BPF programs)");
         std::string file = resolve_policy(policy_, policy_dir_);
@@ -95,7 +107,7 @@ public:
     }
 
 private:
-    std::string cgroup_, policy_, policy_dir_, audit_file_;
+    std::string cgroup_, policy_, policy_dir_, audit_file_, agent_;
     bool audit_only_ = false;
 };
 
@@ -107,10 +119,16 @@ public:
             "Remove what attach put on a cgroup (links, pins, rules, the resolver): the cgroup is "
             "as it was before attach.");
         app_->add_option("--cgroup", cgroup_, "The cgroup directory given to attach")->required();
+        app_->add_option("--agent", agent_, "Ask the agent on this socket (also $MCPWARDEN_AGENT) to detach");
         app_->footer("Exit status: 0 detached, 64 nothing attached there.");
     }
 
     int execute() override {
+        if (auto agent = agent_for_cli(agent_)) {
+            agent->send({{"v", 1}, {"id", 1}, {"op", "detach"}, {"cgroup", cgroup_}});
+            std::cout << agent->result(1).dump() << std::endl;
+            return 0;
+        }
         if (::geteuid() != 0) throw Error(ErrorKind::sandbox_unavailable, "mcpwarden detach must run as root");
         detach_cgroup(cgroup_);
         std::cout << nlohmann::json{{"detached", cgroup_}}.dump() << std::endl;
@@ -118,7 +136,7 @@ public:
     }
 
 private:
-    std::string cgroup_;
+    std::string cgroup_, agent_;
 };
 
 }  // namespace
