@@ -482,7 +482,14 @@ void Agent::on_readable(Conn& conn) {
         conn.in.clear();
         conn.closing = true;
         flush(conn);
-        if (conns_.count(id) && conn.out.empty()) close_conn(id);
+        if (conns_.count(id) && conn.out.empty()) {
+            close_conn(id);
+        } else if (conns_.count(id)) {
+            // Only the answers are left to write: stop watching for input (it stays readable at
+            // end of file, which would wake us without end).
+            conn.want_write = true;
+            loop_.modify(conn.fd.get(), EPOLLOUT);
+        }
     }
 }
 
@@ -564,7 +571,8 @@ void Agent::flush(Conn& conn) {
     bool want = !conn.out.empty();
     if (want != conn.want_write) {
         conn.want_write = want;
-        loop_.modify(conn.fd.get(), EPOLLIN | EPOLLRDHUP | (want ? static_cast<std::uint32_t>(EPOLLOUT) : 0u));
+        std::uint32_t input = conn.read_eof ? 0u : static_cast<std::uint32_t>(EPOLLIN | EPOLLRDHUP);
+        loop_.modify(conn.fd.get(), input | (want ? static_cast<std::uint32_t>(EPOLLOUT) : 0u));
     }
 }
 
