@@ -4,7 +4,7 @@
 // client sees it: request sent to "started" received), the agent's RSS with N running, and, as
 // the baseline of the same run, fork+exec of the same sleeper without a sandbox. Not a test.
 //
-//   bench_agent BUILD/bin/mcpwarden [N=1000] [IN_FLIGHT=32]
+//   bench_agent BUILD/bin/mcpwarden [N=1000] [IN_FLIGHT=32] [LIMITS='{ pids: 4, memory: 16Mi }']
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -86,12 +86,13 @@ int main(int argc, char** argv) {
     std::string warden = argc > 1 ? argv[1] : "build/bin/mcpwarden";
     int n = argc > 2 ? std::atoi(argv[2]) : 1000;
     int in_flight = argc > 3 ? std::max(1, std::atoi(argv[3])) : 32;
+    std::string limits = argc > 4 ? argv[4] : "{ pids: 4, memory: 16Mi }";
     std::string dir = "/tmp/mcpwarden-bench-agent-" + std::to_string(::getpid());
     std::filesystem::create_directories(dir + "/policies");
     std::filesystem::create_directories(dir + "/state");
     ::chmod(dir.c_str(), 0755);
     ::chmod((dir + "/state").c_str(), 0755);
-    std::ofstream(dir + "/policies/sleeper.yaml") << "name: sleeper\nlimits: { pids: 4, memory: 16Mi }\n";
+    std::ofstream(dir + "/policies/sleeper.yaml") << "name: sleeper\nlimits: " << limits << "\n";
     std::ofstream(dir + "/agent.yaml") << "socket: " << dir << "/agent.sock\npolicy_dir: " << dir
                                        << "/policies\nstate_dir: " << dir << "/state\nlimits: { max_sandboxes: " << n
                                        << ", queue_length: 0 }\n";
