@@ -70,7 +70,7 @@ public:
             "server ended before answering; 76 the answer was not JSON-RPC; 77 tool denied by the "
             "policy; 122 call timeout; 123 result too large; 120 memory exceeded; 121 pids "
             "exceeded; 124 sandbox timeout; 125 sandbox unavailable; 78 invalid policy; 64 usage "
-            "error; 70 internal error. Shutdown: the server's stdin is closed, then SIGTERM after "
+            "error; 70 internal error; through the agent also 67 forbidden, 75 busy. Shutdown: the server's stdin is closed, then SIGTERM after "
             "2 s, then the sandbox is killed after 2 s more.");
     }
 

@@ -61,7 +61,8 @@ public:
         app_->footer(
             "Exit status: the command's own status; 128+N if signal N ended it; 124 timeout, "
             "120 memory exceeded, 121 pids exceeded, 125 sandbox unavailable (refused), "
-            "78 invalid policy, 64 usage error, 126/127 command not executable/not found.");
+            "78 invalid policy, 64 usage error, 126/127 command not executable/not found; through the "
+            "agent also 67 forbidden by its configuration, 75 busy (at its sandbox cap).");
     }
 
     int execute() override {
