@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -122,13 +123,13 @@ public:
         ::close(from_);
     }
     std::string probe(const std::string& port) { return run("tcp4 127.0.0.2 " + port); }
-    std::string run(const std::string& args) {
+    std::string run(const std::string& args, int timeout_ms = 10000) {
         std::string line = args + "\n";
         if (::write(to_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "write failed";
         std::string out;
         char ch;
         pollfd p{from_, POLLIN, 0};
-        while (::poll(&p, 1, 10000) > 0 && ::read(from_, &ch, 1) == 1 && ch != '\n') out += ch;
+        while (::poll(&p, 1, timeout_ms) > 0 && ::read(from_, &ch, 1) == 1 && ch != '\n') out += ch;
         return out;
     }
     void close_stdin() {
@@ -365,4 +366,50 @@ TEST_F(AgentDurability, CliAttachAndDetachThroughTheAgent) {
     EXPECT_FALSE(fs::exists(mcpwarden::sandbox_pin_root() + "/cg-" + std::to_string(cg.id())));
     r = warden({"detach", "--agent", socket_, "--cgroup", cg.path()});
     EXPECT_EQ(r.exit_code, 64) << r.err;
+}
+
+// While reloads flip between two policies that both allow 127.0.0.2:P through different map
+// entries (other prefixes, port bitmaps under the same compiled set ids), not one of 1,000
+// connections to it is denied; a port only one of them allows ends as the last one says.
+TEST_F(AgentDurability, ReloadNeverDeniesWhatBothPoliciesAllow) {
+    netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
+    int p = std::stoi(a.port());
+    auto ports = [&](int base) {  // nine single ports (a bitmap, not inline ranges) with P among them
+        std::string out = std::to_string(p);
+        for (int i = 1; i <= 8; ++i) out += ", " + std::to_string(base + 2 * i);
+        return out;
+    };
+    std::string v1 = "egress:\n  allow:\n    - cidr: 127.0.0.0/24\n      ports: [" + ports(20000) + "]\n";
+    std::string v2 = "egress:\n  allow:\n    - cidr: 127.0.0.0/16\n      ports: [" + b.port() +
+                     "]\n    - cidr: 127.0.0.2/32\n      ports: [" + ports(30001) +
+                     "]\n  deny:\n    - cidr: 127.0.0.0/28\n      ports: [" + b.port() + "]\n";
+    policy(v1);
+    start_agent();
+    auto c = client();
+    ProbeSandbox s(c);
+    ASSERT_FALSE(s.name.empty()) << log();
+    std::atomic<bool> done{false};
+    std::atomic<int> reloads{0}, failed{0};
+    std::thread flipper([&] {
+        for (int i = 0; !done; ++i) {
+            policy(i % 2 ? v1 : v2);
+            auto r = request({{"v", 1}, {"id", 100 + i}, {"op", "reload"}});
+            if (r.is_null() || r["result"]["reloaded"].size() != 1) ++failed;
+            ++reloads;
+        }
+    });
+    std::string result = s.run("connect-loop 127.0.0.2 " + a.port() + " 1000", 60000);
+    done = true;
+    flipper.join();
+    EXPECT_TRUE(!result.empty() && result.find_first_not_of("0123456789") == std::string::npos)
+        << "a connection failed: " << result;
+    EXPECT_GT(reloads.load(), 10);
+    EXPECT_EQ(failed.load(), 0);
+    policy(v2);
+    request({{"v", 1}, {"id", 99}, {"op", "reload"}});
+    EXPECT_EQ(s.probe(b.port()), "EPERM");  // denied by v2's deny rule
+    policy(v1);
+    request({{"v", 1}, {"id", 98}, {"op", "reload"}});
+    EXPECT_EQ(s.probe(b.port()), "EPERM");  // v1 does not allow it
+    EXPECT_EQ(s.probe(a.port()), "ok");
 }
