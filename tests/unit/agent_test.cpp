@@ -313,3 +313,21 @@ TEST(AgentAdmission, ZeroQueueRefusesAtOnce) {
     EXPECT_EQ(a.request(1, "p", t0), Admission::Verdict::admitted);
     EXPECT_EQ(a.request(2, "p", t0), Admission::Verdict::busy);
 }
+
+TEST(AgentConfig, OnRestartIsAdoptOrKill) {
+    EXPECT_EQ(parse_agent_config("# nothing\n", "agent.yaml").on_restart, AgentConfig::OnRestart::adopt);
+    EXPECT_EQ(parse_agent_config("on_restart: kill\n", "agent.yaml").on_restart, AgentConfig::OnRestart::kill);
+    EXPECT_EQ(parse_agent_config("on_restart: adopt\n", "agent.yaml").on_restart, AgentConfig::OnRestart::adopt);
+    EXPECT_NE(config_error("on_restart: keep\n").find("agent.yaml:1:13: on_restart must be adopt or kill"), std::string::npos)
+        << config_error("on_restart: keep\n");
+}
+
+TEST(AgentProtocol, ReloadAttachDetachFields) {
+    EXPECT_TRUE(parse_api_request(R"({"v":1,"id":1,"op":"reload"})", 1 << 20).request);
+    EXPECT_TRUE(parse_api_request(R"({"v":1,"id":1,"op":"reload","policy":"github"})", 1 << 20).request);
+    EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"reload","policy":7})", 1 << 20).request);
+    EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"attach","policy":"github"})", 1 << 20).request);
+    EXPECT_TRUE(parse_api_request(R"({"v":1,"id":1,"op":"attach","cgroup":"/sys/fs/cgroup/x","policy":"github"})", 1 << 20).request);
+    EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"detach"})", 1 << 20).request);
+    EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"detach","cgroup":"/x","extra":1})", 1 << 20).request);
+}
