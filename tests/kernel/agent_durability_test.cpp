@@ -124,13 +124,7 @@ public:
     }
     std::string probe(const std::string& port) { return run("tcp4 127.0.0.2 " + port); }
     std::string run(const std::string& args, int timeout_ms = 10000) {
-        std::string line = args + "\n";
-        if (::write(to_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "write failed";
-        std::string out;
-        char ch;
-        pollfd p{from_, POLLIN, 0};
-        while (::poll(&p, 1, timeout_ms) > 0 && ::read(from_, &ch, 1) == 1 && ch != '\n') out += ch;
-        return out;
+        return ask_line(to_, from_, args, timeout_ms);
     }
     void close_stdin() {
         ::close(to_);

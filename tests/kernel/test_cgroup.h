@@ -21,6 +21,18 @@
 
 namespace harness {
 
+// Writes `line` (with its newline) to `to` and returns the next line read from `from` (""
+// when none comes within timeout_ms): one request to a shell loop in a test process.
+inline std::string ask_line(int to, int from, const std::string& line, int timeout_ms = 10000) {
+    std::string text = line + "\n";
+    if (::write(to, text.data(), text.size()) != static_cast<ssize_t>(text.size())) return "write failed";
+    std::string out;
+    char c;
+    pollfd p{from, POLLIN, 0};
+    while (::poll(&p, 1, timeout_ms) > 0 && ::read(from, &c, 1) == 1 && c != '\n') out += c;
+    return out;
+}
+
 // A cgroup of the test's own on the unified hierarchy, with a shell inside that was started
 // before anything is attached; probe() has that shell run netprobe tcp4 (a new socket each time).
 class TestCgroup {
@@ -63,13 +75,7 @@ public:
         return st.st_ino;
     }
     std::string probe(const std::string& address, const std::string& port) {
-        std::string line = address + " " + port + "\n";
-        if (::write(to_, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return "write failed";
-        std::string out;
-        char c;
-        pollfd p{from_, POLLIN, 0};
-        while (::poll(&p, 1, 10000) > 0 && ::read(from_, &c, 1) == 1 && c != '\n') out += c;
-        return out;
+        return ask_line(to_, from_, address + " " + port);
     }
 
 private:
