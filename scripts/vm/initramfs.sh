@@ -42,6 +42,11 @@ root:x:0:
 nogroup:x:65534:
 EOF
 printf 'passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n' > "$stage/etc/nsswitch.conf"
+# useradd's defaults and the files it edits besides passwd and group.
+[ -f /etc/login.defs ] && cp /etc/login.defs "$stage/etc/login.defs"
+printf 'root:*:19000:0:99999:7:::\n' > "$stage/etc/shadow"
+printf 'root:*::\nnogroup:*::\n' > "$stage/etc/gshadow"
+chmod 600 "$stage/etc/shadow" "$stage/etc/gshadow"
 # Any resolver address will do: the sandbox's DNS is redirected to mcpwarden's resolver.
 printf 'nameserver 127.0.0.53\n' > "$stage/etc/resolv.conf"
 printf '127.0.0.1 localhost\n::1 localhost\n' > "$stage/etc/hosts"
@@ -58,9 +63,10 @@ for f in "$BUILD"/bin/*; do
   progs+=("$f")
 done
 # Host tools the kernel tests call that busybox lacks or implements only in part (network
-# namespaces, nsenter/setpriv options), at their host paths, which come first in PATH for
-# programs that exec by name (busybox sh itself runs its own applets first).
-for tool in ip nsenter unshare setpriv sysctl; do
+# namespaces, nsenter/setpriv options, the agent tests' useradd/userdel), at their host paths,
+# which come first in PATH for programs that exec by name (busybox sh itself runs its own
+# applets first).
+for tool in ip nsenter unshare setpriv sysctl useradd userdel; do
   f=$(command -v "$tool" 2>/dev/null) || continue
   f=$(realpath "$f")
   mkdir -p "$stage$(dirname "$f")"
