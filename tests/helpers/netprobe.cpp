@@ -20,7 +20,7 @@
 //   netprobe uring-socket packet|netlink-diag   io_uring IORING_OP_SOCKET
 //   netprobe netns-loopback PORT     brings lo up, listens on 127.0.0.1:PORT and connects to it
 //                                    (run in a new network namespace: `unshare -rn`)
-//   netprobe unix-connect PATH       connect() to a filesystem AF_UNIX socket
+//   netprobe unix-connect PATH|@NAME connect() to an AF_UNIX socket (@: abstract)
 //   netprobe use-fd FD ADDR PORT     connect() an inherited socket FD (IPv4)
 //   netprobe fd-give PATH            makes a TCP socket, passes it over SCM_RIGHTS to the first
 //                                    client of the AF_UNIX listener PATH, then exits
@@ -214,10 +214,13 @@ int uring_socket(const std::string& kind) {
     return result(res < 0 ? -1 : 0);
 }
 
-sockaddr_un unix_addr(const char* path) {
+// "@name" is the abstract socket "name"; its address length is set in *len.
+sockaddr_un unix_addr(const char* path, socklen_t* len = nullptr) {
     sockaddr_un a{};
     a.sun_family = AF_UNIX;
     std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    if (path[0] == '@') a.sun_path[0] = '\0';
+    if (len) *len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + std::strlen(path) + (path[0] == '@' ? 0 : 1));
     return a;
 }
 
@@ -532,8 +535,9 @@ int main(int argc, char** argv) {
     if (cmd == "netns-loopback" && argc == 3) return netns_loopback(argv[2]);
     if (cmd == "unix-connect" && argc == 3) {
         int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        auto a = unix_addr(argv[2]);
-        return result(fd < 0 ? -1 : connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a));
+        socklen_t len;
+        auto a = unix_addr(argv[2], &len);
+        return result(fd < 0 ? -1 : connect(fd, reinterpret_cast<sockaddr*>(&a), len));
     }
     if (cmd == "use-fd" && argc == 5) {
         socklen_t len;

@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -97,18 +98,25 @@ std::vector<std::string> dirs_to_hide(const std::vector<std::string>& must_stay_
     return out;
 }
 
+int landlock_abi() {
+    long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, 1 /* LANDLOCK_CREATE_RULESET_VERSION */);
+    return abi > 0 ? static_cast<int>(abi) : 0;
+}
+
 std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible) {
     auto c = std::make_unique<Confinement>();
     c->filter = build_seccomp_filter();
     c->program.len = static_cast<unsigned short>(c->filter.size());
     c->program.filter = c->filter.data();
     c->hidden_dirs = dirs_to_hide(must_stay_visible);
+    c->landlock_abstract_unix = landlock_abi() >= 6;  // LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
     return c;
 }
 
 void Confinement::apply(ChildSpec& spec) const {
     spec.seccomp_program = &program;
     spec.hidden_dirs = &hidden_dirs;
+    spec.landlock_abstract_unix = landlock_abstract_unix;
 }
 
 }  // namespace mcpwarden

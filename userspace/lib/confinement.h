@@ -10,7 +10,10 @@
 // - a private mount namespace in which /run is an empty tmpfs: the sockets of the host's
 //   daemons (D-Bus, systemd-resolved, nscd, docker, ...) live there, and a daemon asked over
 //   AF_UNIX would make network requests for the sandbox.
-// If either cannot be set up, the server does not start (fail closed).
+// - on Linux 6.12+ (Landlock ABI 6), a Landlock domain that scopes abstract Unix sockets: the
+//   sandbox reaches only those made inside it (they belong to the network namespace, which the
+//   sandbox shares with the host, so /run cannot hide them).
+// If any of them cannot be set up, the server does not start (fail closed).
 #pragma once
 
 #include <linux/filter.h>
@@ -27,6 +30,7 @@ struct Confinement {
     std::vector<sock_filter> filter;
     sock_fprog program{};
     std::vector<std::string> hidden_dirs;
+    bool landlock_abstract_unix = false;
     // Points `spec` into this object: keep it alive until spawn_child returned.
     void apply(ChildSpec& spec) const;
 };
@@ -38,6 +42,9 @@ std::vector<sock_filter> build_seccomp_filter();
 // one of `must_stay_visible` (the command, the workspace) lies inside; then it stays, with a
 // warning.
 std::vector<std::string> dirs_to_hide(const std::vector<std::string>& must_stay_visible);
+
+// The kernel's Landlock ABI version (0: none).
+int landlock_abi();
 
 std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible);
 

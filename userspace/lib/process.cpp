@@ -98,7 +98,7 @@ struct Prepared {
 }
 
 enum Stage { kV1Join = 1, kStdio, kCaps, kGroups, kGid, kUid, kNoNewPrivs, kPdeath, kChdir,
-             kRlimit, kSeccomp, kExec, kCloseFds, kMounts, kWorkspace };
+             kRlimit, kSeccomp, kExec, kCloseFds, kMounts, kWorkspace, kLandlock };
 
 const char* stage_name(int stage) {
     switch (stage) {
@@ -116,6 +116,7 @@ const char* stage_name(int stage) {
         case kExec: return "executing the command";
         case kCloseFds: return "closing inherited file descriptors";
         case kMounts: return "hiding /run in a private mount namespace";
+        case kLandlock: return "scoping abstract Unix sockets (Landlock)";
         case kWorkspace: return "mounting the private home and tmp";
     }
     return "starting";
@@ -200,6 +201,14 @@ const char* stage_name(int stage) {
     // Every fd above 2 is closed at exec; the error pipe is close-on-exec already.
     if (::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0)
         child_fail(errpipe, kCloseFds, errno);
+    if (spec.landlock_abstract_unix) {
+        // struct landlock_ruleset_attr of Linux 6.12 (scoped); LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET.
+        struct { std::uint64_t fs, net, scoped; } attr{0, 0, 1};
+        long fd = ::syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0);
+        if (fd < 0) child_fail(errpipe, kLandlock, errno);
+        if (::syscall(SYS_landlock_restrict_self, fd, 0) != 0) child_fail(errpipe, kLandlock, errno);
+        ::close(static_cast<int>(fd));
+    }
     if (spec.seccomp_program) {
         if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, spec.seccomp_program) != 0)
             child_fail(errpipe, kSeccomp, errno);

@@ -45,6 +45,8 @@ struct ChildSpec {
     const void* seccomp_program = nullptr;  // struct sock_fprog*
     // Directories covered by an empty tmpfs in a private mount namespace (confinement.h).
     const std::vector<std::string>* hidden_dirs = nullptr;
+    // A Landlock domain scoping abstract Unix sockets (Linux 6.12+, confinement.h).
+    bool landlock_abstract_unix = false;
     // The run's private tmpfs (workspace.h), mounted here in that namespace with these options,
     // holding home/ and tmp/ (0700, the user's). Empty = none.
     std::string workspace_mount;
