@@ -2,11 +2,14 @@
 # Kernel hygiene around a kernel test stage (issue 7, item 6): nothing of mcpwarden may be
 # left behind, and the kernel must not have warned while the stage ran.
 #
-#   scripts/kernel-hygiene.sh mark FILE    before the stage: keeps the kernel log in FILE
+#   scripts/kernel-hygiene.sh mark FILE    before the stage: keeps the kernel log in FILE,
+#                                          and what was already there in FILE.before
 #   scripts/kernel-hygiene.sh check FILE   after it: fails (exit 1) on a sandbox cgroup, a
 #                                          process in one, a sandbox's BPF pin, or a kernel
 #                                          warning/splat logged since `mark`
 #
+# What existed before the stage (a run killed earlier on this machine) is not the stage's: it
+# is named, but only what appeared during the stage fails it.
 # The VM guest makes the same checks in scripts/vm/init. Expected kernel messages (OOM kills
 # of the memory-limit tests with their "Call Trace", pids-controller fork rejections) are not
 # warnings.
@@ -16,9 +19,19 @@ file=${2:-}
 [ -n "$cmd" ] && [ -n "$file" ] || { sed -n '2,12p' "$0"; exit 64; }
 SPLATS='WARNING:|BUG:|Oops|general protection fault|UBSAN:|KASAN:|refcount_t:|RCU detected stall|blocked for more than|kernel BUG|stack-protector|bad unlock balance|possible recursive locking|bpf.*(leak|warn)|cgroup.*(leak|refcount)'
 
+sandbox_cgroups() { find /sys/fs/cgroup -type d -path '*/mcpwarden/s-*' -prune 2>/dev/null | sort; }
+sandbox_pins() { find /sys/fs/bpf/mcpwarden/sandboxes -mindepth 1 2>/dev/null | sort; }
+# Lines of $1 that are not in the file $2.
+new_lines() { grep -vxF -f "$2" <<< "$1" 2>/dev/null || true; }
+
 case "$cmd" in
   mark)
     dmesg > "$file" 2>/dev/null || : > "$file"
+    { sandbox_cgroups; sandbox_pins; } > "$file.before"
+    if [ -s "$file.before" ]; then
+      echo "kernel-hygiene: already on the machine before the stage (not counted):" >&2
+      cat "$file.before" >&2
+    fi
     ;;
   check)
     problems=()
@@ -30,7 +43,8 @@ case "$cmd" in
       echo "$splats" >&2
       problems+=(dmesg)
     fi
-    cgs=$(find /sys/fs/cgroup -type d -path '*/mcpwarden/s-*' -prune 2>/dev/null)
+    [ -f "$file.before" ] || : > "$file.before"
+    cgs=$(new_lines "$(sandbox_cgroups)" "$file.before")
     if [ -n "$cgs" ]; then
       echo "kernel-hygiene: sandbox cgroups left:" >&2
       echo "$cgs" >&2
@@ -41,7 +55,7 @@ case "$cmd" in
       echo "kernel-hygiene: processes left in sandbox cgroups: $procs" >&2
       problems+=(processes)
     fi
-    pins=$(find /sys/fs/bpf/mcpwarden/sandboxes -mindepth 1 2>/dev/null)
+    pins=$(new_lines "$(sandbox_pins)" "$file.before")
     if [ -n "$pins" ]; then
       echo "kernel-hygiene: sandbox BPF pins left:" >&2
       echo "$pins" >&2
