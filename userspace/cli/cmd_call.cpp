@@ -1,7 +1,6 @@
 // mcpwarden call: one MCP request to a server started in a fresh sandbox, one JSON object out.
 #include <sys/prctl.h>
 
-#include <fstream>
 #include <iostream>
 
 #include <spdlog/spdlog.h>
@@ -13,8 +12,8 @@
 #include "exit_codes.h"
 #include "mcp_proxy.h"
 #include "policy.h"
-#include "policy_dir.h"
 #include "sandbox.h"
+#include "sandbox_flags.h"
 #include "units.h"
 
 namespace mcpwarden {
@@ -29,11 +28,7 @@ public:
             "handshake it supports, send one request, print one JSON object on stdout (the "
             "result, or {\"error\": {...}}), and tear everything down. The policy's mcp section "
             "(limits, tool filters, timeouts, truncation) applies as with `run --mcp`.");
-        app_->add_option("--policy", policy_file_,
-                         "Policy file (YAML), or NAME for POLICY_DIR/NAME.yaml; flags override its limits");
-        app_->add_option("--policy-dir", policy_dir_,
-                         "Directory that policy names resolve in (default: the checkout's policies/ "
-                         "when run from a build tree, else /etc/mcpwarden/policies)");
+        flags_.define_policy(*app_);
         app_->add_option("--method", method_,
                          "tools/call, tools/list, resources/read or prompts/get (default: inferred "
                          "from --tool, --uri or --prompt)")
@@ -45,25 +40,8 @@ public:
         app_->add_option("--call-timeout", call_timeout_,
                          "Deadline of each request, as 30s or 2m (default: the policy's "
                          "mcp.call_timeout or tool_timeouts, else 60s)");
-        app_->add_option("--memory", memory_, "Memory limit, as 64M, 512Mi or 1G (no swap)");
-        app_->add_option("--pids", pids_, "Maximum number of processes and threads");
-        app_->add_option("--cpu", cpu_, "CPU limit in cores, as 1, 0.5 or 250m");
-        app_->add_option("--timeout", timeout_, "Wall-clock limit of the whole sandbox, as 30s, 10m or 1h");
-        app_->add_option("--user", user_, "Unprivileged user to run as (default: the policy's, else nobody)");
-        app_->add_option("--env", env_, "Pass NAME from mcpwarden's environment, or set NAME=VALUE (repeatable)");
-        app_->add_option("--report", report_, "Write the JSON report of the sandbox to FILE ('-' = stderr)");
-        app_->add_option("--state-dir", state_dir_, "Where HOME, TMPDIR and per-policy caches live")
-            ->capture_default_str();
-        app_->add_option("--cgroup-root", cgroup_root_, "Create sandbox cgroups beneath this cgroup path instead of mcpwarden's own");
-        app_->add_option("--audit", audit_file_, "Append egress audit events (JSON lines) to FILE instead of stderr");
-        app_->add_flag("--allow-degraded", allow_degraded_, "If a limit's cgroup controller is missing, fall back to rlimits (with a warning) instead of refusing");
-        app_->add_option("--agent", agent_,
-                         "Go through the mcpwarden agent listening on SOCKET (default for users other "
-                         "than root: $MCPWARDEN_AGENT, else /run/mcpwarden/agent.sock; root runs "
-                         "standalone unless this or $MCPWARDEN_AGENT is given). Through the agent, "
-                         "--policy NAME is required and --user, --state-dir, --cgroup-root, --audit, "
-                         "--policy-dir and --allow-degraded are the agent's to decide");
-        app_->add_option("command", command_, "The server command and its arguments (after --)")->required();
+        flags_.define_sandbox(*app_, "Wall-clock limit of the whole sandbox, as 30s, 10m or 1h");
+        app_->add_option("command", flags_.command, "The server command and its arguments (after --)")->required();
         app_->footer(
             "Exit status: 0 result; 1 result with isError (the tool failed); 2 the server answered "
             "with a JSON-RPC error; 65 input refused (input_too_large, input_invalid); 69 the "
@@ -119,32 +97,9 @@ private:
 
     int call() {
         CallRequest request = build_request();
-        if (auto client = agent_for_cli(agent_)) return through_agent(*client, request);
-        RunOptions opts;
-        if (!policy_file_.empty()) opts.policy = load_policy_ref(policy_file_, policy_dir_);
-        opts.limits = opts.policy.limits;
+        if (auto client = agent_for_cli(flags_.agent)) return through_agent(*client, request);
+        RunOptions opts = flags_.run_options();
         std::string why;
-        if (!memory_.empty()) {
-            auto v = parse_size(memory_, &why);
-            if (!v) throw Error(ErrorKind::usage, "--memory " + memory_ + ": " + why);
-            opts.limits.memory_bytes = *v;
-        }
-        if (!pids_.empty()) {
-            auto v = parse_size(pids_, &why);
-            if (!v || *v == 0 || pids_.find_first_not_of("0123456789") != std::string::npos)
-                throw Error(ErrorKind::usage, "--pids " + pids_ + ": must be a whole number above 0");
-            opts.limits.pids = *v;
-        }
-        if (!cpu_.empty()) {
-            auto v = parse_cpu(cpu_, &why);
-            if (!v) throw Error(ErrorKind::usage, "--cpu " + cpu_ + ": " + why);
-            opts.limits.cpu_millicores = *v;
-        }
-        if (!timeout_.empty()) {
-            auto v = parse_duration(timeout_, &why);
-            if (!v || v->count() <= 0) throw Error(ErrorKind::usage, "--timeout " + timeout_ + ": " + (why.empty() ? "must be longer than 0" : why));
-            opts.limits.timeout = *v;
-        }
         McpConfig config = McpConfig::from_policy(opts.policy.mcp);
         if (!call_timeout_.empty()) {
             auto v = parse_duration(call_timeout_, &why);
@@ -153,17 +108,11 @@ private:
             config.call_timeout = *v;
             config.tool_timeouts.clear();
         }
-        opts.command = command_;
-        opts.user = user_;
-        opts.env_args = env_;
-        opts.state_dir = state_dir_;
-        opts.cgroup_root = cgroup_root_;
-        opts.allow_degraded = allow_degraded_;
 
         ::prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         Sandbox sandbox(opts);
         sandbox.add_extension(std::make_shared<EgressExtension>(sandbox.options().policy, false,
-                                                                make_audit_logger(audit_file_)));
+                                                                make_audit_logger(flags_.audit_file)));
         auto mcp = std::make_shared<McpCall>(config, request);
         sandbox.add_extension(mcp);
         RunReport report;
@@ -182,10 +131,7 @@ private:
 
     // The agent runs the server and the call; we print what it answers.
     int through_agent(AgentClient& client, const CallRequest& request) {
-        refuse_standalone_flags({{"--user", !user_.empty()}, {"--state-dir", state_dir_ != kDefaultStateDir},
-                                 {"--cgroup-root", !cgroup_root_.empty()}, {"--audit", !audit_file_.empty()},
-                                 {"--policy-dir", !policy_dir_.empty()}, {"--allow-degraded", allow_degraded_}});
-        auto req = agent_sandbox_request("call", {policy_file_, memory_, pids_, cpu_, timeout_, env_, command_});
+        auto req = flags_.agent_request("call");
         req["method"] = request.method;
         req["params"] = request.params;
         if (!call_timeout_.empty()) req["call_timeout"] = call_timeout_;
@@ -203,26 +149,10 @@ private:
         return result.value("exit_code", exit_code::internal);
     }
 
-    static constexpr const char* kDefaultStateDir = "/var/lib/mcpwarden";
+    void write_report(const nlohmann::json& j) const { flags_.write_report(j); }
 
-    void write_report(const nlohmann::json& j) {
-        if (report_.empty()) return;
-        std::string text = j.dump() + "\n";
-        if (report_ == "-") {
-            std::cerr << text;
-            return;
-        }
-        std::ofstream out(report_, std::ios::trunc);
-        out << text;
-        if (!out) spdlog::error("could not write report to {}", report_);
-    }
-
-    std::string policy_file_, policy_dir_, method_, tool_, args_, uri_, prompt_, call_timeout_;
-    std::string memory_, pids_, cpu_, timeout_, user_, report_, cgroup_root_, audit_file_;
-    std::string state_dir_ = kDefaultStateDir;
-    std::string agent_;
-    std::vector<std::string> env_, command_;
-    bool allow_degraded_ = false;
+    SandboxFlags flags_;
+    std::string method_, tool_, args_, uri_, prompt_, call_timeout_;
 };
 
 }  // namespace
