@@ -17,6 +17,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include "agent_client.h"
@@ -567,4 +569,62 @@ TEST_F(Agent, ReturnedStdioAndTheEventStream) {
         }
     }
     EXPECT_TRUE(saw_started && saw_ended && saw_denial) << saw_started << saw_ended << saw_denial;
+}
+
+// The agent's sandboxes share one set of audit ring buffers: a denial still names the sandbox
+// that was denied, and counts in its own report, when two are denied at the same moment.
+TEST_F(Agent, TwoSandboxesDeniedAtOnceAreAuditedUnderTheirOwnNames) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto events = client();
+    events.send({{"v", 1}, {"id", "ev"}, {"op", "events"}});
+    ASSERT_EQ(events.result("ev")["subscribed"], true);
+
+    // Both servers wait for a line, then connect to a denied port of their own (9 and 10).
+    auto c0 = client();
+    auto c1 = client();
+    mcpwarden::AgentClient* clients[2] = {&c0, &c1};
+    std::vector<std::vector<mcpwarden::UniqueFd>> stdio(2);
+    std::vector<std::string> names;
+    for (int i = 0; i < 2; ++i) {
+        clients[i]->send(
+            {{"v", 1}, {"id", 1}, {"op", "create"}, {"policy", "probe"}, {"stdio", "return"},
+             {"command", {"sh", "-c", "read line; " + program("netprobe") + " tcp4 127.0.0.3 " + std::to_string(9 + i)}}});
+        auto started = clients[i]->receive(&stdio[static_cast<size_t>(i)], 10000);
+        ASSERT_TRUE(started);
+        ASSERT_EQ((*started)["event"], "started") << started->dump() << log();
+        ASSERT_EQ(stdio[static_cast<size_t>(i)].size(), 3u);
+        names.push_back((*started)["sandbox"]);
+    }
+    ASSERT_NE(names[0], names[1]);
+    for (auto& fds : stdio) ASSERT_EQ(::write(fds[0].get(), "go\n", 3), 3);
+    for (int i = 0; i < 2; ++i) {
+        auto done = next_for(*clients[i], 1);
+        EXPECT_EQ(done["result"]["report"]["status"], "exited") << done.dump();
+        EXPECT_EQ(done["result"]["report"]["egress_denied"], 1) << done.dump();
+        EXPECT_EQ(done["result"]["report"]["audit_events_lost"], 0) << done.dump();
+    }
+
+    std::map<std::string, std::string> port_of;  // sandbox -> denied port seen in its audit event
+    auto until = std::chrono::steady_clock::now() + 5s;
+    while (port_of.size() < 2 && std::chrono::steady_clock::now() < until) {
+        auto m = events.receive(nullptr, 200);
+        if (!m || (*m)["event"] != "audit" || (*m)["audit"]["event"] != "egress_denied") continue;
+        port_of[(*m)["audit"]["sandbox"]] = std::to_string((*m)["audit"]["port"].get<int>());
+    }
+    EXPECT_EQ(port_of[names[0]], "9") << log();
+    EXPECT_EQ(port_of[names[1]], "10") << log();
+    // The audit file says the same.
+    std::string audit;
+    mcpwarden::read_file(dir_ + "/audit.jsonl", audit);
+    for (int i = 0; i < 2; ++i) {
+        bool found = false;
+        std::istringstream lines(audit);
+        for (std::string line; std::getline(lines, line);) {
+            auto j = nlohmann::json::parse(line, nullptr, false);
+            if (j.is_object() && j.value("event", "") == "egress_denied" && j.value("sandbox", "") == names[static_cast<size_t>(i)])
+                found = found || j.value("port", 0) == 9 + i;
+        }
+        EXPECT_TRUE(found) << names[static_cast<size_t>(i)] << "\n" << audit;
+    }
 }

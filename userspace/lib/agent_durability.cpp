@@ -191,6 +191,7 @@ void Agent::adopt_sandbox(const json& record) {
         return cleanup("lost its policy");
     }
     rec->egress = std::make_shared<EgressExtension>(rec->options.policy, false, audit_);
+    rec->egress->use_shared_events(shared_events_.get());
     rec->egress->adopt(id, name, loop_);
     rec->pidfd = std::move(pidfd);
     rec->control.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -37,7 +38,10 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-constexpr std::size_t kThreadStack = 512 * 1024;  // a sandbox thread: epoll loop and relays
+constexpr std::size_t kThreadStack = 256 * 1024;  // a sandbox thread: epoll loop and relays (64 KiB buffer)
+// Audit slots the agent's sandboxes share: 8 ring buffers of 256 KiB hold about 26,000 denials
+// between two reads of the serving thread.
+constexpr std::size_t kSharedEventSlots = 8;
 constexpr std::size_t kMaxFdsPerMessage = 8;
 
 // Audit lines of every sandbox come here (and to the configured file).
@@ -249,9 +253,24 @@ void Agent::recover() {
         std::string name = e.path().stem().string();
         if (!sandbox_owner_alive(name)) fs::remove(e.path(), ec);
     }
+    open_shared_events();
     recover_sandboxes();
     recover_attachments();
     if (swept > 0) spdlog::info("recovered: removed {} sandbox(es) left by a previous agent", swept);
+}
+
+void Agent::open_shared_events() {
+    if (shared_events_) return;
+    // Tagged by the socket, so a restarted agent on the same socket takes over the slots (and
+    // the pending events) of its predecessor, which its adopted sandboxes still write into.
+    char tag[48];
+    std::snprintf(tag, sizeof tag, "agent:%016zx", std::hash<std::string>{}(config_.socket));
+    try {
+        shared_events_ = std::make_unique<SharedEventRing>(BpfObjects::open(), tag, kSharedEventSlots);
+    } catch (const Error& e) {
+        // Without BPF no sandbox can start anyway; each would then claim a slot of its own.
+        spdlog::warn("agent: no shared audit ring buffer: {}", e.what());
+    }
 }
 
 void Agent::post(std::function<void()> fn) {
@@ -314,8 +333,22 @@ int Agent::serve() {
     mailbox_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     queue_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     if (!signals_ || !mailbox_fd_ || !queue_timer_) throw Error(ErrorKind::internal, errno_text("agent setup", errno));
+    // Every sandbox holds a few dozen descriptors here (stdio, cgroups, its loop, its resolver's
+    // sockets): the soft limit of 1024 would cap the agent near 40 sandboxes.
+    // Root may raise the hard limit too (up to fs.nr_open); else the soft one goes to the hard.
+    struct rlimit nofile {};
+    if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+        struct rlimit want {std::max<rlim_t>(nofile.rlim_max, 1 << 17), std::max<rlim_t>(nofile.rlim_max, 1 << 17)};
+        if (::setrlimit(RLIMIT_NOFILE, &want) != 0 && nofile.rlim_cur < nofile.rlim_max) {
+            nofile.rlim_cur = nofile.rlim_max;
+            ::setrlimit(RLIMIT_NOFILE, &nofile);
+        }
+    }
     listen_socket();
     loop_.add(listen_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
+    if (shared_events_) {
+        loop_.add(shared_events_->events_fd(), EPOLLIN, [this](std::uint32_t) { shared_events_->consume(); });
+    }
     if (!config_.metrics.empty()) metrics_listen();
     loop_.add(mailbox_fd_.get(), EPOLLIN, [this](std::uint32_t) { drain_mailbox(); });
     loop_.add(queue_timer_.get(), EPOLLIN, [this](std::uint32_t) { on_queue_timer(); });
@@ -808,6 +841,7 @@ void Agent::run_thread(std::shared_ptr<Record> rec) {
     try {
         Sandbox sandbox(rec->options);
         auto egress = std::make_shared<EgressExtension>(sandbox.options().policy, false, audit_);
+        egress->use_shared_events(shared_events_.get());
         sandbox.add_extension(egress);
         std::shared_ptr<McpCall> mcp_call;
         if (rec->is_call) {

@@ -36,6 +36,7 @@ namespace mcpwarden {
 
 class EgressExtension;
 class Attachment;
+class SharedEventRing;
 
 // Names of the agent's sandboxes: make_sandbox_name() with an "-a" suffix, a form no run's
 // sweep judges (sandbox_owner_alive), so a crash of the agent leaves them to the next agent.
@@ -201,6 +202,10 @@ private:
     std::vector<std::function<void()>> mailbox_;
     std::map<std::string, Handler> ops_;
     std::map<std::uint64_t, std::unique_ptr<Conn>> conns_;
+    // The audit ring buffers every hosted sandbox writes into (claimed by recover(); declared
+    // before records_ so it outlives their egress bindings).
+    std::unique_ptr<SharedEventRing> shared_events_;
+    void open_shared_events();
     std::map<std::uint64_t, std::shared_ptr<Record>> records_;
     std::map<std::string, std::uint64_t> by_name_;
     std::map<std::string, std::shared_ptr<const Policy>> policies_;

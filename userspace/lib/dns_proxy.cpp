@@ -22,6 +22,8 @@
 namespace mcpwarden {
 namespace {
 
+constexpr std::size_t kResolverStack = 128 * 1024;  // its loop, parsing and logging need a few KiB
+
 using Clock = std::chrono::steady_clock;
 constexpr auto kUpstreamTimeout = std::chrono::milliseconds(2000);
 constexpr size_t kMaxPending = 512;
@@ -202,7 +204,16 @@ DnsProxy::DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hoo
     if (::pipe2(w, O_CLOEXEC | O_NONBLOCK) != 0) throw Error(ErrorKind::internal, errno_text("pipe2", errno));
     wake_read_.reset(w[0]);
     wake_write_.reset(w[1]);
-    thread_ = std::thread([this] { serve(); });
+    pthread_attr_t attr;
+    ::pthread_attr_init(&attr);
+    ::pthread_attr_setstacksize(&attr, kResolverStack);
+    int rc = ::pthread_create(&thread_, &attr, [](void* self) -> void* {
+        static_cast<DnsProxy*>(self)->serve();
+        return nullptr;
+    }, this);
+    ::pthread_attr_destroy(&attr);
+    if (rc != 0) throw Error(ErrorKind::internal, errno_text("cannot start the resolver thread", rc));
+    thread_started_ = true;
 }
 
 DnsProxy::~DnsProxy() { stop(); }
@@ -221,7 +232,8 @@ std::shared_ptr<const Policy> DnsProxy::policy() const {
 void DnsProxy::stop() {
     if (stopping_.exchange(true)) return;
     (void)!::write(wake_write_.get(), "x", 1);
-    if (thread_.joinable()) thread_.join();
+    if (thread_started_) ::pthread_join(thread_, nullptr);
+    thread_started_ = false;
     std::vector<TcpClient> threads;
     {
         std::lock_guard<std::mutex> lock(tcp_mutex_);

@@ -13,6 +13,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <pthread.h>
+
 #include <thread>
 #include <vector>
 
@@ -87,7 +89,8 @@ private:
     UniqueFd udp4_, udp6_, tcp4_, tcp6_, wake_read_, wake_write_;
     std::map<std::uint16_t, std::unique_ptr<Pending>> by_id_;  // pending queries by upstream id
     std::vector<UniqueFd> upstream_socks_;  // one connected socket per upstream
-    std::thread thread_;
+    pthread_t thread_{};  // the resolver (a small explicit stack: one per sandbox)
+    bool thread_started_ = false;
     std::mutex tcp_mutex_;
     struct TcpClient {
         std::thread thread;

@@ -242,7 +242,7 @@ void EgressExtension::bind(int cgroup_fd, std::uint64_t id, const std::string& n
                                                      ++events_seen_;
                                                      if (audit_) audit_->info(event_json(e).dump());
                                                  },
-                                                 sandbox_name_, dns_->target());
+                                                 sandbox_name_, dns_->target(), shared_events_);
     auto t2 = std::chrono::steady_clock::now();
     spdlog::info("egress policy {}: {} rules compiled to {} entries in {} ms, loaded and bound in {} ms",
                  pol->name, pol->egress.allow.size() + pol->egress.deny.size(),
@@ -251,7 +251,7 @@ void EgressExtension::bind(int cgroup_fd, std::uint64_t id, const std::string& n
                  std::chrono::duration_cast<std::chrono::milliseconds>(t2 - t1).count());
     loop_ = &loop;
     events_fd_ = enforcer_->events_fd();
-    loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });
+    if (events_fd_ >= 0) loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });
     if (audit_only_) {
         spdlog::warn("AUDIT-ONLY: egress the policy denies is logged but allowed for sandbox {}", sandbox_name_);
     }
@@ -267,7 +267,7 @@ void EgressExtension::adopt(std::uint64_t id, const std::string& name, EventLoop
                                                      ++events_seen_;
                                                      if (audit_) audit_->info(event_json(e).dump());
                                                  },
-                                                 sandbox_name_);
+                                                 sandbox_name_, shared_events_);
     {
         // What the predecessor learned from DNS stays for dns.min_ttl (its TTLs are lost), then
         // goes like any learned address; new answers renew it.
@@ -299,7 +299,7 @@ void EgressExtension::adopt(std::uint64_t id, const std::string& name, EventLoop
     }
     loop_ = &loop;
     events_fd_ = enforcer_->events_fd();
-    loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });
+    if (events_fd_ >= 0) loop_->add(events_fd_, EPOLLIN, [this](std::uint32_t) { enforcer_->consume_events(); });
     spdlog::info("adopted the egress enforcement of {} (policy {}, {} learned addresses kept)", name, pol->name,
                  learned_.size());
 }
@@ -416,6 +416,7 @@ void EgressExtension::unbind(nlohmann::json& extra) {
             enforcer_->drop_learned(sets);
         }
         enforcer_->consume_events();
+        enforcer_->stop_events();  // a shared ring's consumer may be in our handler: no lock held here
         final_ = enforcer_->counters();
         if (loop_ && events_fd_ >= 0) loop_->remove(events_fd_);
         events_fd_ = -1;

@@ -2,6 +2,7 @@
 // the child exists, turns kernel denial events into audit lines, and reports the counts.
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -37,6 +38,9 @@ public:
     void bind(int cgroup_fd, std::uint64_t cgroup_id, const std::string& name, EventLoop& loop);
     void adopt(std::uint64_t cgroup_id, const std::string& name, EventLoop& loop);
     void unbind(nlohmann::json& extra);
+    // Before bind/adopt: the sandbox's denials come through `ring` (shared with other sandboxes,
+    // read by its owner, which outlives the binding) instead of a ring buffer of its own.
+    void use_shared_events(SharedEventRing* ring) { shared_events_ = ring; }
 
     // Live policy update: from the next connection on, the cgroup may reach what `policy`
     // allows; its resolver answers by the new host rules, and addresses learned for names the
@@ -87,7 +91,8 @@ private:
     EventLoop* loop_ = nullptr;
     int events_fd_ = -1;
     std::int64_t boot_to_real_ns_ = 0;
-    std::uint64_t events_seen_ = 0;
+    std::atomic<std::uint64_t> events_seen_{0};
+    SharedEventRing* shared_events_ = nullptr;
     EgressCounters final_{};
 };
 

@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -361,8 +362,8 @@ int BpfObjects::map(const std::string& name) const {
 CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_fd,
                                std::uint64_t cgroup_id, const CompiledEgress& rules,
                                bool audit_only, EventHandler on_event, const std::string& pin_name,
-                               DnsTarget dns)
-    : objects_(std::move(objects)), cgroup_id_(cgroup_id), on_event_(std::move(on_event)) {
+                               DnsTarget dns, SharedEventRing* shared)
+    : objects_(std::move(objects)), cgroup_id_(cgroup_id), on_event_(std::move(on_event)), shared_(shared) {
     try {
         if (!pin_name.empty()) {
             make_private_dir(sandbox_pin_root());
@@ -371,8 +372,10 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
             // The policy id, for the sweep after a crash (bpffs holds no regular files).
             make_private_dir(link_pin_dir_ + "/policy-" + std::to_string(cgroup_id_));
         }
-        // 1. The sandbox's own audit ring buffer: claim a free slot of the pool.
-        open_ring(pin_name, false);
+        // 1. The sandbox's own audit ring buffer: claim a free slot of the pool (or route its
+        //    events from the shared ring).
+        if (shared_) use_shared_ring(pin_name, false);
+        else open_ring(pin_name, false);
 
         // 2. Rules, keyed by this sandbox's policy id (= its cgroup id).
         compiled_ = rules;
@@ -401,7 +404,7 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
         mw_sandbox_state state{};
         state.policy_id = cgroup_id_;
         state.flags = audit_only ? MW_SANDBOX_AUDIT_ONLY : 0;
-        state.event_slot = event_slot_ + 1;
+        state.event_slot = shared_ ? shared_->slot_for(cgroup_id_) : event_slot_ + 1;
         state.dns_ip4 = dns.ip4;
         state.dns_port4 = dns.port4;
         state.dns_port6 = dns.port6;
@@ -466,8 +469,8 @@ constexpr std::uint32_t kSetGeneration = 1u << 23;  // the alternate base of com
 
 CgroupEnforcer::CgroupEnforcer(Adopt, std::shared_ptr<BpfObjects> objects, std::uint64_t cgroup_id,
                                const CompiledEgress& rules, bool audit_only, EventHandler on_event,
-                               const std::string& pin_name)
-    : objects_(std::move(objects)), cgroup_id_(cgroup_id), on_event_(std::move(on_event)) {
+                               const std::string& pin_name, SharedEventRing* shared)
+    : objects_(std::move(objects)), cgroup_id_(cgroup_id), on_event_(std::move(on_event)), shared_(shared) {
     link_pin_dir_ = sandbox_pin_root() + "/" + pin_name;
     if (pinned_policy_id(pin_name) != cgroup_id)
         throw Error(ErrorKind::sandbox_unavailable,
@@ -479,7 +482,8 @@ CgroupEnforcer::CgroupEnforcer(Adopt, std::shared_ptr<BpfObjects> objects, std::
             if (fd < 0) load_failed(std::string("open the pinned ") + p.name + " link of " + pin_name, errno);
             links_.emplace_back(fd);
         }
-        open_ring(pin_name, true);
+        if (shared_) use_shared_ring(pin_name, true);
+        else open_ring(pin_name, true);
         // What the predecessor installed: every entry under the policy id. Host entries the
         // rules do not account for are addresses it learned from DNS.
         int r4 = objects_->map("rules4"), r6 = objects_->map("rules6"), ps = objects_->map("portsets");
@@ -696,32 +700,182 @@ void CgroupEnforcer::update_rules(const CompiledEgress& rules, const std::vector
     }
 }
 
-void CgroupEnforcer::claim_event_slot(const std::string& name) {
-    int owners = objects_->map("event_slot_owner");
-    int events = objects_->map("events");
-    mw_slot_owner owner{};
-    std::snprintf(owner.sandbox, sizeof owner.sandbox, "%s", name.c_str());
-    owner.policy_id = cgroup_id_;
+namespace {
+
+// Claims a free slot of the pool for `owner` (the kernel makes the insert atomic: of concurrent
+// claimers, one wins each slot) and opens its ring buffer, creating it on the slot's first use
+// (it stays for later holders). False when every slot is taken.
+bool claim_slot(const BpfObjects& objects, const mw_slot_owner& owner, std::uint32_t& slot_out, UniqueFd& ring) {
+    int owners = objects.map("event_slot_owner");
+    int events = objects.map("events");
     for (std::uint32_t slot = 0; slot < MW_EVENT_SLOTS; ++slot) {
-        // The kernel makes the insert atomic: of concurrent claimers, one wins each slot.
         if (bpf_map_update_elem(owners, &slot, &owner, BPF_NOEXIST) != 0) continue;
-        event_slot_ = slot;
+        slot_out = slot;
         std::uint32_t id = 0;
         if (bpf_map_lookup_elem(events, &slot, &id) == 0) {
-            ringbuf_.reset(bpf_map_get_fd_by_id(id));
+            ring.reset(bpf_map_get_fd_by_id(id));
         } else {
-            // First use of this slot: create its ring buffer (once; it stays for later runs).
-            ringbuf_.reset(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "mw_audit", 0, 0, 256 * 1024, nullptr));
-            if (!ringbuf_) load_failed("create an audit ring buffer", errno);
-            std::uint32_t fd = static_cast<std::uint32_t>(ringbuf_.get());
+            ring.reset(bpf_map_create(BPF_MAP_TYPE_RINGBUF, "mw_audit", 0, 0, 256 * 1024, nullptr));
+            if (!ring) load_failed("create an audit ring buffer", errno);
+            std::uint32_t fd = static_cast<std::uint32_t>(ring.get());
             if (bpf_map_update_elem(events, &slot, &fd, BPF_ANY) != 0) load_failed("register an audit ring buffer", errno);
         }
-        if (!ringbuf_) load_failed("open an audit ring buffer", errno);
-        return;
+        if (!ring) load_failed("open an audit ring buffer", errno);
+        return true;
     }
+    return false;
+}
+
+[[noreturn]] void slots_exhausted() {
     throw Error(ErrorKind::sandbox_unavailable,
                 "all " + std::to_string(MW_EVENT_SLOTS) + " audit ring buffers are in use by running sandboxes; "
                 "denials could not be audited, so the sandbox is refused. Wait for sandboxes to end");
+}
+
+// Delivers (or, with no handler, discards) what a ring buffer holds.
+void drain_ring(int ring_fd, const std::function<void(const mw_event&)>* handler) {
+    auto* rb = ring_buffer__new(
+        ring_fd,
+        [](void* ctx, void* data, size_t size) -> int {
+            auto* h = static_cast<const std::function<void(const mw_event&)>*>(ctx);
+            if (h && *h && size >= sizeof(mw_event)) (*h)(*static_cast<const mw_event*>(data));
+            return 0;
+        },
+        const_cast<std::function<void(const mw_event&)>*>(handler), nullptr);
+    if (!rb) return;
+    ring_buffer__consume(rb);
+    ring_buffer__free(rb);
+}
+
+constexpr std::uint64_t kSharedOwnerBit = 1ull << 63;  // owner.policy_id of a shared slot: no cgroup id
+
+}  // namespace
+
+void CgroupEnforcer::claim_event_slot(const std::string& name) {
+    mw_slot_owner owner{};
+    std::snprintf(owner.sandbox, sizeof owner.sandbox, "%s", name.c_str());
+    owner.policy_id = cgroup_id_;
+    if (!claim_slot(*objects_, owner, event_slot_, ringbuf_)) slots_exhausted();
+}
+
+void CgroupEnforcer::use_shared_ring(const std::string& name, bool adopt) {
+    auto handler = on_event_;
+    shared_->route(cgroup_id_, [handler](const mw_event& e) {
+        if (handler) handler(e);
+    });
+    if (!adopt) return;
+    // The adopted sandbox writes into the shared ring from now on; a slot of its own (held for it
+    // by a predecessor that did not share) is drained into the handler and given back.
+    mw_sandbox_state state{};
+    if (bpf_map_lookup_elem(objects_->map("sandbox_state"), &cgroup_id_, &state) == 0) {
+        state.event_slot = shared_->slot_for(cgroup_id_);
+        if (bpf_map_update_elem(objects_->map("sandbox_state"), &cgroup_id_, &state, 0) != 0)
+            load_failed("point the adopted sandbox at the shared audit ring", errno);
+    }
+    int owners = objects_->map("event_slot_owner");
+    for (std::uint32_t slot = 0; slot < MW_EVENT_SLOTS; ++slot) {
+        mw_slot_owner owner{};
+        if (bpf_map_lookup_elem(owners, &slot, &owner) != 0 || owner.policy_id != cgroup_id_ ||
+            name != std::string(owner.sandbox, strnlen(owner.sandbox, sizeof owner.sandbox)))
+            continue;
+        std::uint32_t id = 0;
+        if (bpf_map_lookup_elem(objects_->map("events"), &slot, &id) == 0) {
+            UniqueFd ring(bpf_map_get_fd_by_id(id));
+            if (ring) drain_ring(ring.get(), &on_event_);
+        }
+        bpf_map_delete_elem(owners, &slot);
+    }
+}
+
+SharedEventRing::SharedEventRing(std::shared_ptr<BpfObjects> objects, const std::string& owner_tag, std::size_t slots)
+    : objects_(std::move(objects)) {
+    int owners = objects_->map("event_slot_owner");
+    int events = objects_->map("events");
+    mw_slot_owner mine{};
+    std::snprintf(mine.sandbox, sizeof mine.sandbox, "%s", owner_tag.c_str());
+    mine.policy_id = kSharedOwnerBit | static_cast<std::uint64_t>(::getpid());
+    std::string tag(mine.sandbox);
+    std::vector<bool> adopted;
+    try {
+        // 1. Slots a dead predecessor with the same tag held: their pending events belong to the
+        //    sandboxes about to be adopted.
+        for (std::uint32_t slot = 0; slot < MW_EVENT_SLOTS && slots_.size() < slots; ++slot) {
+            mw_slot_owner o{};
+            if (bpf_map_lookup_elem(owners, &slot, &o) != 0 || !(o.policy_id & kSharedOwnerBit) ||
+                tag != std::string(o.sandbox, strnlen(o.sandbox, sizeof o.sandbox)))
+                continue;
+            pid_t pid = static_cast<pid_t>(o.policy_id & ~kSharedOwnerBit);
+            if (pid != ::getpid() && (::kill(pid, 0) == 0 || errno != ESRCH)) continue;  // alive
+            std::uint32_t id = 0;
+            if (bpf_map_lookup_elem(events, &slot, &id) != 0) continue;
+            UniqueFd ring(bpf_map_get_fd_by_id(id));
+            if (!ring || bpf_map_update_elem(owners, &slot, &mine, BPF_EXIST) != 0) continue;
+            slots_.push_back(slot);
+            rings_.push_back(std::move(ring));
+        }
+        // 2. Fresh slots for the rest; whatever an earlier holder left in them is not ours.
+        while (slots_.size() < slots) {
+            std::uint32_t slot = 0;
+            UniqueFd ring;
+            if (!claim_slot(*objects_, mine, slot, ring)) slots_exhausted();
+            drain_ring(ring.get(), nullptr);
+            slots_.push_back(slot);
+            rings_.push_back(std::move(ring));
+        }
+        for (std::size_t i = 0; i < rings_.size(); ++i) {
+            auto cb = [](void* ctx, void* data, size_t size) -> int {
+                auto* self = static_cast<SharedEventRing*>(ctx);
+                if (size < sizeof(mw_event)) return 0;
+                const auto& e = *static_cast<const mw_event*>(data);
+                auto it = self->routes_.find(e.policy_id);
+                if (it == self->routes_.end()) ++self->unrouted_;
+                else it->second(e);
+                return 0;
+            };
+            int rc = 0;
+            if (!rb_) {
+                rb_ = ring_buffer__new(rings_[i].get(), cb, this, nullptr);
+                if (!rb_) rc = -errno;
+            } else {
+                rc = ring_buffer__add(rb_, rings_[i].get(), cb, this);
+            }
+            if (rc != 0) load_failed("open the shared audit ring buffer", -rc);
+        }
+    } catch (...) {
+        if (rb_) ring_buffer__free(rb_);
+        rb_ = nullptr;
+        for (auto slot : slots_) bpf_map_delete_elem(owners, &slot);
+        throw;
+    }
+}
+
+SharedEventRing::~SharedEventRing() {
+    if (rb_) ring_buffer__free(rb_);
+    // Slots still pointed at by sandboxes that outlive us stay claimed for the next owner (an
+    // adopted sandbox keeps writing into them); a clean stop ended every sandbox first.
+    int owners = objects_->map("event_slot_owner");
+    for (auto slot : slots_) bpf_map_delete_elem(owners, &slot);
+}
+
+int SharedEventRing::events_fd() const { return rb_ ? ring_buffer__epoll_fd(rb_) : -1; }
+
+void SharedEventRing::consume() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (rb_) ring_buffer__consume(rb_);
+}
+
+std::uint32_t SharedEventRing::slot_for(std::uint64_t policy_id) const {
+    return slots_[policy_id % slots_.size()] + 1;
+}
+
+void SharedEventRing::route(std::uint64_t policy_id, EventHandler handler) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    routes_[policy_id] = std::move(handler);
+}
+
+void SharedEventRing::unroute(std::uint64_t policy_id) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    routes_.erase(policy_id);
 }
 
 void CgroupEnforcer::put_learned(const LearnedEntry& e) {
@@ -776,6 +930,11 @@ int CgroupEnforcer::events_fd() const { return rb_ ? ring_buffer__epoll_fd(rb_) 
 
 void CgroupEnforcer::consume_events() {
     if (rb_) ring_buffer__consume(rb_);
+    else if (shared_ && !released_) shared_->consume();
+}
+
+void CgroupEnforcer::stop_events() {
+    if (shared_) shared_->unroute(cgroup_id_);
 }
 
 EgressCounters CgroupEnforcer::counters() const {
@@ -798,6 +957,7 @@ void CgroupEnforcer::release() {
         ::rmdir(link_pin_dir_.c_str());
     }
     links_.clear();  // detaches
+    stop_events();
     if (rb_) {
         ring_buffer__consume(rb_);
         ring_buffer__free(rb_);

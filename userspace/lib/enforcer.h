@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <vector>
@@ -47,6 +49,39 @@ struct EgressCounters {
     std::uint64_t denied = 0, audited = 0, lost = 0;
 };
 
+// Audit ring buffers shared by many sandboxes (the agent's): a few slots of the pool, claimed
+// once by their owner and read by one consumer. Each sandbox writes into one of them (chosen by
+// its policy id); events carry the policy id, so consume() hands each to the handler routed for
+// it. A restarted owner with the same `owner` tag takes over the slots its dead predecessor held
+// (their pending events are delivered once the adopted sandboxes are routed).
+class SharedEventRing {
+public:
+    using EventHandler = std::function<void(const mw_event&)>;
+    SharedEventRing(std::shared_ptr<BpfObjects> objects, const std::string& owner, std::size_t slots);
+    ~SharedEventRing();
+    SharedEventRing(const SharedEventRing&) = delete;
+    SharedEventRing& operator=(const SharedEventRing&) = delete;
+
+    int events_fd() const;  // epoll-able; call consume() when readable
+    void consume();         // from any thread; handlers run under the ring's lock
+    // The sandbox_state.event_slot value (1 + slot) for a policy id.
+    std::uint32_t slot_for(std::uint64_t policy_id) const;
+    void route(std::uint64_t policy_id, EventHandler handler);
+    // After it returns, the handler of policy_id is not running and is not called again.
+    void unroute(std::uint64_t policy_id);
+    std::uint64_t unrouted() const { return unrouted_; }  // events of no routed sandbox
+    std::size_t slots() const { return slots_.size(); }
+
+private:
+    std::shared_ptr<BpfObjects> objects_;
+    std::vector<std::uint32_t> slots_;
+    std::vector<UniqueFd> rings_;
+    struct ring_buffer* rb_ = nullptr;
+    mutable std::mutex mutex_;
+    std::map<std::uint64_t, EventHandler> routes_;
+    std::uint64_t unrouted_ = 0;
+};
+
 // Enforcement on one sandbox cgroup. Destruction removes everything of this sandbox: links,
 // map entries, its ring buffer.
 class CgroupEnforcer {
@@ -61,7 +96,8 @@ public:
     // enforcement outlives a crash of mcpwarden until the stale sandbox is swept.
     CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_fd, std::uint64_t cgroup_id,
                    const CompiledEgress& rules, bool audit_only, EventHandler on_event,
-                   const std::string& pin_name = "", DnsTarget dns = {});
+                   const std::string& pin_name = "", DnsTarget dns = {},
+                   SharedEventRing* shared = nullptr);
 
     // Takes over the enforcement a predecessor (a crashed agent) pinned as pin_name on the
     // cgroup: its links, event slot, cgroup storage and rules stay in force throughout; the
@@ -70,13 +106,15 @@ public:
     struct Adopt {};
     CgroupEnforcer(Adopt, std::shared_ptr<BpfObjects> objects, std::uint64_t cgroup_id,
                    const CompiledEgress& rules, bool audit_only, EventHandler on_event,
-                   const std::string& pin_name);
+                   const std::string& pin_name, SharedEventRing* shared = nullptr);
     ~CgroupEnforcer();
     CgroupEnforcer(const CgroupEnforcer&) = delete;
     CgroupEnforcer& operator=(const CgroupEnforcer&) = delete;
 
     int events_fd() const;  // epoll-able; call consume_events() when readable
     void consume_events();
+    // No more events reach the handler (shared ring); call it holding no lock the handler takes.
+    void stop_events();
     EgressCounters counters() const;
     // An address learned from DNS: written before the answer is released; dropped at expiry.
     void put_learned(const LearnedEntry& entry);
@@ -103,6 +141,7 @@ private:
     static constexpr std::uint32_t kNoSlot = 0xffffffffu;
     void remove(const CompiledEgress& rules);
     void open_ring(const std::string& name, bool adopt);
+    void use_shared_ring(const std::string& name, bool adopt);
 
     // Keys written by put_learned (and not dropped since), so a swap knows them.
     std::vector<std::string> learned_keys_;
@@ -122,6 +161,7 @@ private:
     std::uint32_t event_slot_ = kNoSlot;
     bool events_live_ = false;
     bool released_ = false;
+    SharedEventRing* shared_ = nullptr;  // events go to a shared ring (no slot of its own)
 };
 
 // After a crash: removes the link pins and map entries of sandboxes whose owner is gone (call
