@@ -9,6 +9,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <span>
 #include <fstream>
 #include <map>
 #include <random>
@@ -332,7 +334,9 @@ void DnsProxy::on_upstream(Pending& p) {
 }
 
 void DnsProxy::serve() {
-    std::vector<std::uint8_t> buf(65536);
+    // Left uninitialised: an idle resolver (one per sandbox) touches only what it receives.
+    std::unique_ptr<std::uint8_t[]> storage(new std::uint8_t[65536]);
+    std::span<std::uint8_t> buf(storage.get(), 65536);
     auto last_tick = Clock::now();
     std::vector<pollfd> fds;
     fds.push_back({wake_read_.get(), POLLIN, 0});
