@@ -258,6 +258,41 @@ TEST_F(Run, SigtermToWardenKillsEverything) {
     }
 }
 
+// A sandbox with memory and pids limits learns of an OOM kill or a refused fork from the
+// kernel's notifications: idle, its thread sleeps. (Polling the counters every 20 ms woke it
+// 50 times a second; v1 pids.events, which Linux 6.18 does not notify, is polled 5 times.)
+TEST_F(Run, IdleLimitedSandboxIsNotWokenUp) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int null = ::open("/dev/null", O_RDWR);
+        ::dup2(null, 0);
+        ::dup2(null, 2);
+        ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "run", "--state-dir", state_dir().c_str(), "--memory",
+                "64M", "--pids", "16", "--", "sleep", "300", nullptr);
+        ::_exit(127);
+    }
+    auto switches = [pid] {  // of the thread running the sandbox's event loop
+        std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/status");
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.rfind("voluntary_ctxt_switches:", 0) == 0) return std::stol(line.substr(24));
+        }
+        return -1L;
+    };
+    for (int i = 0; i < 500 && leftover_processes().empty(); ++i) std::this_thread::sleep_for(10ms);
+    bool up = !leftover_processes().empty();
+    std::this_thread::sleep_for(300ms);  // setup done
+    long before = switches();
+    std::this_thread::sleep_for(1s);
+    long after = switches();
+    ::kill(pid, SIGTERM);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ASSERT_TRUE(up) << "the sandbox did not start";
+    ASSERT_GE(before, 0);
+    EXPECT_LE(after - before, 10) << "the idle sandbox's thread woke up " << after - before << " times in 1 s";
+}
+
 TEST_F(Run, StaleSandboxIsSweptButLiveOneIsNot) {
     auto layout = mcpwarden::CgroupLayout::detect();
     auto plan = mcpwarden::plan_cgroups(layout, "");

@@ -3,6 +3,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -385,6 +387,66 @@ CgroupCounters SandboxCgroup::counters() const {
         c.pids_max_hits = read_keyed(pids_ + "/pids.events", "max");
     }
     return c;
+}
+
+void SandboxCgroup::LimitWatch::rearm() const {
+    if (eventfd) {
+        std::uint64_t n;
+        (void)!::read(fd.get(), &n, sizeof n);
+    } else {
+        char buf[512];
+        (void)!::pread(fd.get(), buf, sizeof buf, 0);
+    }
+}
+
+SandboxCgroup::LimitWatches SandboxCgroup::watch_limits() const {
+    using std::chrono::milliseconds;
+    LimitWatches out;
+    auto poll_every = [&](milliseconds every) {
+        out.poll = out.poll ? std::min(*out.poll, every) : every;
+    };
+    // A kernfs file: opened and read once, so that poll reports its next change.
+    auto notified_file = [&](const std::string& path) {
+        LimitWatch w;
+        w.fd = UniqueFd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (!w.fd) {
+            spdlog::warn("sandbox {}: cannot watch {} ({}): polling it", name_, path, std::strerror(errno));
+            poll_every(milliseconds(20));
+            return;
+        }
+        w.events = EPOLLPRI;
+        w.rearm();
+        out.watches.push_back(std::move(w));
+    };
+    if (memory_ver_ == CgroupVersion::v2) {
+        notified_file(unified_ + "/memory.events");
+    } else if (memory_ver_ == CgroupVersion::v1) {
+        std::string control = memory_ + "/memory.oom_control";
+        UniqueFd file(::open(control.c_str(), O_RDONLY | O_CLOEXEC));
+        LimitWatch w;
+        w.fd = UniqueFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+        int err = 0;
+        if (!file || !w.fd ||
+            !write_file(memory_ + "/cgroup.event_control",
+                        std::to_string(w.fd.get()) + " " + std::to_string(file.get()), &err)) {
+            if (!err) err = errno;
+            spdlog::warn("sandbox {}: cannot register an OOM eventfd for {} ({}): polling it",
+                         name_, control, std::strerror(err));
+            poll_every(milliseconds(20));
+        } else {
+            w.events = EPOLLIN;
+            w.eventfd = true;
+            out.watches.push_back(std::move(w));
+        }
+    }
+    if (pids_ver_ == CgroupVersion::v2) {
+        notified_file(unified_ + "/pids.events");
+    } else if (pids_ver_ == CgroupVersion::v1) {
+        // Some kernels (6.18) do not notify v1 pids.events: it is watched and polled slowly.
+        notified_file(pids_ + "/pids.events");
+        poll_every(milliseconds(200));
+    }
+    return out;
 }
 
 bool SandboxCgroup::populated() const {

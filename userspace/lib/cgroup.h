@@ -76,6 +76,31 @@ public:
     std::vector<std::string> paths() const;
 
     CgroupCounters counters() const;
+
+    // Kernel notifications that a limit counter of counters() may have changed, for an epoll
+    // loop, so that a limited sandbox need not poll. v2 memory.events and pids.events are
+    // kernfs files the kernel notifies (cgroup_file_notify: poll reports EPOLLPRI once the
+    // file changed since it was last read); v1 memory.oom_control signals an eventfd
+    // registered through cgroup.event_control at each OOM. v1 pids.events is not notified by
+    // every kernel (6.18 does not): it is still watched, and polled slowly.
+    struct LimitWatch {
+        UniqueFd fd;
+        std::uint32_t events = 0;  // EPOLLPRI (a notified file) or EPOLLIN (an eventfd)
+        // The v1 OOM eventfd. It fires when an OOM begins, before its kill is counted in
+        // memory.oom_control: after it the counters must be read again for a while.
+        bool eventfd = false;
+        // Consumes the notification (reads the eventfd, or the file again from the start),
+        // so that level-triggered epoll reports the next change only.
+        void rearm() const;
+    };
+    struct LimitWatches {
+        std::vector<LimitWatch> watches;
+        // Counters nothing notifies (v1 pids, or a notification that could not be set up):
+        // the caller must still poll counters() every `poll`.
+        std::optional<std::chrono::milliseconds> poll;
+    };
+    LimitWatches watch_limits() const;
+
     bool populated() const;
     // Kills every process in the sandbox (cgroup.kill, or SIGKILL to each on old kernels).
     void kill();

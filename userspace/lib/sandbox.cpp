@@ -344,7 +344,7 @@ RunReport Sandbox::run() {
             }
         });
     }
-    UniqueFd deadline, tick;
+    UniqueFd deadline;
     if (options_.limits.timeout) {
         deadline = make_timer(*options_.limits.timeout, false);
         loop_.add(deadline.get(), EPOLLIN, [&](std::uint32_t) {
@@ -356,17 +356,46 @@ RunReport Sandbox::run() {
             loop_.remove(deadline.get());
         });
     }
-    if (cl.memory_bytes || cl.pids) {
-        // The kernel's own counters tell an OOM kill or a fork refused at pids.max; either ends
-        // the whole sandbox (on v1 the OOM killer takes one process only).
-        tick = make_timer(std::chrono::milliseconds(20), true);
-        loop_.add(tick.get(), EPOLLIN, [&](std::uint32_t) {
+    // The kernel's own counters tell an OOM kill or a fork refused at pids.max; either ends
+    // the whole sandbox (on v1 the OOM killer takes one process only). The kernel notifies
+    // their changes (watch_limits); what it does not notify is polled.
+    SandboxCgroup::LimitWatches limit_watches;
+    UniqueFd poll_timer, settle_timer;
+    int settle_ticks = 0;
+    auto check_limits = [&] {
+        auto c = cgroup_->counters();
+        if (c.oom_kills > 0) terminate("memory_exceeded");
+        else if (c.pids_max_hits > 0) terminate("pids_exceeded");
+        return c.oom_kills > 0 || c.pids_max_hits > 0;
+    };
+    auto on_timer = [&](UniqueFd& timer, auto&& then) {
+        loop_.add(timer.get(), EPOLLIN, [&timer, then](std::uint32_t) {
             std::uint64_t n;
-            (void)!::read(tick.get(), &n, sizeof n);
-            auto c = cgroup_->counters();
-            if (c.oom_kills > 0) terminate("memory_exceeded");
-            else if (c.pids_max_hits > 0) terminate("pids_exceeded");
+            (void)!::read(timer.get(), &n, sizeof n);
+            then();
         });
+    };
+    if (cl.memory_bytes || cl.pids) {
+        limit_watches = cgroup_->watch_limits();
+        for (const auto& w : limit_watches.watches) {
+            loop_.add(w.fd.get(), w.events, [&, watch = &w](std::uint32_t) {
+                watch->rearm();
+                if (check_limits() || !watch->eventfd || settle_timer) return;
+                // v1: the OOM is under way and its kill not counted yet: look again for 1 s.
+                settle_ticks = 100;
+                settle_timer = make_timer(std::chrono::milliseconds(10), true);
+                on_timer(settle_timer, [&] {
+                    if (check_limits() || --settle_ticks <= 0) {
+                        loop_.remove(settle_timer.get());
+                        settle_timer.reset();
+                    }
+                });
+            });
+        }
+        if (limit_watches.poll) {
+            poll_timer = make_timer(*limit_watches.poll, true);
+            on_timer(poll_timer, [&] { check_limits(); });
+        }
     }
 
     while (!exited) loop_.run_once(-1);
@@ -378,7 +407,10 @@ RunReport Sandbox::run() {
         spdlog::error("sandbox {}: processes survived SIGKILL", name);
     if (signals) loop_.remove(signals->fd());
     if (deadline) loop_.remove(deadline.get());
-    if (tick) loop_.remove(tick.get());
+    if (poll_timer) loop_.remove(poll_timer.get());
+    if (settle_timer) loop_.remove(settle_timer.get());
+    for (const auto& w : limit_watches.watches) loop_.remove(w.fd.get());
+    limit_watches.watches.clear();
     // Drain what the processes wrote before they ended (their pipe ends are closed now).
     auto drain_until = Clock::now() + std::chrono::seconds(2);
     auto output_pending = [&] {
