@@ -194,6 +194,16 @@ TEST_F(Run, MemoryLimitEndsAsMemoryExceeded) {
     EXPECT_LE(r.report["peak_memory_bytes"].get<std::uint64_t>(), 64ull << 20);
 }
 
+// An OOM kill of one process (not the main one) ends the whole sandbox at once: on v1 the
+// OOM eventfd fires before the kill is counted, and the counters are read again after it.
+TEST_F(Run, OomKillOfAChildEndsTheWholeSandbox) {
+    auto r = warden({"run", "--memory", "64M", "--", "sh", "-c", program("memhog") + " 512 & sleep 120"});
+    EXPECT_EQ(r.exit_code, 120) << r.err;
+    EXPECT_EQ(r.report["status"], "memory_exceeded") << r.report.dump();
+    EXPECT_GE(r.report["oom_kills"].get<int>(), 1);
+    EXPECT_LT(r.elapsed, 60s) << "the sandbox lived on after the OOM kill";
+}
+
 TEST_F(Run, MemoryUnderLimitIsFine) {
     auto r = warden({"run", "--memory", "256M", "--", program("memhog"), "32"});
     EXPECT_EQ(r.exit_code, 0) << r.err;
