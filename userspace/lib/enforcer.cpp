@@ -70,14 +70,18 @@ std::string libbpf_tail() {
     return s;
 }
 
-std::string object_hash() {
-    size_t size = 0;
-    const auto* bytes = static_cast<const unsigned char*>(egress__elf_bytes(&size));
-    std::uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < size; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
-    char out[17];
-    snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
-    return out;
+// FNV-1a of the embedded BPF object, computed once: it names the pin directory of this build.
+const std::string& object_hash() {
+    static const std::string hash = [] {
+        size_t size = 0;
+        const auto* bytes = static_cast<const unsigned char*>(egress__elf_bytes(&size));
+        std::uint64_t h = 1469598103934665603ull;
+        for (size_t i = 0; i < size; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
+        char out[17];
+        snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
+        return std::string(out);
+    }();
+    return hash;
 }
 
 void ensure_bpffs() {
@@ -105,6 +109,42 @@ bool all_pinned(const std::string& dir) {
         if (::access((dir + "/map_" + m).c_str(), F_OK) != 0) return false;
     }
     return true;
+}
+
+// The keeper: an empty cgroup holding one link of every program of this build, pinned as
+// <dir>/keeper_<prog>. The kernel turns its per-hook cgroup BPF switch (a static key) on with
+// the first attached program and off with the last; flipping it patches kernel text on every
+// CPU, which each sandbox start and end would otherwise pay. No process ever joins the keeper;
+// one that did would be denied all egress (no rules). Best effort: without it, only slower.
+constexpr const char* kKeeperCgroup = "mcpwarden-keeper";
+
+void remove_keeper_pins(const std::string& dir) {
+    for (const auto& p : kProgs) ::unlink((dir + "/keeper_" + p.name).c_str());
+}
+
+void ensure_keeper(const std::string& dir, const std::vector<std::pair<std::string, UniqueFd>>& progs) {
+    bool complete = true;
+    for (const auto& p : kProgs) complete = complete && ::access((dir + "/keeper_" + p.name).c_str(), F_OK) == 0;
+    if (complete) return;
+    auto layout = CgroupLayout::detect();
+    if (layout.unified_mount.empty()) return;
+    std::string cg = layout.unified_mount + "/" + kKeeperCgroup;
+    if (::mkdir(cg.c_str(), 0755) != 0 && errno != EEXIST) {
+        spdlog::debug("no keeper cgroup {}: {}", cg, std::strerror(errno));
+        return;
+    }
+    UniqueFd cgfd(::open(cg.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!cgfd) return;
+    for (size_t i = 0; i < std::size(kProgs); ++i) {
+        std::string pin = dir + "/keeper_" + kProgs[i].name;
+        if (::access(pin.c_str(), F_OK) == 0) continue;
+        UniqueFd link(bpf_link_create(progs[i].second.get(), cgfd.get(), kProgs[i].type, nullptr));
+        // Another process may pin the same keeper link at once: then ours goes away, detached.
+        if (!link || (bpf_obj_pin(link.get(), pin.c_str()) != 0 && errno != EEXIST)) {
+            spdlog::debug("keeper link for {} not made: {}", kProgs[i].name, std::strerror(errno));
+            return;
+        }
+    }
 }
 
 [[noreturn]] void load_failed(const std::string& what, int err) {
@@ -218,6 +258,10 @@ void delete_policy_entries(int rules4, int rules6, int portsets, int slot_owner,
 int sweep_old_builds(const std::string& current) {
     int removed = 0;
     std::string base = std::string(kBpffs) + "/mcpwarden";
+    // An older build's keeper holds its programs attached: let go of it first.
+    for (const auto& name : list_dir(base)) {
+        if (name.size() == 16 && base + "/" + name != current) remove_keeper_pins(base + "/" + name);
+    }
     std::vector<std::uint32_t> linked;
     std::uint32_t id = 0;
     while (bpf_link_get_next_id(id, &id) == 0) {
@@ -322,6 +366,7 @@ std::shared_ptr<BpfObjects> BpfObjects::open() {
                 spdlog::warn("incomplete BPF pin directory {}; reloading", dir);
                 for (const auto& p : kProgs) ::unlink((dir + "/prog_" + p.name).c_str());
                 for (const auto* m : kMaps) ::unlink((dir + "/map_" + m).c_str());
+                remove_keeper_pins(dir);
                 ::rmdir(dir.c_str());
             }
             load_and_pin(dir);
@@ -341,6 +386,7 @@ std::shared_ptr<BpfObjects> BpfObjects::open() {
         if (fd < 0) load_failed(std::string("open pinned map ") + m, errno);
         objs->maps_.emplace_back(m, UniqueFd(fd));
     }
+    ensure_keeper(dir, objs->progs_);
     cached = objs;
     return objs;
 }
@@ -674,9 +720,16 @@ void CgroupEnforcer::update_rules(const CompiledEgress& rules, const std::vector
     for (const auto& t : learned_keys_) consider(t);
     std::stable_sort(doomed.begin(), doomed.end(), [](const Doomed& a, const Doomed& b) { return a.prefixlen < b.prefixlen; });
     for (const auto& d : doomed) bpf_map_delete_elem(d.family == AF_INET ? r4 : r6, d.key.data());
-    // 4. Port sets no entry refers to any more.
-    for (const auto& [k, v] : installed_.portsets) {
+    // 4. Port sets no entry refers to any more. The ones this swap replaced are kept until the
+    // next one: a program run may be between its lookup of an entry deleted in step 3 and that
+    // of the entry's port set (a missing set would deny). Those replaced by the previous swap
+    // go now, unless the new policy reuses their ids.
+    for (const auto& k : retired_sets_) {
         if (!sets_now.count(set_bytes(k))) bpf_map_delete_elem(ps, &k);
+    }
+    retired_sets_.clear();
+    for (const auto& [k, v] : installed_.portsets) {
+        if (!sets_now.count(set_bytes(k))) retired_sets_.push_back(k);
     }
     for (const auto& k : learned_sets_) {
         if (!sets_now.count(set_bytes(k))) bpf_map_delete_elem(ps, &k);
@@ -892,7 +945,8 @@ void CgroupEnforcer::put_learned(const LearnedEntry& e) {
 }
 
 void CgroupEnforcer::drop_learned(const LearnedEntry& e) {
-    for (const auto& [k, v] : e.portsets) {
+    for (const auto& entry : e.portsets) {
+        const mw_portset_key& k = entry.first;
         std::erase_if(learned_sets_, [&](const mw_portset_key& x) { return std::memcmp(&x, &k, sizeof k) == 0; });
     }
     if (e.family != 0) {
@@ -970,8 +1024,10 @@ void CgroupEnforcer::release() {
     for (const auto& t : learned_keys_)
         bpf_map_delete_elem(objects_->map(t[0] == '4' ? "rules4" : "rules6"), t.data() + 1);
     for (const auto& k : learned_sets_) bpf_map_delete_elem(objects_->map("portsets"), &k);
+    for (const auto& k : retired_sets_) bpf_map_delete_elem(objects_->map("portsets"), &k);
     learned_keys_.clear();
     learned_sets_.clear();
+    retired_sets_.clear();
 }
 
 }  // namespace mcpwarden

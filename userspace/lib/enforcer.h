@@ -147,6 +147,7 @@ private:
     std::vector<std::string> learned_keys_;
     std::vector<mw_portset_key> learned_sets_;
     std::uint32_t set_base_ = 0;  // offset of the compiled port set ids currently installed
+    std::vector<mw_portset_key> retired_sets_;  // replaced by the last update_rules, deleted by the next
     std::vector<LearnedEntry> adopted_learned_;
 
     std::shared_ptr<BpfObjects> objects_;
