@@ -59,14 +59,19 @@ protected:
     void TearDown() override {
         KernelTest::TearDown();
         if (::geteuid() != 0) return;
-        // Only the shared pins of this build remain in bpffs.
+        // Only the shared pins of this build remain in bpffs: 10 programs, 8 maps, and the
+        // keeper's 10 links (enforcer.cpp: they keep the kernel's cgroup BPF switches on).
         std::string root = mcpwarden::BpfObjects::pin_root();
         DIR* d = ::opendir(root.c_str());
         ASSERT_TRUE(d);
-        int pins = 0;
-        while (auto* e = ::readdir(d)) pins += e->d_name[0] != '.';
+        int pins = 0, keeper = 0;
+        while (auto* e = ::readdir(d)) {
+            pins += e->d_name[0] != '.';
+            keeper += std::string(e->d_name).rfind("keeper_", 0) == 0;
+        }
         ::closedir(d);
-        EXPECT_EQ(pins, 18) << "unexpected pins in " << root;  // 10 programs, 8 maps
+        EXPECT_EQ(pins, 28) << "unexpected pins in " << root;
+        EXPECT_EQ(keeper, 10) << "the keeper's links in " << root;
     }
 };
 
