@@ -5,7 +5,8 @@
 #   scripts/kernel-hygiene.sh mark FILE    before the stage: keeps the kernel log in FILE,
 #                                          and what was already there in FILE.before
 #   scripts/kernel-hygiene.sh check FILE   after it: fails (exit 1) on a sandbox cgroup, a
-#                                          process in one, a sandbox's BPF pin, or a kernel
+#                                          process in one, a sandbox's BPF pin, the sandboxes'
+#                                          parent cgroups or the pinned programs, or a kernel
 #                                          warning/splat logged since `mark`
 #
 # What existed before the stage (a run killed earlier on this machine) is not the stage's: it
@@ -21,13 +22,16 @@ SPLATS='WARNING:|BUG:|Oops|general protection fault|UBSAN:|KASAN:|refcount_t:|RC
 
 sandbox_cgroups() { find /sys/fs/cgroup -type d -path '*/mcpwarden/s-*' -prune 2>/dev/null | sort; }
 sandbox_pins() { find /sys/fs/bpf/mcpwarden/sandboxes -mindepth 1 2>/dev/null | sort; }
+# What exists only while mcpwarden is used: the sandboxes' parent cgroups and the pinned
+# programs and maps. The last user removes them.
+shared_state() { { find /sys/fs/cgroup -type d -name mcpwarden 2>/dev/null; ls -d /sys/fs/bpf/mcpwarden 2>/dev/null; } | sort; }
 # Lines of $1 that are not in the file $2.
 new_lines() { grep -vxF -f "$2" <<< "$1" 2>/dev/null || true; }
 
 case "$cmd" in
   mark)
     dmesg > "$file" 2>/dev/null || : > "$file"
-    { sandbox_cgroups; sandbox_pins; } > "$file.before"
+    { sandbox_cgroups; sandbox_pins; shared_state; } > "$file.before"
     if [ -s "$file.before" ]; then
       echo "kernel-hygiene: already on the machine before the stage (not counted):" >&2
       cat "$file.before" >&2
@@ -61,11 +65,17 @@ case "$cmd" in
       echo "$pins" >&2
       problems+=(pins)
     fi
+    shared=$(new_lines "$(shared_state)" "$file.before")
+    if [ -n "$shared" ]; then
+      echo "kernel-hygiene: left although nothing uses it (parent cgroups, pinned programs):" >&2
+      echo "$shared" >&2
+      problems+=(shared)
+    fi
     if [ ${#problems[@]} -gt 0 ]; then
       echo "kernel-hygiene: FAIL (${problems[*]})"
       exit 1
     fi
-    echo "kernel-hygiene: clean (no sandbox cgroup, process or pin left; no kernel warning)"
+    echo "kernel-hygiene: clean (no cgroup, process or pin of mcpwarden left; no kernel warning)"
     ;;
   *) echo "scripts/kernel-hygiene.sh: unknown command $cmd (mark, check)" >&2; exit 64 ;;
 esac

@@ -453,6 +453,7 @@ TEST_F(Bypass, AttachOwnBpfProgram) {
 TEST_F(Bypass, PolicyMapsAndPins) {
     attempt("open the pinned programs, maps and links, or any BPF object by id; detach; unlink the pins");
     std::string pins = mcpwarden::BpfObjects::pin_root();
+    auto held = mcpwarden::BpfObjects::open();  // the pins stay while the test holds them
     auto s = sandboxed(lo_policy(), "$NP bpf-attack " + pins + "; rm -rf " + pins + " 2>/dev/null || echo rm-refused; ls " +
                                         mcpwarden::sandbox_pin_root() + " >/dev/null 2>&1 || echo list-refused");
     ASSERT_GE(s.lines.size(), 7u) << s.result.out;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -197,6 +198,32 @@ std::vector<std::string> leftover_cgroups() {
     return out;
 }
 
+std::vector<std::string> leftover_shared_state() {
+    std::vector<std::string> out;
+    auto layout = mcpwarden::CgroupLayout::detect();
+    if (!layout.unified_mount.empty()) {
+        auto plan = mcpwarden::plan_cgroups(layout, "");
+        for (const auto* base : {&plan.unified_base, &plan.memory_base, &plan.pids_base, &plan.cpu_base}) {
+            if (base->empty()) continue;
+            std::string parent = mcpwarden::sandbox_parent(*base);
+            if (::access(parent.c_str(), F_OK) != 0) continue;
+            bool has_sandboxes = false;
+            if (DIR* d = ::opendir(parent.c_str())) {
+                while (auto* e = ::readdir(d)) has_sandboxes = has_sandboxes || std::strncmp(e->d_name, "s-", 2) == 0;
+                ::closedir(d);
+            }
+            if (!has_sandboxes) out.push_back(parent);
+        }
+    }
+    if (::access("/sys/fs/bpf/mcpwarden", F_OK) == 0) {
+        mcpwarden::UniqueFd bpffs(::open("/sys/fs/bpf", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (bpffs && ::flock(bpffs.get(), LOCK_EX | LOCK_NB) == 0) out.push_back("/sys/fs/bpf/mcpwarden");
+    }
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
 std::vector<pid_t> leftover_processes() {
     std::vector<pid_t> out;
     DIR* d = ::opendir("/proc");
@@ -253,6 +280,7 @@ std::vector<T> appeared(std::vector<T> now, std::vector<T> before) {
 void KernelTest::SetUp() {
     REQUIRE_ROOT();
     cgroups_before_ = leftover_cgroups();
+    shared_before_ = leftover_shared_state();
     processes_before_ = leftover_processes();
 }
 
@@ -274,6 +302,8 @@ void KernelTest::TearDown() {
     auto cgs = appeared(leftover_cgroups(), cgroups_before_);
     cgs.erase(std::remove_if(cgs.begin(), cgs.end(), someone_elses), cgs.end());
     EXPECT_TRUE(cgs.empty()) << "sandbox cgroups left: " << (cgs.empty() ? "" : cgs[0]);
+    auto shared = appeared(leftover_shared_state(), shared_before_);
+    EXPECT_TRUE(shared.empty()) << "left behind although nothing uses it: " << (shared.empty() ? "" : shared[0]);
 }
 
 }  // namespace harness

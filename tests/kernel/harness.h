@@ -54,6 +54,10 @@ std::string state_dir();
 // Entries of a directory other than . and .. (0 when it does not exist).
 int directory_entries(const std::string& path);
 
+// What mcpwarden keeps only while it is used, found unused: the sandboxes' parent cgroups
+// when empty, and its bpffs directory when no process holds the objects (flock on bpffs).
+std::vector<std::string> leftover_shared_state();
+
 // Sandbox cgroups left on the machine (any hierarchy) and processes still inside one.
 std::vector<std::string> leftover_cgroups();
 std::vector<pid_t> leftover_processes();
@@ -67,7 +71,7 @@ protected:
     void TearDown() override;
 
 private:
-    std::vector<std::string> cgroups_before_;
+    std::vector<std::string> cgroups_before_, shared_before_;
     std::vector<pid_t> processes_before_;
 };
 

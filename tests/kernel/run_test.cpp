@@ -326,6 +326,7 @@ TEST_F(Run, StaleSandboxIsSweptButLiveOneIsNot) {
     EXPECT_NE(::access(stale.c_str(), F_OK), 0) << "stale sandbox cgroup was not swept";
     EXPECT_EQ(::access(live.c_str(), F_OK), 0) << "a live sandbox cgroup was swept";
     ::rmdir(live.c_str());
+    ::rmdir(parent.c_str());  // the test's fake sandbox was the last one in it
 }
 
 TEST_F(Run, CpuLimitIsApplied) {

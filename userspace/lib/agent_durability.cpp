@@ -53,10 +53,7 @@ bool populated(const std::vector<std::string>& paths) {
 void destroy_cgroups(const std::vector<std::string>& paths) {
     signal_cgroups(paths, SIGKILL);
     for (int i = 0; i < 500 && populated(paths); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    for (const auto& p : paths) {
-        for (int i = 0; i < 200 && ::rmdir(p.c_str()) != 0 && errno == EBUSY; ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
+    for (const auto& p : paths) remove_sandbox_cgroup(p);
 }
 
 std::uint64_t cgroup_id_of(const std::vector<std::string>& paths) {

@@ -282,20 +282,25 @@ SandboxCgroup::SandboxCgroup(const CgroupPlan& plan, const std::string& name,
         if (limits.pids && plan.pids == CgroupVersion::v2) v2_wanted.push_back("pids");
         if (limits.cpu_millicores && plan.cpu == CgroupVersion::v2) v2_wanted.push_back("cpu");
 
-        std::string parent = sandbox_parent(plan.unified_base);
-        make_dir(parent);
-        if (!v2_wanted.empty()) {
-            enable_v2_controllers(plan.unified_base, v2_wanted);
-            enable_v2_controllers(parent, v2_wanted);
-        }
-        unified_ = parent + "/" + name;
-        if (::mkdir(unified_.c_str(), 0755) != 0) {
-            int err = errno;
-            std::string path = unified_;
-            unified_.clear();
-            throw Error(ErrorKind::sandbox_unavailable,
-                        errno_text("cannot create cgroup " + path, err), {{"path", path}});
-        }
+        // The parent of the sandboxes goes away with the last of them (destroy): one ending at
+        // this moment may remove it between our mkdir of the parent and of the sandbox, so the
+        // pair is retried.
+        auto make_child = [&](const std::string& base, const std::vector<std::string>& controllers) {
+            std::string parent = sandbox_parent(base), path = parent + "/" + name;
+            for (int attempt = 0;; ++attempt) {
+                make_dir(parent);
+                if (!controllers.empty()) {
+                    enable_v2_controllers(base, controllers);
+                    enable_v2_controllers(parent, controllers);
+                }
+                if (::mkdir(path.c_str(), 0755) == 0) break;
+                if (errno != ENOENT || attempt == 10)
+                    throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot create cgroup " + path, errno),
+                                {{"path", path}});
+            }
+            return path;
+        };
+        unified_ = make_child(plan.unified_base, v2_wanted);
         unified_fd_.reset(::open(unified_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         if (!unified_fd_) {
             throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot open " + unified_, errno));
@@ -304,10 +309,7 @@ SandboxCgroup::SandboxCgroup(const CgroupPlan& plan, const std::string& name,
         if (::fstat(unified_fd_.get(), &st) == 0) unified_id_ = st.st_ino;
 
         auto v1_dir = [&](const std::string& base, std::string& out) {
-            std::string p = sandbox_parent(base);
-            make_dir(p);
-            out = p + "/" + name;
-            make_dir(out);
+            out = make_child(base, {});
             UniqueFd fd(::open((out + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
             if (!fd) throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot open " + out + "/cgroup.procs", errno));
             v1_procs_.push_back(std::move(fd));
@@ -488,8 +490,16 @@ void SandboxCgroup::destroy() {
     v1_procs_.clear();
     unified_fd_.reset();
     for (auto* p : {&cpu_, &pids_, &memory_, &unified_}) {
-        if (!p->empty() && remove_dir(*p)) p->clear();
+        if (!p->empty() && remove_sandbox_cgroup(*p)) p->clear();
     }
+}
+
+bool remove_sandbox_cgroup(const std::string& path) {
+    if (!remove_dir(path)) return false;
+    // The last sandbox out removes the parent too; while others remain, rmdir fails (EBUSY).
+    std::string parent = path.substr(0, path.rfind('/'));
+    if (parent.ends_with("/mcpwarden")) ::rmdir(parent.c_str());
+    return true;
 }
 
 bool sandbox_owner_alive(const std::string& name) {
@@ -522,7 +532,7 @@ int sweep_stale_sandboxes(const CgroupPlan& plan) {
             for (int i = 0; i < 1000 && read_keyed(path + "/cgroup.events", "populated"); ++i)
                 std::this_thread::sleep_for(std::chrono::milliseconds(2));
             kill_listed(path);
-            if (remove_dir(path)) {
+            if (remove_sandbox_cgroup(path)) {
                 spdlog::info("removed stale sandbox cgroup {} (its owner is gone)", path);
                 ++removed;
             }

@@ -133,4 +133,9 @@ int sweep_stale_sandboxes(const CgroupPlan& plan);
 // The "mcpwarden" directory under a base; sandboxes live inside it.
 std::string sandbox_parent(const std::string& base);
 
+// Removes one hierarchy's directory of a sandbox (waiting out EBUSY while its last processes
+// exit), then its "mcpwarden" parent if no other sandbox is left in it. False when the
+// sandbox's directory stays.
+bool remove_sandbox_cgroup(const std::string& path);
+
 }  // namespace mcpwarden

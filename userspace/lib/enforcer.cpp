@@ -33,7 +33,6 @@ namespace mcpwarden {
 namespace {
 
 constexpr const char* kBpffs = "/sys/fs/bpf";
-constexpr const char* kLockFile = "/run/mcpwarden-bpf.lock";
 
 struct ProgSpec {
     const char* name;
@@ -109,42 +108,6 @@ bool all_pinned(const std::string& dir) {
         if (::access((dir + "/map_" + m).c_str(), F_OK) != 0) return false;
     }
     return true;
-}
-
-// The keeper: an empty cgroup holding one link of every program of this build, pinned as
-// <dir>/keeper_<prog>. The kernel turns its per-hook cgroup BPF switch (a static key) on with
-// the first attached program and off with the last; flipping it patches kernel text on every
-// CPU, which each sandbox start and end would otherwise pay. No process ever joins the keeper;
-// one that did would be denied all egress (no rules). Best effort: without it, only slower.
-constexpr const char* kKeeperCgroup = "mcpwarden-keeper";
-
-void remove_keeper_pins(const std::string& dir) {
-    for (const auto& p : kProgs) ::unlink((dir + "/keeper_" + p.name).c_str());
-}
-
-void ensure_keeper(const std::string& dir, const std::vector<std::pair<std::string, UniqueFd>>& progs) {
-    bool complete = true;
-    for (const auto& p : kProgs) complete = complete && ::access((dir + "/keeper_" + p.name).c_str(), F_OK) == 0;
-    if (complete) return;
-    auto layout = CgroupLayout::detect();
-    if (layout.unified_mount.empty()) return;
-    std::string cg = layout.unified_mount + "/" + kKeeperCgroup;
-    if (::mkdir(cg.c_str(), 0755) != 0 && errno != EEXIST) {
-        spdlog::debug("no keeper cgroup {}: {}", cg, std::strerror(errno));
-        return;
-    }
-    UniqueFd cgfd(::open(cg.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (!cgfd) return;
-    for (size_t i = 0; i < std::size(kProgs); ++i) {
-        std::string pin = dir + "/keeper_" + kProgs[i].name;
-        if (::access(pin.c_str(), F_OK) == 0) continue;
-        UniqueFd link(bpf_link_create(progs[i].second.get(), cgfd.get(), kProgs[i].type, nullptr));
-        // Another process may pin the same keeper link at once: then ours goes away, detached.
-        if (!link || (bpf_obj_pin(link.get(), pin.c_str()) != 0 && errno != EEXIST)) {
-            spdlog::debug("keeper link for {} not made: {}", kProgs[i].name, std::strerror(errno));
-            return;
-        }
-    }
 }
 
 [[noreturn]] void load_failed(const std::string& what, int err) {
@@ -258,10 +221,6 @@ void delete_policy_entries(int rules4, int rules6, int portsets, int slot_owner,
 int sweep_old_builds(const std::string& current) {
     int removed = 0;
     std::string base = std::string(kBpffs) + "/mcpwarden";
-    // An older build's keeper holds its programs attached: let go of it first.
-    for (const auto& name : list_dir(base)) {
-        if (name.size() == 16 && base + "/" + name != current) remove_keeper_pins(base + "/" + name);
-    }
     std::vector<std::uint32_t> linked;
     std::uint32_t id = 0;
     while (bpf_link_get_next_id(id, &id) == 0) {
@@ -296,6 +255,7 @@ int sweep_old_builds(const std::string& current) {
 }  // namespace
 
 std::size_t count_policy_entries(std::uint64_t policy_id) {
+    if (!all_pinned(BpfObjects::pin_root())) return 0;  // nothing loaded, nothing held
     auto objs = BpfObjects::open();
     auto e = find_policy_entries(objs->map("rules4"), objs->map("rules6"), objs->map("portsets"),
                                  objs->map("event_slot_owner"), policy_id);
@@ -348,6 +308,49 @@ int sweep_stale_enforcement() {
 
 std::string BpfObjects::pin_root() { return std::string(kBpffs) + "/mcpwarden/" + object_hash(); }
 
+namespace {
+
+// Who uses the pinned objects is told by flock on the bpffs root: every process holding a
+// BpfObjects keeps a shared lock, and the last user, once it lets go, takes it exclusively
+// without waiting to remove the pins (remove_pins_if_unused). Loaders take turns on a second
+// lock, on the mcpwarden directory (which cannot go away while they hold the first).
+UniqueFd lock_dir(const std::string& path, int operation) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) return fd;
+    while (::flock(fd.get(), operation) != 0) {
+        if (errno != EINTR) return UniqueFd();
+    }
+    return fd;
+}
+
+// Removes this build's pins, and the mcpwarden directory with them, when no process uses them
+// and no sandbox or attachment outlived its holder (their links stay pinned under sandboxes/
+// and keep enforcing; the next run or agent sweeps or adopts them, then removes everything).
+void remove_pins_if_unused() {
+    UniqueFd lock = lock_dir(kBpffs, LOCK_EX | LOCK_NB);
+    if (!lock) return;  // another process uses them
+    std::string base = std::string(kBpffs) + "/mcpwarden";
+    if (!list_dir(sandbox_pin_root()).empty()) return;
+    for (const auto& build : list_dir(base)) {
+        std::string dir = base + "/" + build;
+        for (const auto& f : list_dir(dir)) ::unlink((dir + "/" + f).c_str());
+        ::rmdir(dir.c_str());
+    }
+    ::rmdir(base.c_str());
+}
+
+}  // namespace
+
+BpfObjects::~BpfObjects() {
+    progs_.clear();
+    maps_.clear();
+    lock_.reset();
+    try {
+        remove_pins_if_unused();
+    } catch (...) {
+    }
+}
+
 std::shared_ptr<BpfObjects> BpfObjects::open() {
     static std::mutex mutex;
     static std::weak_ptr<BpfObjects> cached;
@@ -356,25 +359,26 @@ std::shared_ptr<BpfObjects> BpfObjects::open() {
 
     ensure_bpffs();
     std::string dir = pin_root();
+    auto objs = std::shared_ptr<BpfObjects>(new BpfObjects());
+    objs->lock_ = lock_dir(kBpffs, LOCK_SH);
+    if (!objs->lock_) throw Error(ErrorKind::sandbox_unavailable, errno_text(std::string("cannot lock ") + kBpffs, errno));
     if (!all_pinned(dir)) {
-        make_private_dir(std::string(kBpffs) + "/mcpwarden");
-        UniqueFd lockfd(::open(kLockFile, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-        if (!lockfd || ::flock(lockfd.get(), LOCK_EX) != 0)
-            throw Error(ErrorKind::sandbox_unavailable, errno_text(std::string("cannot lock ") + kLockFile, errno));
+        std::string base = std::string(kBpffs) + "/mcpwarden";
+        make_private_dir(base);
+        UniqueFd loader = lock_dir(base, LOCK_EX);
+        if (!loader) throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot lock " + base, errno));
         if (!all_pinned(dir)) {
             if (::access(dir.c_str(), F_OK) == 0) {
                 spdlog::warn("incomplete BPF pin directory {}; reloading", dir);
                 for (const auto& p : kProgs) ::unlink((dir + "/prog_" + p.name).c_str());
                 for (const auto* m : kMaps) ::unlink((dir + "/map_" + m).c_str());
-                remove_keeper_pins(dir);
                 ::rmdir(dir.c_str());
             }
             load_and_pin(dir);
-            spdlog::info("loaded and pinned the egress programs in {}", dir);
+            spdlog::debug("loaded and pinned the egress programs in {}", dir);
             sweep_old_builds(dir);
         }
     }
-    auto objs = std::shared_ptr<BpfObjects>(new BpfObjects());
     objs->pin_dir_ = dir;
     for (const auto& p : kProgs) {
         int fd = bpf_obj_get((dir + "/prog_" + p.name).c_str());
@@ -386,7 +390,6 @@ std::shared_ptr<BpfObjects> BpfObjects::open() {
         if (fd < 0) load_failed(std::string("open pinned map ") + m, errno);
         objs->maps_.emplace_back(m, UniqueFd(fd));
     }
-    ensure_keeper(dir, objs->progs_);
     cached = objs;
     return objs;
 }

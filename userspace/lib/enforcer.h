@@ -25,7 +25,14 @@ public:
     // Opens the pinned objects of this build, loading and pinning them first if absent
     // (under a lock, so concurrent first runs load once). bpffs is mounted at /sys/fs/bpf when
     // missing. Throws Error(sandbox_unavailable) naming the missing kernel feature.
+    // The objects stay pinned while any process holds them (a shared flock on bpffs): the last
+    // one to let go removes the pins, unless a sandbox's links are still pinned (it outlived
+    // its holder and keeps enforcing). So an idle host keeps nothing of mcpwarden, and a run
+    // that starts while none runs pays the verifier (about 45 ms here).
     static std::shared_ptr<BpfObjects> open();
+    ~BpfObjects();
+    BpfObjects(const BpfObjects&) = delete;
+    BpfObjects& operator=(const BpfObjects&) = delete;
 
     int prog(const std::string& name) const;  // "connect4", "connect6", "sendmsg4", ...
     int map(const std::string& name) const;   // "rules4", "rules6", "portsets", "events", ...
@@ -35,8 +42,10 @@ public:
     static std::string pin_root();
 
 private:
+    BpfObjects() = default;
     std::string pin_dir_;
     std::vector<std::pair<std::string, UniqueFd>> progs_, maps_;
+    UniqueFd lock_;  // shared flock on bpffs: the objects are in use
 };
 
 // Where the sandbox's DNS goes (0 ports = no resolver: port 53 is then like any port).
