@@ -3,7 +3,8 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <unordered_map>
 #include <sstream>
 
 #include <spdlog/spdlog.h>
@@ -24,7 +26,7 @@
 namespace mcpwarden {
 namespace {
 
-constexpr std::size_t kResolverStack = 128 * 1024;  // its loop, parsing and logging need a few KiB
+constexpr std::size_t kResolverStack = 256 * 1024;  // its loop, parsing, hooks and logging
 
 using Clock = std::chrono::steady_clock;
 constexpr auto kUpstreamTimeout = std::chrono::milliseconds(2000);
@@ -202,20 +204,7 @@ DnsProxy::DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hoo
     target_.ip4 = htonl(INADDR_LOOPBACK);
     target_.port4 = p4;
     target_.port6 = p6;
-    int w[2];
-    if (::pipe2(w, O_CLOEXEC | O_NONBLOCK) != 0) throw Error(ErrorKind::internal, errno_text("pipe2", errno));
-    wake_read_.reset(w[0]);
-    wake_write_.reset(w[1]);
-    pthread_attr_t attr;
-    ::pthread_attr_init(&attr);
-    ::pthread_attr_setstacksize(&attr, kResolverStack);
-    int rc = ::pthread_create(&thread_, &attr, [](void* self) -> void* {
-        static_cast<DnsProxy*>(self)->serve();
-        return nullptr;
-    }, this);
-    ::pthread_attr_destroy(&attr);
-    if (rc != 0) throw Error(ErrorKind::internal, errno_text("cannot start the resolver thread", rc));
-    thread_started_ = true;
+    ResolverLoop::get().add(this);
 }
 
 DnsProxy::~DnsProxy() { stop(); }
@@ -233,9 +222,7 @@ std::shared_ptr<const Policy> DnsProxy::policy() const {
 
 void DnsProxy::stop() {
     if (stopping_.exchange(true)) return;
-    (void)!::write(wake_write_.get(), "x", 1);
-    if (thread_started_) ::pthread_join(thread_, nullptr);
-    thread_started_ = false;
+    ResolverLoop::get().remove(this);  // from here on the loop never touches this proxy
     std::vector<TcpClient> threads;
     {
         std::lock_guard<std::mutex> lock(tcp_mutex_);
@@ -333,96 +320,204 @@ void DnsProxy::on_upstream(Pending& p) {
     p.deadline = Clock::now() + kUpstreamTimeout;
 }
 
-void DnsProxy::serve() {
-    // Left uninitialised: an idle resolver (one per sandbox) touches only what it receives.
+std::vector<int> DnsProxy::loop_fds() const {
+    std::vector<int> fds{udp4_.get(), udp6_.get(), tcp4_.get(), tcp6_.get()};
+    for (const auto& u : upstream_socks_) fds.push_back(u.get());
+    return fds;
+}
+
+void DnsProxy::on_ready(size_t slot, std::span<std::uint8_t> buf) {
+    auto fds = loop_fds();
+    if (slot >= fds.size() || fds[slot] < 0) return;
+    int fd = fds[slot];
+    if (slot >= 4) {
+        // Answers from upstream, matched to pending queries by id.
+        for (int k = 0; k < 256; ++k) {
+            ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
+            if (r < 0) break;
+            if (r < 12) continue;
+            auto it = by_id_.find(static_cast<std::uint16_t>((buf[0] << 8) | buf[1]));
+            if (it == by_id_.end()) continue;  // late, spoofed or already answered
+            auto p = std::move(it->second);
+            by_id_.erase(it);
+            auto reply = finish(p->query, p->parsed, p->rules, std::vector<std::uint8_t>(buf.begin(), buf.begin() + r));
+            ::sendto(p->client_fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&p->client), p->client_len);
+        }
+        return;
+    }
+    if (fd == tcp4_.get() || fd == tcp6_.get()) {
+        int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
+        if (c < 0) return;
+        std::lock_guard<std::mutex> lock(tcp_mutex_);
+        // Reap the connections that ended.
+        for (size_t t = 0; t < tcp_threads_.size();) {
+            if (*tcp_threads_[t].done) {
+                tcp_threads_[t].thread.join();
+                tcp_threads_.erase(tcp_threads_.begin() + static_cast<long>(t));
+            } else {
+                ++t;
+            }
+        }
+        if (tcp_threads_.size() >= kMaxTcpClients) {
+            ::close(c);
+            return;
+        }
+        tcp_fds_.push_back(c);
+        auto done = std::make_shared<std::atomic<bool>>(false);
+        tcp_threads_.push_back({std::thread([this, c, done] {
+                                    serve_tcp(c);
+                                    *done = true;
+                                }),
+                                done});
+        return;
+    }
+    for (int k = 0; k < 256; ++k) {
+        sockaddr_storage from{};
+        socklen_t fromlen = sizeof from;
+        ssize_t r = ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &fromlen);
+        if (r < 0) break;
+        on_query(fd, std::vector<std::uint8_t>(buf.begin(), buf.begin() + r), from, fromlen);
+    }
+}
+
+void DnsProxy::on_tick() {
+    auto now = Clock::now();
+    // Queries upstream did not answer in time: the next upstream, or SERVFAIL.
+    std::vector<std::uint16_t> late;
+    for (auto& [id, p] : by_id_) {
+        if (now > p->deadline) late.push_back(id);
+    }
+    for (auto id : late) {
+        auto p = std::move(by_id_[id]);
+        by_id_.erase(id);
+        if (++p->upstream_index < upstreams_.size()) {
+            on_upstream(*p);
+            std::uint16_t nid = p->upstream_id;
+            by_id_[nid] = std::move(p);
+        } else {
+            ++failed_;
+            auto reply = dns_error_reply(p->query, dns::kRcodeServfail);
+            ::sendto(p->client_fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&p->client), p->client_len);
+        }
+    }
+    if (hooks_.tick) hooks_.tick();
+}
+
+ResolverLoop& ResolverLoop::get() {
+    static auto* loop = new ResolverLoop();  // never destroyed: its thread ends with the last proxy
+    return *loop;
+}
+
+void ResolverLoop::add(DnsProxy* proxy) {
+    std::lock_guard<std::mutex> life(lifecycle_);
+    if (!running_) {
+        if (!epoll_) {
+            epoll_.reset(::epoll_create1(EPOLL_CLOEXEC));
+            wake_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+            if (!epoll_ || !wake_) throw Error(ErrorKind::internal, errno_text("cannot set up the resolver loop", errno));
+            epoll_event ev{};
+            ev.events = EPOLLIN;
+            ev.data.u64 = 0;
+            ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev);
+        }
+        quit_ = false;
+        pthread_attr_t attr;
+        ::pthread_attr_init(&attr);
+        ::pthread_attr_setstacksize(&attr, kResolverStack);
+        int rc = ::pthread_create(&thread_, &attr, [](void* self) -> void* {
+            static_cast<ResolverLoop*>(self)->run();
+            return nullptr;
+        }, this);
+        ::pthread_attr_destroy(&attr);
+        if (rc != 0) throw Error(ErrorKind::internal, errno_text("cannot start the resolver thread", rc));
+        running_ = true;
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    std::uint64_t id = next_id_++;
+    auto fds = proxy->loop_fds();
+    for (size_t slot = 0; slot < fds.size(); ++slot) {
+        if (fds[slot] < 0) continue;
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        ev.data.u64 = id << 8 | slot;
+        if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fds[slot], &ev) != 0) {
+            int err = errno;
+            for (size_t s = 0; s < slot; ++s) {
+                if (fds[s] >= 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fds[s], nullptr);
+            }
+            throw Error(ErrorKind::internal, errno_text("cannot watch the resolver's sockets", err));
+        }
+    }
+    proxy->loop_id_ = id;
+    proxies_[id] = proxy;
+}
+
+void ResolverLoop::remove(DnsProxy* proxy) {
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!proxies_.erase(proxy->loop_id_)) return;
+        for (int fd : proxy->loop_fds()) {
+            if (fd >= 0) ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+        }
+    }
+    // The loop may be handling this proxy right now: wait until it is done.
+    { std::lock_guard<std::mutex> wait(proxy->serve_mutex_); }
+    std::lock_guard<std::mutex> life(lifecycle_);
+    {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (!proxies_.empty() || !running_ || ::pthread_equal(thread_, ::pthread_self())) return;
+    }
+    // The last proxy: the thread ends (a process keeps no resolver thread while it has no sandbox).
+    quit_ = true;
+    std::uint64_t one = 1;
+    (void)!::write(wake_.get(), &one, sizeof one);
+    ::pthread_join(thread_, nullptr);
+    running_ = false;
+}
+
+// Runs fn on the registered proxy with this id, holding its serve lock, if it is still there.
+template <typename Fn>
+void ResolverLoop::with_proxy(std::uint64_t id, Fn&& fn) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    auto it = proxies_.find(id);
+    if (it == proxies_.end()) return;
+    DnsProxy* p = it->second;
+    std::lock_guard<std::mutex> serving(p->serve_mutex_);
+    lock.unlock();
+    fn(*p);
+}
+
+void ResolverLoop::run() {
+    // One receive buffer for every sandbox's queries; left uninitialised until used.
     std::unique_ptr<std::uint8_t[]> storage(new std::uint8_t[65536]);
     std::span<std::uint8_t> buf(storage.get(), 65536);
     auto last_tick = Clock::now();
-    std::vector<pollfd> fds;
-    fds.push_back({wake_read_.get(), POLLIN, 0});
-    for (int fd : {udp4_.get(), udp6_.get(), tcp4_.get(), tcp6_.get()}) {
-        if (fd >= 0) fds.push_back({fd, POLLIN, 0});
-    }
-    size_t first_upstream = fds.size();
-    for (auto& u : upstream_socks_) fds.push_back({u.get(), POLLIN, 0});
-    while (!stopping_) {
-        for (auto& f : fds) f.revents = 0;
-        int n = ::poll(fds.data(), fds.size(), 100);
-        if (n < 0 && errno != EINTR) break;
-        for (size_t i = 1; i < fds.size() && n > 0; ++i) {
-            if (!(fds[i].revents & POLLIN)) continue;
-            int fd = fds[i].fd;
-            if (i >= first_upstream) {
-                // Answers from upstream, matched to pending queries by id.
-                for (int k = 0; k < 256; ++k) {
-                    ssize_t r = ::recv(fd, buf.data(), buf.size(), 0);
-                    if (r < 0) break;
-                    if (r < 12) continue;
-                    auto it = by_id_.find(static_cast<std::uint16_t>((buf[0] << 8) | buf[1]));
-                    if (it == by_id_.end()) continue;  // late, spoofed or already answered
-                    auto p = std::move(it->second);
-                    by_id_.erase(it);
-                    auto reply = finish(p->query, p->parsed, p->rules, std::vector<std::uint8_t>(buf.begin(), buf.begin() + r));
-                    ::sendto(p->client_fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&p->client), p->client_len);
-                }
+    epoll_event events[64];
+    while (!quit_) {
+        int n = ::epoll_wait(epoll_.get(), events, 64, 100);
+        if (n < 0 && errno != EINTR) {
+            spdlog::error("resolver loop: epoll_wait: {}", std::strerror(errno));
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        for (int i = 0; i < n; ++i) {
+            std::uint64_t data = events[i].data.u64;
+            if (data == 0) {
+                std::uint64_t v;
+                (void)!::read(wake_.get(), &v, sizeof v);
                 continue;
             }
-            if (fd == tcp4_.get() || fd == tcp6_.get()) {
-                int c = ::accept4(fd, nullptr, nullptr, SOCK_CLOEXEC);
-                if (c < 0) continue;
-                std::lock_guard<std::mutex> lock(tcp_mutex_);
-                // Reap the connections that ended.
-                for (size_t t = 0; t < tcp_threads_.size();) {
-                    if (*tcp_threads_[t].done) {
-                        tcp_threads_[t].thread.join();
-                        tcp_threads_.erase(tcp_threads_.begin() + static_cast<long>(t));
-                    } else {
-                        ++t;
-                    }
-                }
-                if (tcp_threads_.size() >= kMaxTcpClients) {
-                    ::close(c);
-                    continue;
-                }
-                tcp_fds_.push_back(c);
-                auto done = std::make_shared<std::atomic<bool>>(false);
-                tcp_threads_.push_back({std::thread([this, c, done] {
-                                            serve_tcp(c);
-                                            *done = true;
-                                        }),
-                                        done});
-                continue;
-            }
-            for (int k = 0; k < 256; ++k) {
-                sockaddr_storage from{};
-                socklen_t fromlen = sizeof from;
-                ssize_t r = ::recvfrom(fd, buf.data(), buf.size(), 0, reinterpret_cast<sockaddr*>(&from), &fromlen);
-                if (r < 0) break;
-                on_query(fd, std::vector<std::uint8_t>(buf.begin(), buf.begin() + r), from, fromlen);
-            }
+            with_proxy(data >> 8, [&](DnsProxy& p) { p.on_ready(data & 0xff, buf); });
         }
         auto now = Clock::now();
-        if (now - last_tick > std::chrono::milliseconds(100)) {
+        if (now - last_tick >= std::chrono::milliseconds(100)) {
             last_tick = now;
-            // Queries upstream did not answer in time: the next upstream, or SERVFAIL.
-            std::vector<std::uint16_t> late;
-            for (auto& [id, p] : by_id_) {
-                if (now > p->deadline) late.push_back(id);
+            std::vector<std::uint64_t> ids;
+            {
+                std::lock_guard<std::mutex> lock(mutex_);
+                ids.reserve(proxies_.size());
+                for (const auto& [id, p] : proxies_) ids.push_back(id);
             }
-            for (auto id : late) {
-                auto p = std::move(by_id_[id]);
-                by_id_.erase(id);
-                if (++p->upstream_index < upstreams_.size()) {
-                    on_upstream(*p);
-                    std::uint16_t nid = p->upstream_id;
-                    by_id_[nid] = std::move(p);
-                } else {
-                    ++failed_;
-                    auto reply = dns_error_reply(p->query, dns::kRcodeServfail);
-                    ::sendto(p->client_fd, reply.data(), reply.size(), 0, reinterpret_cast<sockaddr*>(&p->client), p->client_len);
-                }
-            }
-            if (hooks_.tick) hooks_.tick();
+            for (auto id : ids) with_proxy(id, [](DnsProxy& p) { p.on_tick(); });
         }
     }
 }

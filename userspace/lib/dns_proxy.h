@@ -12,10 +12,12 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <pthread.h>
 
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "dns_message.h"
@@ -36,6 +38,34 @@ DnsUpstream parse_upstream(const std::string& text);
 // The policy's dns.upstream, or the nameservers of /etc/resolv.conf.
 std::vector<DnsUpstream> dns_upstreams(const Dns& dns);
 
+class DnsProxy;
+
+// The one resolver thread of a process: it serves the sockets of every DnsProxy (one per
+// sandbox) through one epoll set, and times out their upstream queries. It starts with the
+// first proxy and ends with the last, so a process without sandboxes has no resolver thread.
+class ResolverLoop {
+public:
+    static ResolverLoop& get();
+    void add(DnsProxy* proxy);
+    // After it returns the loop no longer touches the proxy (it waits out one being handled).
+    void remove(DnsProxy* proxy);
+
+private:
+    ResolverLoop() = default;
+    void run();
+    template <typename Fn>
+    void with_proxy(std::uint64_t id, Fn&& fn);
+
+    std::mutex lifecycle_;  // starting and ending the thread
+    std::mutex mutex_;      // proxies_ (taken before a proxy's serve lock, never after)
+    std::unordered_map<std::uint64_t, DnsProxy*> proxies_;
+    std::uint64_t next_id_ = 1;
+    UniqueFd epoll_, wake_;
+    pthread_t thread_{};
+    bool running_ = false;
+    std::atomic<bool> quit_{false};
+};
+
 class DnsProxy {
 public:
     struct Hooks {
@@ -44,14 +74,14 @@ public:
                            const std::vector<DnsAddress>& addresses)>
             admit;
         std::function<void(const std::string& name, std::uint16_t qtype)> refused;
-        std::function<void()> tick;  // about every 200 ms, on the resolver thread
+        std::function<void()> tick;  // about every 100 ms, on the resolver thread
     };
     struct Stats {
         std::uint64_t answered = 0, refused = 0, malformed = 0, failed = 0;
     };
 
     // Binds UDP and TCP on 127.0.0.1 (and ::1 when available) on one ephemeral port each and
-    // starts serving. Throws Error(sandbox_unavailable) if it cannot. Nonzero ports in `wanted`
+    // starts serving (on the process's ResolverLoop; hooks run on its thread). Throws Error(sandbox_unavailable) if it cannot. Nonzero ports in `wanted`
     // are tried first (the address a restarted agent's sandboxes already resolve through).
     DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks, DnsTarget wanted = {});
     ~DnsProxy();
@@ -69,8 +99,11 @@ public:
     static std::vector<std::uint32_t> rules_for(const Policy& policy, const std::string& name);
 
 private:
+    friend class ResolverLoop;
     struct Pending;
-    void serve();
+    std::vector<int> loop_fds() const;  // udp4, udp6, tcp4, tcp6, then the upstream sockets (-1: none)
+    void on_ready(size_t slot, std::span<std::uint8_t> buf);
+    void on_tick();
     void on_query(int fd, const std::vector<std::uint8_t>& query, const sockaddr_storage& from, socklen_t fromlen);
     void on_upstream(Pending& p);
     void serve_tcp(int fd);
@@ -86,11 +119,11 @@ private:
     std::vector<DnsUpstream> upstreams_;
     Hooks hooks_;
     DnsTarget target_;
-    UniqueFd udp4_, udp6_, tcp4_, tcp6_, wake_read_, wake_write_;
+    UniqueFd udp4_, udp6_, tcp4_, tcp6_;
     std::map<std::uint16_t, std::unique_ptr<Pending>> by_id_;  // pending queries by upstream id
     std::vector<UniqueFd> upstream_socks_;  // one connected socket per upstream
-    pthread_t thread_{};  // the resolver (a small explicit stack: one per sandbox)
-    bool thread_started_ = false;
+    std::mutex serve_mutex_;     // held by the loop while it handles this proxy
+    std::uint64_t loop_id_ = 0;  // its key in the loop
     std::mutex tcp_mutex_;
     struct TcpClient {
         std::thread thread;

@@ -401,7 +401,7 @@ void EgressExtension::on_end(Sandbox& sandbox, RunReport& report) {
 
 void EgressExtension::unbind(nlohmann::json& extra) {
     if (dns_) {
-        dns_->stop();  // joins the resolver thread, which takes learned_mutex_ itself
+        dns_->stop();  // waits out the resolver loop handling it, which takes learned_mutex_ itself
         dns_final_ = dns_->stats();
         std::lock_guard<std::mutex> lock(learned_mutex_);
         dns_.reset();

@@ -444,9 +444,14 @@ CgroupEnforcer::CgroupEnforcer(std::shared_ptr<BpfObjects> objects, int cgroup_f
                     msg += "; the kernel lacks BPF links for cgroups (Linux 5.7+)";
                 throw Error(ErrorKind::sandbox_unavailable, msg + ". Refusing to run the server unconfined");
             }
-            links_.emplace_back(fd);
-            if (!link_pin_dir_.empty() && bpf_obj_pin(fd, (link_pin_dir_ + "/" + p.name).c_str()) != 0)
+            UniqueFd link(fd);
+            if (link_pin_dir_.empty()) {
+                links_.push_back(std::move(link));
+            } else if (bpf_obj_pin(fd, (link_pin_dir_ + "/" + p.name).c_str()) != 0) {
                 load_failed(std::string("pin the ") + p.name + " link", errno);
+            }
+            // A pinned link is held by its pin (release() unlinks it, which detaches): no
+            // descriptor per link and sandbox stays open in the process.
         }
 
         // 4. Bind: the storage exists once a program is attached.
@@ -525,11 +530,10 @@ CgroupEnforcer::CgroupEnforcer(Adopt, std::shared_ptr<BpfObjects> objects, std::
         throw Error(ErrorKind::sandbox_unavailable,
                     "no enforcement of policy id " + std::to_string(cgroup_id) + " is pinned at " + link_pin_dir_);
     try {
-        // Holding the links keeps nothing more in force (the pins do); release() unpins them.
+        // The pins hold the links in force (release() unlinks them); they are only checked here.
         for (const auto& p : kProgs) {
-            int fd = bpf_obj_get((link_pin_dir_ + "/" + p.name).c_str());
-            if (fd < 0) load_failed(std::string("open the pinned ") + p.name + " link of " + pin_name, errno);
-            links_.emplace_back(fd);
+            UniqueFd link(bpf_obj_get((link_pin_dir_ + "/" + p.name).c_str()));
+            if (!link) load_failed(std::string("open the pinned ") + p.name + " link of " + pin_name, errno);
         }
         if (shared_) use_shared_ring(pin_name, true);
         else open_ring(pin_name, true);

@@ -163,7 +163,7 @@ private:
     std::uint64_t cgroup_id_;
     CompiledEgress installed_;
     CompiledEgress compiled_;
-    std::vector<UniqueFd> links_;
+    std::vector<UniqueFd> links_;  // only when not pinned; pinned links are held by their pins
     std::string link_pin_dir_;
     UniqueFd ringbuf_;
     struct ring_buffer* rb_ = nullptr;
