@@ -3,6 +3,7 @@
 // `mcpwarden run` through it, real sandboxes, BPF and loopback listeners.
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pwd.h>
@@ -13,10 +14,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -165,6 +168,14 @@ protected:
         return out;
     }
 
+    // A root client subscribed to every event (request id "ev").
+    mcpwarden::AgentClient subscriber() {
+        auto events = client();
+        events.send({{"v", 1}, {"id", "ev"}, {"op", "events"}});
+        EXPECT_EQ(events.result("ev")["subscribed"], true);
+        return events;
+    }
+
     // A root client of the agent's API.
     mcpwarden::AgentClient client() {
         auto c = mcpwarden::AgentClient::connect(socket_);
@@ -209,6 +220,24 @@ private:
 
 json next_for(mcpwarden::AgentClient& c, const json& id, int timeout_ms = 10000) {
     return Inbox(c).next_for(id, timeout_ms);
+}
+
+// Runs `fn` in a child process with `user`'s uid and gid (no supplementary groups); its return
+// value is the child's exit status (-1 when it did not exit).
+int as_child(const TestUser& user, const std::function<int()>& fn) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        if (::setgroups(0, nullptr) != 0 || ::setgid(user.gid) != 0 || ::setuid(user.uid) != 0) ::_exit(100);
+        int rc = 101;
+        try {
+            rc = fn();
+        } catch (...) {
+        }
+        ::_exit(rc);
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 }  // namespace
@@ -526,9 +555,7 @@ TEST_F(Agent, InterruptingAQueuedClientLeavesTheQueue) {
 TEST_F(Agent, ReturnedStdioAndTheEventStream) {
     REQUIRE_ROOT();
     start_agent();
-    auto events = client();
-    events.send({{"v", 1}, {"id", "ev"}, {"op", "events"}});
-    ASSERT_EQ(events.result("ev")["subscribed"], true);
+    auto events = subscriber();
 
     // stdio "return": the agent sends back the client's ends of the server's stdin, stdout and
     // stderr with the started event.
@@ -576,9 +603,7 @@ TEST_F(Agent, ReturnedStdioAndTheEventStream) {
 TEST_F(Agent, TwoSandboxesDeniedAtOnceAreAuditedUnderTheirOwnNames) {
     REQUIRE_ROOT();
     start_agent();
-    auto events = client();
-    events.send({{"v", 1}, {"id", "ev"}, {"op", "events"}});
-    ASSERT_EQ(events.result("ev")["subscribed"], true);
+    auto events = subscriber();
 
     // Both servers wait for a line, then connect to a denied port of their own (9 and 10).
     auto c0 = client();
@@ -627,4 +652,117 @@ TEST_F(Agent, TwoSandboxesDeniedAtOnceAreAuditedUnderTheirOwnNames) {
         }
         EXPECT_TRUE(found) << names[static_cast<size_t>(i)] << "\n" << audit;
     }
+}
+
+// A client that sends requests and never reads its answers: the agent stops reading its
+// requests once 4 MiB of answers wait for it (so its sends block), and serves the rest once
+// it reads.
+TEST_F(Agent, AClientThatDoesNotReadStopsBeingReadNotBuffered) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto c = client();
+    int fd = c.fd();
+    std::string chunk;
+    for (int i = 0; i < 32768; ++i) chunk += "x\n";  // 64 KiB of requests, each answered input_invalid
+    const std::size_t total = 16 * chunk.size();
+    std::size_t sent = 0;
+    bool blocked = false;
+    while (sent < total) {
+        pollfd p{fd, POLLOUT, 0};
+        if (::poll(&p, 1, 1000) == 0) {
+            blocked = true;
+            break;
+        }
+        std::size_t off = sent % chunk.size();
+        ssize_t n = ::send(fd, chunk.data() + off, chunk.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) sent += static_cast<std::size_t>(n);
+    }
+    EXPECT_TRUE(blocked) << "the agent read all " << sent << " bytes of requests without their answers being read";
+    EXPECT_LT(sent, total / 2);
+    // Reading the answers, the rest is served: one answer per line.
+    std::size_t answers = 0;
+    char buf[65536];
+    auto until = std::chrono::steady_clock::now() + 60s;
+    while (answers < total / 2 && std::chrono::steady_clock::now() < until) {
+        pollfd p{fd, static_cast<short>(POLLIN | (sent < total ? POLLOUT : 0)), 0};
+        if (::poll(&p, 1, 1000) <= 0) continue;
+        if (p.revents & POLLOUT) {
+            std::size_t off = sent % chunk.size();
+            ssize_t n = ::send(fd, chunk.data() + off, std::min(chunk.size() - off, total - sent), MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) sent += static_cast<std::size_t>(n);
+        }
+        if (p.revents & POLLIN) {
+            ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+            if (n <= 0) break;
+            answers += static_cast<std::size_t>(std::count(buf, buf + n, '\n'));
+        }
+    }
+    EXPECT_EQ(sent, total);
+    EXPECT_EQ(answers, total / 2) << log().substr(0, 4000);
+}
+
+// An events subscriber that does not read loses events beyond 4 MiB queued, and is told how
+// many with the next event it gets.
+TEST_F(Agent, ASubscriberThatDoesNotReadGetsADropCount) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto events = subscriber();
+    // 25,000 refusals (a policy the user is not granted), each an audit event of ~300 bytes.
+    const int refusals = 25000;
+    int rc = as_child(*allowed_, [&] {
+        auto u = mcpwarden::AgentClient::connect(socket_);
+        if (!u) return 2;
+        for (int done = 0; done < refusals; done += 500) {
+            for (int i = 0; i < 500; ++i)
+                u->send({{"v", 1}, {"id", done + i}, {"op", "create"}, {"policy", "other"}, {"command", {"true"}}, {"stdio", "null"}});
+            for (int i = 0; i < 500; ++i) {
+                auto m = u->receive(nullptr, 10000);
+                if (!m || (*m)["error"]["kind"] != "forbidden") return 3;
+            }
+        }
+        return 0;
+    });
+    ASSERT_EQ(rc, 0) << log().substr(0, 4000);
+    int audits = 0;
+    std::uint64_t dropped = 0;
+    auto take = [&](const json& m) {
+        if (m["event"] == "audit" && m["audit"]["event"] == "forbidden") ++audits;
+        if (m["event"] == "dropped") dropped += m["count"].get<std::uint64_t>();
+    };
+    while (auto m = events.receive(nullptr, 1000)) take(*m);  // what was queued
+    // The next event comes after the count of those lost.
+    auto c = client();
+    c.send({{"v", 1}, {"id", 1}, {"op", "create"}, {"policy", "sleeper"}, {"command", {"true"}}, {"stdio", "null"}});
+    EXPECT_EQ(c.result(1)["report"]["status"], "exited");
+    bool ended = false;
+    auto until = std::chrono::steady_clock::now() + 10s;
+    while (!ended && std::chrono::steady_clock::now() < until) {
+        auto m = events.receive(nullptr, 500);
+        if (!m) continue;
+        take(*m);
+        ended = (*m)["event"] == "lifecycle" && (*m)["state"] == "ended";
+    }
+    EXPECT_TRUE(ended);
+    EXPECT_GT(dropped, 0u);
+    EXPECT_LT(audits, refusals);
+    EXPECT_EQ(audits + static_cast<int>(dropped), refusals);
+}
+
+// A user the configuration does not list gets its refusal, then the agent closes the
+// connection (nothing it sends is served).
+TEST_F(Agent, AnUnlistedUserIsClosedAfterItsRefusal) {
+    REQUIRE_ROOT();
+    start_agent();
+    int rc = as_child(*denied_, [&] {
+        auto u = mcpwarden::AgentClient::connect(socket_);
+        if (!u) return 2;
+        u->send({{"v", 1}, {"id", 1}, {"op", "list"}});
+        u->send({{"v", 1}, {"id", 2}, {"op", "list"}});
+        auto m = u->receive(nullptr, 5000);
+        if (!m || (*m)["error"]["kind"] != "forbidden") return 3;
+        auto next = u->receive(nullptr, 3000);
+        if (next) return 4;  // the second request was answered
+        return u->eof() ? 0 : 5;
+    });
+    EXPECT_EQ(rc, 0) << log();
 }

@@ -43,6 +43,9 @@ constexpr std::size_t kThreadStack = 256 * 1024;  // a sandbox thread: epoll loo
 // between two reads of the serving thread.
 constexpr std::size_t kSharedEventSlots = 8;
 constexpr std::size_t kMaxFdsPerMessage = 8;
+// Answers and events queued for one connection that does not read: above this, events are
+// dropped (and counted) and requests are no longer read until the queue is below half.
+constexpr std::size_t kMaxQueuedOutput = 4 << 20;
 
 // Audit lines of every sandbox come here (and to the configured file).
 class ForwardSink : public spdlog::sinks::base_sink<std::mutex> {
@@ -433,9 +436,12 @@ void Agent::on_accept() {
         std::uint64_t id = conn->id;
         Conn* c = conn.get();
         conns_[id] = std::move(conn);
-        loop_.add(fd, EPOLLIN | EPOLLRDHUP, [this, id, c](std::uint32_t ev) {
+        c->interest = EPOLLIN | EPOLLRDHUP;
+        loop_.add(fd, c->interest, [this, id, c](std::uint32_t ev) {
             if (ev & EPOLLOUT) on_writable(*c);
-            if (conns_.count(id) && (ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR))) on_readable(*c);
+            if (!conns_.count(id)) return;
+            if (ev & (EPOLLHUP | EPOLLERR)) c->input_paused = false;  // read what is left, to its end
+            if (ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR)) on_readable(*c);
         });
     }
 }
@@ -443,7 +449,7 @@ void Agent::on_accept() {
 void Agent::on_readable(Conn& conn) {
     std::uint64_t id = conn.id;
     char buf[65536];
-    for (int round = 0; round < 16 && !conn.read_eof; ++round) {
+    for (int round = 0; round < 16 && !conn.read_eof && !conn.input_paused; ++round) {
         iovec iov{buf, sizeof buf};
         alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
         msghdr msg{};
@@ -491,8 +497,15 @@ void Agent::on_readable(Conn& conn) {
             } else {
                 handle_line(conn, std::string_view(conn.in).substr(start, nl - start), line_fds);
                 if (!conns_.count(id)) return;
+                if (conn.closing) break;  // refused for good: the rest is not read
             }
             start = nl + 1;
+        }
+        if (conn.closing) {
+            conn.read_eof = true;
+            conn.in.clear();
+            conn.fd_batches.clear();
+            break;
         }
         conn.in.erase(0, start);
         conn.in_base += start;
@@ -508,7 +521,7 @@ void Agent::on_readable(Conn& conn) {
         }
     }
     if (conn.read_eof) {
-        if (!conn.in.empty() && !conn.skipping) {
+        if (!conn.in.empty() && !conn.skipping && !conn.closing) {
             reply(conn, api_error(nullptr, {{"kind", "input_invalid"},
                                             {"message", "the request was truncated (the connection ended before its newline)"}}));
         }
@@ -520,8 +533,7 @@ void Agent::on_readable(Conn& conn) {
         } else if (conns_.count(id)) {
             // Only the answers are left to write: stop watching for input (it stays readable at
             // end of file, which would wake us without end).
-            conn.want_write = true;
-            loop_.modify(conn.fd.get(), EPOLLOUT);
+            update_interest(conn);
         }
     }
 }
@@ -543,6 +555,7 @@ void Agent::handle_line(Conn& conn, std::string_view line, std::vector<UniqueFd>
                                           " may not use this agent: its configuration (clients:) does not list "
                                           "the user or one of its groups",
                                       {{"uid", conn.peer.uid}}));
+        conn.closing = true;  // nothing else it asks will be served: closed once this is sent
         return;
     }
     auto it = ops_.find(r.op);
@@ -565,8 +578,14 @@ void Agent::reply(Conn& conn, const json& message, std::vector<UniqueFd> fds) {
     Conn::Out out;
     out.bytes = message.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     out.fds = std::move(fds);
+    conn.out_bytes += out.bytes.size();
     conn.out.push_back(std::move(out));
     flush(conn);
+    if (conn.out_bytes > kMaxQueuedOutput && !conn.input_paused) {
+        // A client that asks and does not read: no more requests from it until it reads.
+        conn.input_paused = true;
+        update_interest(conn);
+    }
 }
 
 void Agent::flush(Conn& conn) {
@@ -599,14 +618,21 @@ void Agent::flush(Conn& conn) {
         }
         o.fds.clear();
         o.off += static_cast<std::size_t>(n);
+        conn.out_bytes -= static_cast<std::size_t>(n);
         if (o.off == o.bytes.size()) conn.out.pop_front();
     }
-    bool want = !conn.out.empty();
-    if (want != conn.want_write) {
-        conn.want_write = want;
-        std::uint32_t input = conn.read_eof ? 0u : static_cast<std::uint32_t>(EPOLLIN | EPOLLRDHUP);
-        loop_.modify(conn.fd.get(), input | (want ? static_cast<std::uint32_t>(EPOLLOUT) : 0u));
-    }
+    if (conn.out.empty()) conn.out_bytes = 0;
+    if (conn.input_paused && conn.out_bytes < kMaxQueuedOutput / 2) conn.input_paused = false;
+    update_interest(conn);
+}
+
+void Agent::update_interest(Conn& conn) {
+    std::uint32_t want = 0;
+    if (!conn.read_eof && !conn.input_paused) want |= EPOLLIN | EPOLLRDHUP;
+    if (!conn.out.empty()) want |= EPOLLOUT;
+    if (want == conn.interest) return;
+    conn.interest = want;
+    loop_.modify(conn.fd.get(), want);
 }
 
 void Agent::on_writable(Conn& conn) {
@@ -652,6 +678,14 @@ void Agent::broadcast(json event, const std::string& sandbox, long owner_uid) {
         if (!c->events) continue;
         if (c->peer.uid != 0 && static_cast<long>(c->peer.uid) != owner_uid) continue;
         if (!c->events_sandbox.empty() && c->events_sandbox != sandbox) continue;
+        if (c->out_bytes > kMaxQueuedOutput) {
+            ++c->events_dropped;  // a subscriber that does not keep up loses events, not the agent memory
+            continue;
+        }
+        if (c->events_dropped > 0) {
+            reply(*c, {{"v", kApiVersion}, {"id", c->events_id}, {"event", "dropped"}, {"count", c->events_dropped}});
+            c->events_dropped = 0;
+        }
         json m = event;
         m["v"] = kApiVersion;
         m["id"] = c->events_id;

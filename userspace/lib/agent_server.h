@@ -64,7 +64,11 @@ public:
             std::size_t off = 0;
         };
         std::deque<Out> out;
-        bool want_write = false, read_eof = false, closing = false;
+        std::size_t out_bytes = 0;      // of `out`, not yet sent (capped: kMaxQueuedOutput)
+        std::uint32_t interest = 0;     // the epoll events watched now
+        bool read_eof = false, closing = false;
+        bool input_paused = false;      // replies over the cap: no reading until they drain
+        std::uint64_t events_dropped = 0;  // events not queued over the cap, told in the next one
         std::set<std::uint64_t> owned;  // tickets of sandboxes this connection created
         bool events = false;            // subscribed to events
         nlohmann::json events_id;
@@ -143,6 +147,7 @@ private:
     void on_readable(Conn& conn);
     void on_writable(Conn& conn);
     void flush(Conn& conn);
+    void update_interest(Conn& conn);
     void handle_line(Conn& conn, std::string_view line, std::vector<UniqueFd>& fds);
     void close_conn(std::uint64_t id);
     void drain_mailbox();
