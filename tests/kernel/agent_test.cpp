@@ -766,3 +766,85 @@ TEST_F(Agent, AnUnlistedUserIsClosedAfterItsRefusal) {
     });
     EXPECT_EQ(rc, 0) << log();
 }
+
+// File descriptors sent without a request line do not pile up in the agent: beyond the 3 a
+// request takes, the connection is closed (and they with it).
+TEST_F(Agent, DescriptorsWithoutARequestLineCloseTheConnection) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto c = client();
+    int null = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    int fds[3] = {null, null, null};
+    c.send(json::object(), {});  // "{}": a whole line, answered input_invalid
+    auto first = c.receive(nullptr, 5000);
+    ASSERT_TRUE(first);
+    for (int i = 0; i < 2; ++i) {  // "{" with 3 fds, twice: no newline
+        iovec iov{const_cast<char*>("{"), 1};
+        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof fds)] = {};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = cbuf;
+        msg.msg_controllen = sizeof cbuf;
+        cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof fds);
+        std::memcpy(CMSG_DATA(cm), fds, sizeof fds);
+        ASSERT_EQ(::sendmsg(c.fd(), &msg, MSG_NOSIGNAL), 1);
+    }
+    ::close(null);
+    auto m = c.receive(nullptr, 5000);
+    ASSERT_TRUE(m) << log();
+    EXPECT_EQ((*m)["error"]["kind"], "input_invalid") << m->dump();
+    EXPECT_FALSE(c.receive(nullptr, 3000));
+    EXPECT_TRUE(c.eof()) << "the agent keeps the connection";
+}
+
+// Out of file descriptors, the agent refuses a connection (busy, closed) instead of leaving it
+// pending with its listener readable (a busy loop), and serves again once descriptors free.
+TEST_F(Agent, OutOfDescriptorsRefusesConnectionsWithoutSpinning) {
+    REQUIRE_ROOT();
+    start_agent();
+    std::string pid = std::to_string(agent_.pid());
+    auto open_fds = [&] {
+        int n = 0;
+        for ([[maybe_unused]] const auto& e : fs::directory_iterator("/proc/" + pid + "/fd")) ++n;
+        return n;
+    };
+    auto cpu_ticks = [&] {  // utime + stime
+        std::string stat;
+        mcpwarden::read_file("/proc/" + pid + "/stat", stat);
+        std::istringstream in(stat.substr(stat.rfind(')') + 2));
+        std::string f;
+        long ticks = 0;
+        for (int i = 3; i <= 15 && in >> f; ++i)
+            if (i == 14 || i == 15) ticks += std::stol(f);
+        return ticks;
+    };
+    auto soft = command({"prlimit", "--pid", pid, "--nofile", "--raw", "--noheadings", "--output", "SOFT"});
+    ASSERT_EQ(soft.exit_code, 0) << soft.err;
+    int limit = open_fds() + 3;
+    auto r = command({"prlimit", "--pid", pid, "--nofile=" + std::to_string(limit) + ":"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::vector<mcpwarden::AgentClient> conns;
+    for (int i = 0; i < 8; ++i) conns.push_back(client());
+    std::this_thread::sleep_for(300ms);
+    long before = cpu_ticks();
+    std::this_thread::sleep_for(1s);
+    long spent = cpu_ticks() - before;
+    int refused = 0;
+    for (auto& c : conns) {
+        auto m = c.receive(nullptr, 200);
+        if (m && (*m)["error"]["kind"] == "busy" && !c.receive(nullptr, 200) && c.eof()) ++refused;
+    }
+    EXPECT_GT(refused, 0) << log();
+    EXPECT_LT(spent, 30) << "the agent spun for " << spent << " ticks in one second";
+    EXPECT_NE(log().find("out of file descriptors"), std::string::npos) << log();
+    r = command({"prlimit", "--pid", pid, "--nofile=" + soft.out.substr(0, soft.out.find_first_of(" \n")) + ":"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    conns.clear();
+    auto c = client();
+    c.send({{"v", 1}, {"id", 1}, {"op", "list"}});
+    EXPECT_EQ(c.result(1)["running"], 0);
+}

@@ -46,6 +46,8 @@ constexpr std::size_t kMaxFdsPerMessage = 8;
 // Answers and events queued for one connection that does not read: above this, events are
 // dropped (and counted) and requests are no longer read until the queue is below half.
 constexpr std::size_t kMaxQueuedOutput = 4 << 20;
+// Descriptors received without their request's newline yet: a request takes at most 3.
+constexpr std::size_t kMaxPendingFds = 3;
 
 // Audit lines of every sandbox come here (and to the configured file).
 class ForwardSink : public spdlog::sinks::base_sink<std::mutex> {
@@ -348,6 +350,7 @@ int Agent::serve() {
         }
     }
     listen_socket();
+    spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     loop_.add(listen_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
     if (shared_events_) {
         loop_.add(shared_events_->events_fd(), EPOLLIN, [this](std::uint32_t) { shared_events_->consume(); });
@@ -416,7 +419,26 @@ int Agent::serve() {
 void Agent::on_accept() {
     for (;;) {
         int fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) return;
+        if (fd < 0 && (errno == EMFILE || errno == ENFILE) && spare_fd_) {
+            // Out of descriptors: the connection would stay pending and the listener readable
+            // (a busy loop). Give up the spare one to take the connection and refuse it.
+            spare_fd_.reset();
+            fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd >= 0) {
+                static const std::string msg =
+                    api_error(nullptr, Error(ErrorKind::busy, "the agent is out of file descriptors; try again later")).dump() + "\n";
+                (void)!::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+                ::close(fd);
+                spdlog::warn("agent: out of file descriptors ({} connections): refused a connection", conns_.size());
+            }
+            spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+            if (fd >= 0) continue;
+            return;
+        }
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            return;
+        }
         if (conns_.size() >= config_.limits.max_connections) {
             static const std::string msg =
                 api_error(nullptr, Error(ErrorKind::busy, "the agent has too many connections")).dump() + "\n";
@@ -518,6 +540,20 @@ void Agent::on_readable(Conn& conn) {
             conn.in_base += conn.in.size();
             conn.in.clear();
             conn.fd_batches.clear();
+        }
+        std::size_t pending = 0;
+        for (const auto& [at, batch] : conn.fd_batches) pending += batch.size();
+        if (pending > kMaxPendingFds) {
+            // More than a request takes, and no newline: descriptors piling up in the agent.
+            spdlog::warn("agent: uid {} (pid {}) sent {} file descriptors without a request; closing its connection",
+                         conn.peer.uid, conn.peer.pid, pending);
+            reply(conn, api_error(nullptr, Error(ErrorKind::input_invalid,
+                                                 "more file descriptors than a request takes (3) came without a "
+                                                 "request line; the connection is closed")));
+            conn.closing = true;
+            conn.read_eof = true;
+            conn.fd_batches.clear();
+            break;
         }
     }
     if (conn.read_eof) {

@@ -203,6 +203,7 @@ private:
     UniqueFd metrics_listen_;
     std::map<int, UniqueFd> metrics_conns_;
     UniqueFd listen_, signals_, mailbox_fd_, queue_timer_;
+    UniqueFd spare_fd_;  // given up to accept (and refuse) a connection when out of descriptors
     std::mutex mailbox_mutex_;
     std::vector<std::function<void()>> mailbox_;
     std::map<std::string, Handler> ops_;
