@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <thread>
 
 #include "cgroup.h"
@@ -216,4 +217,48 @@ TEST_F(Attach, AttachRefusesBadTargets) {
     }
     auto r = warden({"detach", "--cgroup", "/tmp"});
     EXPECT_EQ(r.exit_code, 64) << r.err;
+}
+
+// A run killed with SIGKILL leaves a daemon in its sandbox, confined by pinned links. An attach
+// (like an agent's sandbox, a hosted bind that sweeps no sandbox cgroup) must leave those links
+// alone: the daemon's connection is still refused afterwards. The next run sweeps it all.
+TEST_F(Attach, AttachLeavesACrashedRunsDaemonConfined) {
+    TcpListener l("127.0.0.2");
+    std::string tag = std::to_string(::getpid());
+    std::string out = "/tmp/mw-stale-out-" + tag, go = "/tmp/mw-stale-go-" + tag;
+    ::unlink(out.c_str());
+    ::unlink(go.c_str());
+    auto policy = write_policy("crash-a", "egress:\n  allow: []\n");
+    ASSERT_TRUE(crash_run(policy, "setsid sh -c 'while [ ! -e " + go + " ]; do sleep 0.05; done; " + program("netprobe") +
+                                      " tcp4 127.0.0.2 " + l.port() + " > " + out + "' & sleep 300"));
+
+    {
+        TestCgroup cg;
+        std::string audit = state_dir() + "/attach-audit-s-" + tag + ".jsonl";
+        auto attach_policy = write_policy("attached-s", "egress:\n  allow: []\n");
+        ForegroundAttach fg(cg.path(), attach_policy, audit);
+        ASSERT_FALSE(fg.first_line.empty()) << fg.log();
+        auto d = warden({"detach", "--cgroup", cg.path()});
+        EXPECT_EQ(d.exit_code, 0) << d.err;
+        EXPECT_EQ(fg.wait(), 0) << fg.log();
+        ::unlink(audit.c_str());
+    }
+
+    // The daemon tries to connect only now.
+    std::ofstream(go).close();
+    std::string result;
+    for (int i = 0; i < 500 && result.empty(); ++i) {
+        std::this_thread::sleep_for(10ms);
+        mcpwarden::read_file(out, result);
+    }
+    EXPECT_EQ(result, "EPERM\n") << "the crashed run's daemon lost its confinement";
+    EXPECT_EQ(l.accepted(), 0);
+
+    auto r = warden({"run", "--", "true"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_TRUE(leftover_processes().empty());
+    EXPECT_TRUE(leftover_cgroups().empty());
+    EXPECT_EQ(directory_entries(mcpwarden::sandbox_pin_root()), 0) << "pinned links of the crashed sandbox remain";
+    ::unlink(out.c_str());
+    ::unlink(go.c_str());
 }

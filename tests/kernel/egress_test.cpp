@@ -361,22 +361,9 @@ TEST_F(Egress, EnforcementSurvivesACrashAndIsSweptAfter) {
     std::string out = "/tmp/mw-crash-" + std::to_string(::getpid());
     ::unlink(out.c_str());
     auto policy = write_policy("crash", "egress:\n  allow: []\n");
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        int devnull = ::open("/dev/null", O_RDWR);
-        ::dup2(devnull, 0);
-        ::dup2(devnull, 1);
-        ::dup2(devnull, 2);
-        std::string script = "setsid sh -c 'sleep 1; " + program("netprobe") + " tcp4 127.0.0.2 " + l.port() + " > " + out +
-                             "' & sleep 300";
-        ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "run", "--state-dir", state_dir().c_str(), "--policy", policy.c_str(), "--",
-                "sh", "-c", script.c_str(), nullptr);
-        ::_exit(127);
-    }
-    for (int i = 0; i < 500 && leftover_processes().size() < 3; ++i) std::this_thread::sleep_for(10ms);
-    ASSERT_GE(leftover_processes().size(), 3u);
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
+    std::string script = "setsid sh -c 'sleep 1; " + program("netprobe") + " tcp4 127.0.0.2 " + l.port() + " > " + out +
+                         "' & sleep 300";
+    ASSERT_TRUE(crash_run(policy, script));
     // The daemon outlives mcpwarden and tries to connect.
     std::string result;
     for (int i = 0; i < 300 && result.empty(); ++i) {

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <thread>
 
 #include "cgroup.h"
 #include "fd.h"
@@ -241,6 +242,25 @@ std::vector<pid_t> leftover_processes() {
     }
     ::closedir(d);
     return out;
+}
+
+bool crash_run(const std::string& policy, const std::string& script, std::size_t processes) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+        int devnull = ::open("/dev/null", O_RDWR);
+        ::dup2(devnull, 0);
+        ::dup2(devnull, 1);
+        ::dup2(devnull, 2);
+        ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "run", "--state-dir", state_dir().c_str(), "--policy", policy.c_str(), "--",
+                "sh", "-c", script.c_str(), nullptr);
+        ::_exit(127);
+    }
+    for (int i = 0; i < 500 && leftover_processes().size() < processes; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    bool started = leftover_processes().size() >= processes;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return started;
 }
 
 namespace {

@@ -62,6 +62,11 @@ std::vector<std::string> leftover_shared_state();
 std::vector<std::string> leftover_cgroups();
 std::vector<pid_t> leftover_processes();
 
+// Starts `mcpwarden run --policy <policy> -- sh -c <script>` (stdio on /dev/null), waits until
+// `processes` processes run in sandboxes, then kills mcpwarden with SIGKILL: what the script
+// started stays behind in the crashed run's sandbox. False when they did not all start.
+bool crash_run(const std::string& policy, const std::string& script, std::size_t processes = 3);
+
 // Fixture base: checks root, and after each test that nothing of it is left behind. What
 // was already there when the test began (an earlier run killed mid-test, another suite on the
 // machine) is not the test's: only what appeared during the test counts.

@@ -231,7 +231,6 @@ void EgressExtension::before_spawn(Sandbox& sandbox) {
 void EgressExtension::bind(int cgroup_fd, std::uint64_t id, const std::string& name, EventLoop& loop) {
     sandbox_name_ = name;
     auto objects = BpfObjects::open();
-    sweep_stale_enforcement();
     auto pol = policy();
     auto t0 = std::chrono::steady_clock::now();
     compiled_ = std::make_shared<const CompiledEgress>(compile_egress(pol->egress, id));

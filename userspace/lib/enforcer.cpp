@@ -294,10 +294,54 @@ bool remove_pinned_enforcement(const std::string& pin_name) {
     return true;
 }
 
+namespace {
+
+// Whether the cgroup with this id may still exist (on the unified hierarchy, by its kernfs file
+// handle): false only when the kernel says it is gone; true too when that cannot be told.
+bool cgroup_may_exist(std::uint64_t id) {
+    static const std::string mount = CgroupLayout::detect().unified_mount;
+    if (mount.empty()) return true;
+    UniqueFd mount_fd(::open(mount.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!mount_fd) return true;
+    struct {
+        struct file_handle fh;
+        std::uint64_t id;
+    } handle{};
+    handle.fh.handle_bytes = sizeof handle.id;
+    handle.fh.handle_type = 0xfe;  // FILEID_KERNFS: the cgroup id
+    handle.id = id;
+    UniqueFd cg(::open_by_handle_at(mount_fd.get(), &handle.fh, O_RDONLY | O_CLOEXEC));
+    return cg || errno != ESTALE;
+}
+
+// Whether the pinned enforcement may still confine a cgroup that exists: its policy id (the
+// cgroup id it was bound with) and the cgroup each pinned link is attached to are checked.
+bool pinned_cgroup_may_exist(const std::string& pin_name) {
+    std::vector<std::uint64_t> ids;
+    if (auto policy = pinned_policy_id(pin_name)) ids.push_back(policy);
+    std::string dir = sandbox_pin_root() + "/" + pin_name;
+    for (const auto& p : kProgs) {
+        UniqueFd link(bpf_obj_get((dir + "/" + p.name).c_str()));
+        if (!link) continue;
+        bpf_link_info info{};
+        std::uint32_t len = sizeof info;
+        if (bpf_obj_get_info_by_fd(link.get(), &info, &len) != 0) return true;
+        if (info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id != 0) ids.push_back(info.cgroup.cgroup_id);
+    }
+    return std::any_of(ids.begin(), ids.end(), cgroup_may_exist);
+}
+
+}  // namespace
+
 int sweep_stale_enforcement() {
     int removed = 0;
     for (const auto& name : list_dir(sandbox_pin_root())) {
         if (sandbox_owner_alive(name)) continue;
+        // Its cgroup left in place (not swept, or its processes would not die): they stay confined.
+        if (pinned_cgroup_may_exist(name)) {
+            spdlog::warn("kept the pinned links of stale sandbox {}: its cgroup still exists", name);
+            continue;
+        }
         if (remove_pinned_enforcement(name)) {
             spdlog::info("removed the pinned links and rules of stale sandbox {}", name);
             ++removed;

@@ -174,9 +174,10 @@ private:
     SharedEventRing* shared_ = nullptr;  // events go to a shared ring (no slot of its own)
 };
 
-// After a crash: removes the link pins and map entries of sandboxes whose owner is gone (call
-// it after their cgroups were swept, so no process of theirs runs unconfined). Also removes pin
-// directories of older builds that no link uses any more. Returns how many were removed.
+// After a crash: removes the link pins and map entries of sandboxes whose owner is gone and
+// whose cgroup no longer exists (call it right after sweep_stale_sandboxes removed them; one
+// whose cgroup is still there keeps its pins, so no process of it runs unconfined). Returns
+// how many were removed.
 int sweep_stale_enforcement();
 
 // Where pinned links of running sandboxes live.

@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 
 #include "confinement.h"
+#include "enforcer.h"
 #include "error.h"
 #include "exit_codes.h"
 #include "relay.h"
@@ -231,6 +232,9 @@ RunReport Sandbox::run() {
     check_enforceable(plan, degraded, report);
     if (!options_.hosted) {
         sweep_stale_sandboxes(plan);
+        // Pinned enforcement of a stale sandbox goes only after its cgroup (with every process
+        // in it) did; never from a hosted run (agent, attach), which sweeps no cgroup here.
+        sweep_stale_enforcement();
         sweep_stale_workspaces(options_.state_dir);
     }
 
