@@ -21,6 +21,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -174,6 +175,25 @@ protected:
         events.send({{"v", 1}, {"id", "ev"}, {"op", "events"}});
         EXPECT_EQ(events.result("ev")["subscribed"], true);
         return events;
+    }
+
+    // An agent with one slot and a queue, and the root client whose sandbox takes the slot
+    // (nullopt when it did not start).
+    std::optional<mcpwarden::AgentClient> hold_the_only_slot() {
+        start_agent("{ max_sandboxes: 1, queue_length: 4, queue_timeout: 30s }");
+        auto c = client();
+        c.send(json{{"v", 1}, {"id", 1}, {"op", "create"}, {"policy", "sleeper"}, {"command", {"sleep", "30"}}, {"stdio", "null"}});
+        for (int i = 0; i < 50; ++i) {
+            auto m = c.receive(nullptr, 200);
+            if (m && (*m)["event"] == "started") return c;
+        }
+        return std::nullopt;
+    }
+    // How many requests wait in the agent's queue.
+    int queued() {
+        auto l = client();
+        l.send({{"v", 1}, {"id", 1}, {"op", "list"}});
+        return l.result(1).value("queued", -1);
     }
 
     // A root client of the agent's API.
@@ -516,10 +536,8 @@ TEST_F(Agent, InterruptingTheClientEndsTheSandbox) {
 
 TEST_F(Agent, InterruptingAQueuedClientLeavesTheQueue) {
     REQUIRE_ROOT();
-    start_agent("{ max_sandboxes: 1, queue_length: 4, queue_timeout: 30s }");
-    auto c = client();  // holds the only slot
-    c.send(sleeper_request(1));
-    ASSERT_EQ(next_for(c, 1)["event"], "started") << log();
+    auto c = hold_the_only_slot();
+    ASSERT_TRUE(c) << log();
     pid_t pid = ::fork();
     if (pid == 0) {
         int null = ::open("/dev/null", O_RDWR);
@@ -531,11 +549,6 @@ TEST_F(Agent, InterruptingAQueuedClientLeavesTheQueue) {
                  socket_.c_str(), "--policy", "sleeper", "--", "true", nullptr);
         ::_exit(127);
     }
-    auto queued = [&] {
-        auto l = client();
-        l.send({{"v", 1}, {"id", 1}, {"op", "list"}});
-        return l.result(1).value("queued", -1);
-    };
     for (int i = 0; i < 200 && queued() != 1; ++i) std::this_thread::sleep_for(25ms);
     EXPECT_EQ(queued(), 1);
     ::kill(pid, SIGTERM);
@@ -847,4 +860,40 @@ TEST_F(Agent, OutOfDescriptorsRefusesConnectionsWithoutSpinning) {
     auto c = client();
     c.send({{"v", 1}, {"id", 1}, {"op", "list"}});
     EXPECT_EQ(c.result(1)["running"], 0);
+}
+
+// A client that half-closes (shutdown(SHUT_WR)) after its create still gets the started event
+// and the final report: its sandbox is not ended by the end of its input.
+TEST_F(Agent, AHalfClosedClientStillGetsItsReport) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto c = client();
+    c.send({{"v", 1}, {"id", 1}, {"op", "create"}, {"policy", "sleeper"}, {"command", {"sh", "-c", "sleep 1; exit 3"}},
+            {"stdio", "null"}});
+    ASSERT_EQ(::shutdown(c.fd(), SHUT_WR), 0);
+    auto started = next_for(c, 1);
+    EXPECT_EQ(started["event"], "started") << started.dump() << log();
+    auto done = next_for(c, 1);
+    EXPECT_EQ(done["result"]["report"]["status"], "exited") << done.dump() << log();
+    EXPECT_EQ(done["result"]["exit_code"], 3) << done.dump();
+    EXPECT_FALSE(c.receive(nullptr, 3000));
+    EXPECT_TRUE(c.eof()) << "closed once the report was sent";
+}
+
+// A queued create with keep leaves the queue when its client goes away (keep is for running
+// sandboxes).
+TEST_F(Agent, AQueuedKeepRequestLeavesTheQueueWithItsClient) {
+    REQUIRE_ROOT();
+    auto c = hold_the_only_slot();
+    ASSERT_TRUE(c) << log();
+    {
+        auto q = client();
+        json r = sleeper_request(2);
+        r["keep"] = true;
+        q.send(r);
+        EXPECT_EQ(next_for(q, 2)["event"], "queued");
+        EXPECT_EQ(queued(), 1);
+    }
+    for (int i = 0; i < 200 && queued() != 0; ++i) std::this_thread::sleep_for(25ms);
+    EXPECT_EQ(queued(), 0) << "the request left the queue with its client";
 }

@@ -464,6 +464,8 @@ void Agent::on_accept() {
             if (!conns_.count(id)) return;
             if (ev & (EPOLLHUP | EPOLLERR)) c->input_paused = false;  // read what is left, to its end
             if (ev & (EPOLLIN | EPOLLHUP | EPOLLRDHUP | EPOLLERR)) on_readable(*c);
+            // Both ways closed (not a half-close): nobody reads the answers any more.
+            if (conns_.count(id) && (ev & (EPOLLHUP | EPOLLERR))) close_conn(id);
         });
     }
 }
@@ -525,6 +527,7 @@ void Agent::on_readable(Conn& conn) {
         }
         if (conn.closing) {
             conn.read_eof = true;
+            conn.drop = true;
             conn.in.clear();
             conn.fd_batches.clear();
             break;
@@ -551,6 +554,7 @@ void Agent::on_readable(Conn& conn) {
                                                  "more file descriptors than a request takes (3) came without a "
                                                  "request line; the connection is closed")));
             conn.closing = true;
+            conn.drop = true;
             conn.read_eof = true;
             conn.fd_batches.clear();
             break;
@@ -564,13 +568,10 @@ void Agent::on_readable(Conn& conn) {
         conn.in.clear();
         conn.closing = true;
         flush(conn);
-        if (conns_.count(id) && conn.out.empty()) {
-            close_conn(id);
-        } else if (conns_.count(id)) {
-            // Only the answers are left to write: stop watching for input (it stays readable at
-            // end of file, which would wake us without end).
-            update_interest(conn);
-        }
+        // Only the answers (and the reports of its sandboxes, for a half-closed client) are left
+        // to write: no more watching for input (it stays readable at end of file).
+        if (conns_.count(id)) close_if_done(conn);
+        if (conns_.count(id)) update_interest(conn);
     }
 }
 
@@ -650,6 +651,7 @@ void Agent::flush(Conn& conn) {
             conn.out.clear();  // the peer is gone
             conn.read_eof = true;
             conn.closing = true;
+            conn.drop = true;
             break;
         }
         o.fds.clear();
@@ -673,7 +675,11 @@ void Agent::update_interest(Conn& conn) {
 
 void Agent::on_writable(Conn& conn) {
     flush(conn);
-    if (conn.closing && conn.out.empty()) close_conn(conn.id);
+    close_if_done(conn);
+}
+
+void Agent::close_if_done(Conn& conn) {
+    if (conn.closing && conn.out.empty() && (conn.drop || conn.owned.empty())) close_conn(conn.id);
 }
 
 void Agent::close_conn(std::uint64_t id) {
@@ -686,11 +692,13 @@ void Agent::close_conn(std::uint64_t id) {
         if (r == records_.end()) continue;
         auto rec = r->second;
         rec->conn = 0;
-        if (rec->keep) continue;
-        if (rec->state == Record::State::queued) {
+        if (rec->state == Record::State::queued) {  // leaves the queue, keep or not
             admission_.cancel(ticket);
             records_.erase(r);
-        } else if (rec->state != Record::State::ended) {
+            continue;
+        }
+        if (rec->keep) continue;
+        if (rec->state != Record::State::ended) {
             rec->kill_signal = SIGHUP;
             std::uint64_t one = 1;
             if (rec->control) (void)!::write(rec->control.get(), &one, sizeof one);
@@ -988,7 +996,7 @@ void Agent::on_ended(const std::shared_ptr<Record>& rec, json final_message, con
         if (auto c = conns_.find(rec->conn); c != conns_.end()) {
             c->second->owned.erase(rec->ticket);
             reply(*c->second, final_message);
-            if (c->second->closing && c->second->out.empty()) close_conn(rec->conn);
+            close_if_done(*c->second);
         }
     }
     if (!rec->name.empty()) {

@@ -66,7 +66,10 @@ public:
         std::deque<Out> out;
         std::size_t out_bytes = 0;      // of `out`, not yet sent (capped: kMaxQueuedOutput)
         std::uint32_t interest = 0;     // the epoll events watched now
-        bool read_eof = false, closing = false;
+        // read_eof: no more input is read. closing: closed once the answers are sent and the
+        // sandboxes it created ended (a half-closed client still reads its reports); with
+        // `drop` (refused for good, or the peer is gone) as soon as the answers are sent.
+        bool read_eof = false, closing = false, drop = false;
         bool input_paused = false;      // replies over the cap: no reading until they drain
         std::uint64_t events_dropped = 0;  // events not queued over the cap, told in the next one
         std::set<std::uint64_t> owned;  // tickets of sandboxes this connection created
@@ -148,6 +151,7 @@ private:
     void on_writable(Conn& conn);
     void flush(Conn& conn);
     void update_interest(Conn& conn);
+    void close_if_done(Conn& conn);
     void handle_line(Conn& conn, std::string_view line, std::vector<UniqueFd>& fds);
     void close_conn(std::uint64_t id);
     void drain_mailbox();
