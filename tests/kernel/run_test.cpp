@@ -6,7 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
+#include <mutex>
 #include <fstream>
 #include <random>
 #include <thread>
@@ -327,6 +329,39 @@ TEST_F(Run, StaleSandboxIsSweptButLiveOneIsNot) {
     EXPECT_EQ(::access(live.c_str(), F_OK), 0) << "a live sandbox cgroup was swept";
     ::rmdir(live.c_str());
     ::rmdir(parent.c_str());  // the test's fake sandbox was the last one in it
+}
+
+// Sandboxes starting while others end: the last one out removes the shared parent cgroup, which
+// the next one makes again (with or without controllers). Every run must succeed.
+TEST_F(Run, ConcurrentShortRunsWithAndWithoutLimitsAllSucceed) {
+    std::vector<std::vector<std::string>> variants = {
+        {},
+        {"--memory", "64M", "--pids", "64"},
+        {"--cpu", "0.5"},
+        {"--memory", "64M", "--pids", "64", "--cpu", "0.5"},
+    };
+    std::atomic<int> failed{0};
+    std::string first_error;
+    std::mutex mutex;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 8; ++i) {
+                std::vector<std::string> argv{MCPWARDEN_BIN, "run", "--state-dir", state_dir()};
+                const auto& extra = variants[(t + i) % variants.size()];
+                argv.insert(argv.end(), extra.begin(), extra.end());
+                argv.insert(argv.end(), {"--", "true"});
+                auto r = command(argv);
+                if (r.exit_code != 0) {
+                    ++failed;
+                    std::lock_guard<std::mutex> lock(mutex);
+                    if (first_error.empty()) first_error = r.err;
+                }
+            }
+        });
+    }
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(failed.load(), 0) << first_error;
 }
 
 TEST_F(Run, CpuLimitIsApplied) {

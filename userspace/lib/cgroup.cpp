@@ -250,16 +250,18 @@ namespace {
 
 // On v2, a controller must be enabled in subtree_control of every ancestor between the base
 // and the sandbox.
-void enable_v2_controllers(const std::string& dir, const std::vector<std::string>& wanted) {
+// False when dir is gone (ENOENT): the "mcpwarden" parent, removed by the last sandbox out.
+bool enable_v2_controllers(const std::string& dir, const std::vector<std::string>& wanted) {
     std::string current;
     read_file(dir + "/cgroup.subtree_control", current);
     std::string add;
     for (const auto& c : wanted) {
         if (!has_word(trim(current), c, ' ')) add += (add.empty() ? "+" : " +") + c;
     }
-    if (add.empty()) return;
+    if (add.empty()) return true;
     int err = 0;
     if (!write_file(dir + "/cgroup.subtree_control", add, &err)) {
+        if (err == ENOENT) return false;
         std::string msg = errno_text("cannot enable cgroup controllers (" + add + ") in " + dir, err);
         if (err == EBUSY) {
             msg += "; that cgroup holds processes, and cgroup v2 only hands controllers to "
@@ -269,6 +271,7 @@ void enable_v2_controllers(const std::string& dir, const std::vector<std::string
         }
         throw Error(ErrorKind::sandbox_unavailable, msg, {{"path", dir}});
     }
+    return true;
 }
 
 }  // namespace
@@ -287,15 +290,26 @@ SandboxCgroup::SandboxCgroup(const CgroupPlan& plan, const std::string& name,
         // pair is retried.
         auto make_child = [&](const std::string& base, const std::vector<std::string>& controllers) {
             std::string parent = sandbox_parent(base), path = parent + "/" + name;
+            // The parent goes with the last sandbox out, at any moment until our child is in it:
+            // each step meeting it gone (ENOENT) starts again.
             for (int attempt = 0;; ++attempt) {
                 make_dir(parent);
-                if (!controllers.empty()) {
-                    enable_v2_controllers(base, controllers);
-                    enable_v2_controllers(parent, controllers);
+                bool enabled = controllers.empty() ||
+                               (enable_v2_controllers(base, controllers) && enable_v2_controllers(parent, controllers));
+                int err = ENOENT;
+                if (enabled) {
+                    if (::mkdir(path.c_str(), 0755) == 0) {
+                        // The parent may have been removed and made again, without controllers,
+                        // by a sandbox without limits after we enabled them: our child keeps it
+                        // now, so enabling once more settles it.
+                        if (controllers.empty() || enable_v2_controllers(parent, controllers)) break;
+                        ::rmdir(path.c_str());
+                    } else {
+                        err = errno;
+                    }
                 }
-                if (::mkdir(path.c_str(), 0755) == 0) break;
-                if (errno != ENOENT || attempt == 10)
-                    throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot create cgroup " + path, errno),
+                if (err != ENOENT || attempt == 10)
+                    throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot create cgroup " + path, err),
                                 {{"path", path}});
             }
             return path;
