@@ -782,8 +782,8 @@ void CgroupEnforcer::update_rules(const CompiledEgress& rules, const std::vector
     for (const auto& [k, v] : installed_.portsets) {
         if (!sets_now.count(set_bytes(k))) retired_sets_.push_back(k);
     }
-    for (const auto& k : learned_sets_) {
-        if (!sets_now.count(set_bytes(k))) bpf_map_delete_elem(ps, &k);
+    for (const auto& k : learned_sets_) {  // the same holds for port sets learned from DNS
+        if (!sets_now.count(set_bytes(k))) retired_sets_.push_back(k);
     }
 
     installed_ = {};
