@@ -800,7 +800,9 @@ void CgroupEnforcer::update_rules(const CompiledEgress& rules, const std::vector
     std::uint32_t flags = audit_only ? MW_SANDBOX_AUDIT_ONLY : 0;
     if (bpf_map_lookup_elem(objects_->map("sandbox_state"), &cgroup_id_, &state) == 0 && state.flags != flags) {
         state.flags = flags;
-        bpf_map_update_elem(objects_->map("sandbox_state"), &cgroup_id_, &state, 0);
+        if (bpf_map_update_elem(objects_->map("sandbox_state"), &cgroup_id_, &state, 0) != 0)
+            load_failed(audit_only ? "switch the sandbox to audit-only" : "switch the sandbox from audit-only to enforcing",
+                        errno);
     }
 }
 
