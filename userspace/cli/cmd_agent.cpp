@@ -1,7 +1,12 @@
 // mcpwarden agent / ps / kill / events: the agent, and the commands that talk to it.
 #include <unistd.h>
 
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -15,6 +20,26 @@ namespace mcpwarden {
 namespace {
 
 using json = nlohmann::json;
+
+// glibc keeps freed blocks in a cache per thread (tcache). The agent runs a thread per
+// sandbox, and their caches held ~13 KiB per sandbox that nothing used (bench_agent, 1,000
+// sandboxes: 86 MiB -> 73 MiB). glibc reads the tunable at start only, so the agent sets it
+// and executes itself again, once; if that fails it goes on as it is.
+void exec_without_thread_caches() {
+    const char* now = std::getenv("GLIBC_TUNABLES");
+    std::string tunables = now ? now : "";
+    if (tunables.find("glibc.malloc.tcache_count") != std::string::npos) return;
+    std::ifstream in("/proc/self/cmdline", std::ios::binary);
+    std::string cmdline((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<char*> argv;
+    for (size_t at = 0; at < cmdline.size(); at = cmdline.find('\0', at) + 1) argv.push_back(cmdline.data() + at);
+    if (argv.empty()) return;
+    argv.push_back(nullptr);
+    tunables += (tunables.empty() ? "" : ":") + std::string("glibc.malloc.tcache_count=0");
+    ::setenv("GLIBC_TUNABLES", tunables.c_str(), 1);
+    ::execv("/proc/self/exe", argv.data());
+    spdlog::debug("agent: could not execute itself again without thread caches: {}", std::strerror(errno));
+}
 
 class AgentCommand : public Command {
 public:
@@ -35,6 +60,7 @@ public:
     int execute() override {
         if (::geteuid() != 0)
             throw Error(ErrorKind::sandbox_unavailable, "mcpwarden agent must run as root (it creates cgroups and attaches BPF programs)");
+        exec_without_thread_caches();
         AgentConfig config = config_file_.empty() ? AgentConfig{} : load_agent_config(config_file_);
         if (!socket_.empty()) config.socket = socket_;
         if (config.json_logs || json_logs_) use_json_logs();
