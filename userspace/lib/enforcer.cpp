@@ -367,7 +367,7 @@ UniqueFd lock_dir(const std::string& path, int operation) {
     return fd;
 }
 
-// Removes this build's pins, and the mcpwarden directory with them, when no process uses them
+// Removes the pins of every build, and the mcpwarden directory with them, when no process uses them
 // and no sandbox or attachment outlived its holder (their links stay pinned under sandboxes/
 // and keep enforcing; the next run or agent sweeps or adopts them, then removes everything).
 void remove_pins_if_unused() {
@@ -901,7 +901,6 @@ SharedEventRing::SharedEventRing(std::shared_ptr<BpfObjects> objects, const std:
     std::snprintf(mine.sandbox, sizeof mine.sandbox, "%s", owner_tag.c_str());
     mine.policy_id = kSharedOwnerBit | static_cast<std::uint64_t>(::getpid());
     std::string tag(mine.sandbox);
-    std::vector<bool> adopted;
     try {
         // 1. Slots a dead predecessor with the same tag held: their pending events belong to the
         //    sandboxes about to be adopted.
