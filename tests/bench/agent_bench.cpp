@@ -28,19 +28,9 @@
 using Clock = std::chrono::steady_clock;
 using json = nlohmann::json;
 
+#include "bench_common.h"
+
 namespace {
-
-double median(std::vector<double> v) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-double percentile(std::vector<double> v, double p) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    return v[static_cast<size_t>(p * (v.size() - 1))];
-}
 
 long rss_kib(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -154,16 +144,25 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     long rss_full = rss_kib(agent);
     long threads = threads_of(agent);
+    if (const char* pause = std::getenv("BENCH_AGENT_PAUSE")) {  // time to inspect the agent at full load
+        std::printf("agent pid %d; pausing %s s\n", agent, pause);
+        std::fflush(stdout);
+        ::sleep(static_cast<unsigned>(std::atoi(pause)));
+    }
+    if (const char* smaps = std::getenv("BENCH_AGENT_SMAPS")) {  // where the memory is, at full load
+        std::ifstream in("/proc/" + std::to_string(agent) + "/smaps");
+        std::ofstream(smaps) << in.rdbuf();
+    }
 
     std::printf("sandboxes running at once:       %d of %d (%d refused%s%s)\n", started, n, failed,
                 first_error.empty() ? "" : "; first: ", first_error.c_str());
     std::printf("created per second:              %.0f\n", started / secs);
-    std::printf("create-to-exec, agent (median):  %.2f ms (p95 %.2f ms)\n", median(agent_us) / 1000,
-                percentile(agent_us, 0.95) / 1000);
-    std::printf("create-to-exec, client (median): %.2f ms (p95 %.2f ms)\n", median(client_us) / 1000,
-                percentile(client_us, 0.95) / 1000);
-    std::printf("baseline fork+exec (median):     %.2f ms (p95 %.2f ms); agent/baseline %.1fx\n", median(base) / 1000,
-                percentile(base, 0.95) / 1000, median(agent_us) / std::max(1.0, median(base)));
+    std::printf("create-to-exec, agent (median):  %.2f ms (p95 %.2f ms)\n", bench::median(agent_us) / 1000,
+                bench::percentile(agent_us, 0.95) / 1000);
+    std::printf("create-to-exec, client (median): %.2f ms (p95 %.2f ms)\n", bench::median(client_us) / 1000,
+                bench::percentile(client_us, 0.95) / 1000);
+    std::printf("baseline fork+exec (median):     %.2f ms (p95 %.2f ms); agent/baseline %.1fx\n", bench::median(base) / 1000,
+                bench::percentile(base, 0.95) / 1000, bench::median(agent_us) / std::max(1.0, bench::median(base)));
     std::printf("agent RSS: idle %ld KiB, with %d running %ld KiB (%.1f KiB per sandbox); threads %ld\n", rss_idle,
                 started, rss_full, started ? double(rss_full - rss_idle) / started : 0.0, threads);
 

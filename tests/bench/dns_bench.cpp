@@ -17,30 +17,9 @@
 #include <string>
 #include <vector>
 
-namespace {
+#include "bench_common.h"
 
-std::string run_capture(const std::vector<std::string>& argv) {
-    int out[2];
-    if (pipe(out) != 0) std::exit(1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(out[1], 1);
-        std::vector<char*> args;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        execv(args[0], args.data());
-        _exit(127);
-    }
-    close(out[1]);
-    std::string text;
-    char buf[256];
-    ssize_t n;
-    while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-    close(out[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    return text;
-}
+namespace {
 
 struct Figures {
     double median_us = 0, p99_us = 0, lost = 0, qps = 0;
@@ -62,7 +41,7 @@ int main(int argc, char** argv) {
     std::string dir = mkdtemp(tmpl);
     chmod(dir.c_str(), 0755);
     std::string probe = dir + "/netprobe";
-    run_capture({"/bin/cp", bin + "/netprobe", probe});
+    bench::run_capture({"/bin/cp", bin + "/netprobe", probe});
     chmod(probe.c_str(), 0755);
     std::string policy = dir + "/dnsbench.yaml";
     std::ofstream(policy) << "name: dnsbench\negress:\n  allow:\n    - host: bench.test\n      ports: [443]\n"
@@ -76,9 +55,9 @@ int main(int argc, char** argv) {
     }
     usleep(200000);
     std::string warden = bin + "/mcpwarden";
-    auto direct = [&](const std::string& rate) { return parse(run_capture({probe, "dns-load", "127.0.0.163", "5355", "bench.test", count, rate})); };
+    auto direct = [&](const std::string& rate) { return parse(bench::run_capture({probe, "dns-load", "127.0.0.163", "5355", "bench.test", count, rate})); };
     auto through = [&](const std::string& rate) {
-        return parse(run_capture({warden, "run", "--state-dir", dir, "--policy", policy, "--", probe, "dns-load", "10.9.9.9", "53",
+        return parse(bench::run_capture({warden, "run", "--state-dir", dir, "--policy", policy, "--", probe, "dns-load", "10.9.9.9", "53",
                                   "bench.test", count, rate}));
     };
     std::printf("benchmark: DNS A queries, %s per measurement (latency in microseconds)\n", count.c_str());
@@ -94,6 +73,6 @@ int main(int argc, char** argv) {
     }
     kill(stub, SIGKILL);
     waitpid(stub, nullptr, 0);
-    run_capture({"/bin/rm", "-rf", dir});
+    bench::run_capture({"/bin/rm", "-rf", dir});
     return 0;
 }

@@ -22,44 +22,14 @@
 #include <thread>
 #include <vector>
 
-namespace {
+#include "bench_common.h"
 
-std::string run_capture(const std::vector<std::string>& argv) {
-    int out[2];
-    if (pipe(out) != 0) std::exit(1);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(out[1], 1);
-        std::vector<char*> args;
-        for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-        args.push_back(nullptr);
-        execv(args[0], args.data());
-        _exit(127);
-    }
-    close(out[1]);
-    std::string text;
-    char buf[256];
-    ssize_t n;
-    while ((n = read(out[0], buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-    close(out[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        std::fprintf(stderr, "failed: %s (%s)\n", argv[0].c_str(), text.c_str());
-        std::exit(1);
-    }
-    return text;
-}
+namespace {
 
 double wall_ms(const std::vector<std::string>& argv) {
     auto t0 = std::chrono::steady_clock::now();
-    run_capture(argv);
+    bench::run_capture(argv);
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
 }
 
 std::string write_policy(const std::string& dir, int rules) {
@@ -85,7 +55,7 @@ int main(int argc, char** argv) {
     chmod(dir.c_str(), 0755);
     // The sandbox user must be able to execute netprobe.
     std::string probe = dir + "/netprobe";
-    run_capture({"/bin/cp", bin + "/netprobe", probe});
+    bench::run_capture({"/bin/cp", bin + "/netprobe", probe});
     chmod(probe.c_str(), 0755);
     std::string warden = bin + "/mcpwarden";
 
@@ -119,35 +89,36 @@ int main(int argc, char** argv) {
     std::vector<double> base;
     std::vector<std::vector<double>> sand(sizes.size());
     for (int r = 0; r < rounds; ++r) {
-        base.push_back(std::stod(run_capture({probe, "connect-loop", "127.0.0.2", port, loop_n})));
+        base.push_back(std::stod(bench::run_capture({probe, "connect-loop", "127.0.0.2", port, loop_n})));
         for (size_t i = 0; i < sizes.size(); ++i) {
-            std::string out = run_capture({warden, "run", "--state-dir", dir, "--policy", policies[i], "--", probe,
+            std::string out = bench::run_capture({warden, "run", "--state-dir", dir, "--policy", policies[i], "--", probe,
                                            "connect-loop", "127.0.0.2", port, loop_n});
             sand[i].push_back(std::stod(out));
         }
     }
-    double mb = median(base);
+    double mb = bench::median(base);
     std::printf("benchmark: connect()+close() to 127.0.0.2 (median ns per pair; %d rounds x %d connects)\n", rounds, per_round);
     std::printf("  unconfined                 %8.0f ns\n", mb);
     for (size_t i = 0; i < sizes.size(); ++i) {
-        double m = median(sand[i]);
+        double m = bench::median(sand[i]);
         std::printf("  sandbox, %6d rules       %8.0f ns   ratio %.3f  (%+.1f%%)\n", sizes[i], m, m / mb, (m / mb - 1) * 100);
     }
 
     // Policy load: warm `run -- /bin/true` without and with each policy.
     std::vector<double> plain, with[3];
+    bench::WarmHolder holder(warden);
     for (int r = 0; r < 15; ++r) {
         plain.push_back(wall_ms({warden, "run", "--state-dir", dir, "--", "/bin/true"}));
         for (size_t i = 0; i < sizes.size(); ++i)
             with[i].push_back(wall_ms({warden, "run", "--state-dir", dir, "--policy", policies[i], "--", "/bin/true"}));
     }
     std::printf("benchmark: warm mcpwarden run -- /bin/true (median of 15)\n");
-    std::printf("  no policy (default deny)   %8.2f ms\n", median(plain));
+    std::printf("  no policy (default deny)   %8.2f ms\n", bench::median(plain));
     for (size_t i = 0; i < sizes.size(); ++i)
         std::printf("  policy of %6d rules      %8.2f ms   (+%.2f ms to parse, compile, load and remove)\n", sizes[i],
-                    median(with[i]), median(with[i]) - median(plain));
+                    bench::median(with[i]), bench::median(with[i]) - bench::median(plain));
     stop = true;
     acceptor.join();
-    run_capture({"/bin/rm", "-rf", dir});
+    bench::run_capture({"/bin/rm", "-rf", dir});
     return 0;
 }

@@ -19,24 +19,17 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "bench_common.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
 double us_since(Clock::time_point t) { return std::chrono::duration<double, std::micro>(Clock::now() - t).count(); }
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-double p90(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[static_cast<size_t>(0.9 * static_cast<double>(v.size() - 1))];
-}
 
 [[noreturn]] void die(const std::string& why) {
     std::fprintf(stderr, "bench_mcp: %s\n", why.c_str());
@@ -233,8 +226,10 @@ int main(int argc, char** argv) {
     int status = proxied.close();
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("mcpwarden run did not exit cleanly");
 
-    // 3: one call in a fresh sandbox, against start + handshake + call + exit of the server.
+    // 3: one call in a fresh sandbox, against start + handshake + call + exit of the server;
+    // warm (another sandbox holds the egress programs loaded, as on a host that runs them).
     std::vector<double> call_direct, call_warden, sandbox_only;
+    std::optional<bench::WarmHolder> holder(std::in_place, warden);
     std::vector<std::string> true_argv{warden, "run", "--state-dir", state, "--", "/bin/true"};
     std::vector<std::string> call_argv{warden, "call", "--state-dir", state, "--tool", "echo", "--args",
                                        R"({"text":"ping"})", "--", server};
@@ -255,28 +250,29 @@ int main(int argc, char** argv) {
             sandbox_only.push_back(t0);
         }
     }
+    holder.reset();
     std::string rm = "rm -rf '" + dir + "'";
     if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "bench_mcp: could not remove %s\n", dir.c_str());
 
-    double md = median(rtt_direct), mp = median(rtt_proxied);
-    double bd = median(big_direct), bp = median(big_proxied);
+    double md = bench::median(rtt_direct), mp = bench::median(rtt_proxied);
+    double bd = bench::median(big_direct), bp = bench::median(big_proxied);
     double mib_direct = 1e6 / bd, mib_proxied = 1e6 / bp;  // 1 MiB per call: MiB/s
-    double cd = median(call_direct), cw = median(call_warden);
+    double cd = bench::median(call_direct), cw = bench::median(call_warden);
     std::printf("benchmark: MCP over stdio, direct vs through mcpwarden (%d rounds, interleaved)\n", rounds);
-    std::printf("  small tools/call round trip  direct  median %7.1f us  p90 %7.1f us  (%zu calls)\n", md, p90(rtt_direct), rtt_direct.size());
-    std::printf("                               run --mcp median %7.1f us  p90 %7.1f us\n", mp, p90(rtt_proxied));
+    std::printf("  small tools/call round trip  direct  median %7.1f us  p90 %7.1f us  (%zu calls)\n", md, bench::percentile(rtt_direct, 0.9), rtt_direct.size());
+    std::printf("                               run --mcp median %7.1f us  p90 %7.1f us\n", mp, bench::percentile(rtt_proxied, 0.9));
     std::printf("                               added   median %7.1f us   goal <= 50 us: %s\n", mp - md, mp - md <= 50 ? "met" : "NOT met");
-    std::printf("                               run (no relay) median %7.1f us\n", median(rtt_raw));
+    std::printf("                               run (no relay) median %7.1f us\n", bench::median(rtt_raw));
     std::printf("  1 MiB tools/call results     direct  median %7.2f ms  %7.1f MiB/s  (%zu calls)\n", bd / 1000, mib_direct, big_direct.size());
     std::printf("                               run --mcp median %7.2f ms  %7.1f MiB/s\n", bp / 1000, mib_proxied);
     std::printf("                               ratio   %5.1f%% of direct   goal >= 80%%: %s\n", 100 * mib_proxied / mib_direct,
                 mib_proxied >= 0.8 * mib_direct ? "met" : "NOT met");
     std::printf("                               run (no relay) median %7.2f ms  %7.1f MiB/s (%.1f%% of direct)\n",
-                median(big_raw) / 1000, 1e6 / median(big_raw), 100 * (1e6 / median(big_raw)) / mib_direct);
-    std::printf("  one call, process to result  direct  median %7.2f ms  p90 %7.2f ms  (%zu runs)\n", cd / 1000, p90(call_direct) / 1000, call_direct.size());
-    std::printf("                               call    median %7.2f ms  p90 %7.2f ms\n", cw / 1000, p90(call_warden) / 1000);
+                bench::median(big_raw) / 1000, 1e6 / bench::median(big_raw), 100 * (1e6 / bench::median(big_raw)) / mib_direct);
+    std::printf("  one call, process to result  direct  median %7.2f ms  p90 %7.2f ms  (%zu runs)\n", cd / 1000, bench::percentile(call_direct, 0.9) / 1000, call_direct.size());
+    std::printf("                               call    median %7.2f ms  p90 %7.2f ms\n", cw / 1000, bench::percentile(call_warden, 0.9) / 1000);
     std::printf("                               added   median %7.2f ms  ratio %.1fx\n", (cw - cd) / 1000, cw / cd);
     std::printf("  for reference: run -- /bin/true  median %7.2f ms (sandbox set-up and tear-down alone)\n",
-                median(sandbox_only) / 1000);
+                bench::median(sandbox_only) / 1000);
     return 0;
 }

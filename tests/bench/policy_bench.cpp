@@ -21,6 +21,8 @@
 
 using namespace mcpwarden;
 
+#include "bench_common.h"
+
 namespace {
 
 double cpu_ms() {
@@ -33,11 +35,6 @@ double wall_ms() {
     return std::chrono::duration<double, std::milli>(
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
-}
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
 }
 
 // The same file as the generator in docs/performance.md.
@@ -83,9 +80,9 @@ int main(int argc, char** argv) {
     }
     std::filesystem::remove(path);
     std::printf("policy of %d rules (%d runs, medians)\n", rules, runs);
-    std::printf("  load_policy_file  %8.1f ms wall  %8.1f ms CPU\n", median(load_wall),
-                median(load_cpu));
-    std::printf("  compile_egress    %8.1f ms wall  %8.1f ms CPU\n", median(compile_wall),
-                median(compile_cpu));
+    std::printf("  load_policy_file  %8.1f ms wall  %8.1f ms CPU\n", bench::median(load_wall),
+                bench::median(load_cpu));
+    std::printf("  compile_egress    %8.1f ms wall  %8.1f ms CPU\n", bench::median(compile_wall),
+                bench::median(compile_cpu));
     return 0;
 }

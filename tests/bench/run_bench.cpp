@@ -1,5 +1,10 @@
 // Benchmark: `mcpwarden run -- /bin/true` against `/bin/true` alone, interleaved so both see the
 // same machine load. Prints medians and the ratio; not a test (no pass/fail).
+//
+// Two figures: cold, a run while no other mcpwarden process uses the egress programs (it loads
+// them through the verifier, and removes them as it ends), and warm, a run while another one
+// holds them (here a background `mcpwarden run -- sleep`, as an agent or any running sandbox
+// would).
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -9,6 +14,8 @@
 #include <cstdlib>
 #include <string>
 #include <vector>
+
+#include "bench_common.h"
 
 namespace {
 
@@ -32,14 +39,20 @@ double run_once(const std::vector<std::string>& argv) {
     return us;
 }
 
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
-
-double percentile(std::vector<double> v, double p) {
-    std::sort(v.begin(), v.end());
-    return v[static_cast<size_t>(p * (v.size() - 1))];
+// Prints one comparison of the sandboxed command against the baseline, interleaved.
+double compare(const char* label, const std::vector<std::string>& baseline,
+               const std::vector<std::string>& sandboxed, int runs) {
+    std::vector<double> base, sand;
+    for (int i = 0; i < runs; ++i) {
+        base.push_back(run_once(baseline));
+        sand.push_back(run_once(sandboxed));
+    }
+    double mb = bench::median(base), ms = bench::median(sand);
+    std::printf("  %-5s /bin/true alone  median %8.3f ms  p90 %8.3f ms  (%d runs)\n", label, mb / 1000,
+                bench::percentile(base, 0.9) / 1000, runs);
+    std::printf("  %-5s mcpwarden run    median %8.3f ms  p90 %8.3f ms  overhead %.3f ms  ratio %.1fx\n", label,
+                ms / 1000, bench::percentile(sand, 0.9) / 1000, (ms - mb) / 1000, ms / mb);
+    return ms;
 }
 
 }  // namespace
@@ -53,24 +66,29 @@ int main(int argc, char** argv) {
     std::vector<std::string> sandboxed{warden, "run"};
     sandboxed.insert(sandboxed.end(), extra.begin(), extra.end());
     sandboxed.insert(sandboxed.end(), {"--", "/bin/true"});
-    // Warm up: page cache, pinned BPF programs, state directories.
-    for (int i = 0; i < 5; ++i) {
-        run_once(baseline);
-        run_once(sandboxed);
-    }
-    std::vector<double> base, sand;
-    for (int i = 0; i < runs; ++i) {
-        base.push_back(run_once(baseline));
-        sand.push_back(run_once(sandboxed));
-    }
-    double mb = median(base), ms = median(sand);
     std::string flags;
     for (const auto& e : extra) flags += " " + e;
-    std::printf("benchmark: mcpwarden run%s -- /bin/true vs /bin/true (%d interleaved runs each)\n",
-                flags.c_str(), runs);
-    std::printf("  /bin/true alone        median %8.3f ms  p90 %8.3f ms\n", mb / 1000, percentile(base, 0.9) / 1000);
-    std::printf("  mcpwarden run          median %8.3f ms  p90 %8.3f ms\n", ms / 1000, percentile(sand, 0.9) / 1000);
-    std::printf("  overhead               median %8.3f ms  ratio %.1fx\n", (ms - mb) / 1000, ms / mb);
+    std::printf("benchmark: mcpwarden run%s -- /bin/true vs /bin/true\n", flags.c_str());
+
+    // Cold: only when nothing else on the host holds the programs (each run then loads them).
+    if (bench::programs_loaded()) {
+        std::printf("  cold  not measured: another mcpwarden process holds the egress programs\n");
+    } else {
+        run_once(baseline);
+        run_once(sandboxed);
+        compare("cold", baseline, sandboxed, std::min(runs, 20));
+    }
+
+    // Warm: a background sandbox holds the programs while the measured runs come and go.
+    double ms;
+    {
+        bench::WarmHolder holder(warden);
+        for (int i = 0; i < 5; ++i) {  // page cache, state directories
+            run_once(baseline);
+            run_once(sandboxed);
+        }
+        ms = compare("warm", baseline, sandboxed, runs);
+    }
     std::printf("  goal: warm run median <= 4 ms: %s\n", ms <= 4000 ? "met" : "NOT met");
     return 0;
 }
