@@ -191,6 +191,7 @@ bool EgressExtension::admit(const std::string& name, const std::vector<std::uint
             it->second.names.insert(name);
         } else {
             learned_[key] = {entry, all_rules, name, now + ttl, {name}, c};
+            next_expiry_ = std::min(next_expiry_, now + ttl);
             ++learned_total_;
         }
         names_[key] = name;
@@ -201,9 +202,15 @@ bool EgressExtension::admit(const std::string& name, const std::vector<std::uint
 // Addresses whose TTL ran out leave the allow-list, unless a connected UDP socket still uses
 // them (TCP connections opened under them are not affected: the backstop checks only SYNs).
 void EgressExtension::expire(std::chrono::steady_clock::time_point now) {
-    std::lock_guard<std::mutex> lock(learned_mutex_);
+    // Runs on the process's one resolver thread, for every sandbox, ten times a second: it
+    // must not wait out a reload of this sandbox (that holds the lock, for seconds with a large
+    // policy), nor walk the learned addresses before the first of them is due.
+    std::unique_lock<std::mutex> lock(learned_mutex_, std::try_to_lock);
+    if (!lock || now < next_expiry_) return;
+    next_expiry_ = std::chrono::steady_clock::time_point::max();
     for (auto it = learned_.begin(); it != learned_.end();) {
         if (it->second.expiry > now) {
+            next_expiry_ = std::min(next_expiry_, it->second.expiry);
             ++it;
             continue;
         }
@@ -285,6 +292,7 @@ void EgressExtension::adopt(std::uint64_t id, const std::string& name, EventLoop
             else std::copy(e.key6.addr, e.key6.addr + 16, c.addr.begin());
             std::string key(reinterpret_cast<const char*>(c.addr.data()), e.family == AF_INET ? 4 : 16);
             learned_[key] = {e, {}, "", expiry, {}, c};
+            next_expiry_ = std::min(next_expiry_, expiry);
         }
     }
     // The resolver comes back on the address the kernel already redirects to, if it is free.

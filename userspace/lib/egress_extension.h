@@ -84,6 +84,8 @@ private:
     std::mutex learned_mutex_;
     std::map<std::string, Learned> learned_;      // by address bytes
     std::map<std::string, std::string> names_;    // address bytes -> name it was learned for
+    // No learned address expires before this (expiries only grow; new ones lower it).
+    std::chrono::steady_clock::time_point next_expiry_ = std::chrono::steady_clock::time_point::max();
     std::uint32_t next_set_id_ = 1u << 24;        // portsets of learned entries
     std::vector<std::pair<mw_portset_key, mw_portset>> replaced_sets_;
     std::uint64_t learned_total_ = 0, answers_blocked_ = 0;
