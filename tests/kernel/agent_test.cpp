@@ -897,3 +897,51 @@ TEST_F(Agent, AQueuedKeepRequestLeavesTheQueueWithItsClient) {
     for (int i = 0; i < 200 && queued() != 0; ++i) std::this_thread::sleep_for(25ms);
     EXPECT_EQ(queued(), 0) << "the request left the queue with its client";
 }
+
+// While the agent stops (ending its sandboxes), a create is refused: sandbox_unavailable,
+// "the agent is stopping".
+TEST_F(Agent, CreateWhileStoppingIsRefused) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto holder = client();
+    holder.send(sleeper_request(1));
+    ASSERT_EQ(next_for(holder, 1)["event"], "started") << log();
+    auto c = client();
+    std::atomic<bool> done{false};
+    std::thread spam([&] {  // creates of a policy that does not exist: refused whatever happens
+        std::string batch;
+        for (int i = 0; i < 20; ++i)
+            batch += R"({"v":1,"id":2,"op":"create","policy":"nonexistent","command":["true"],"stdio":"null"})" "\n";
+        while (!done) {
+            if (::send(c.fd(), batch.data(), batch.size(), MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN) break;
+            std::this_thread::sleep_for(1ms);
+        }
+    });
+    std::this_thread::sleep_for(100ms);
+    // A sandbox whose policy of 100,000 rules takes a while to set up: the agent is still
+    // stopping (waiting for it) while more requests come; or it came after the signal itself.
+    {
+        std::ofstream big(dir_ + "/policies/big.yaml");
+        big << "name: big\negress:\n  allow:\n";
+        for (int i = 0; i < 100000; ++i)
+            big << "    - cidr: 10." << (i >> 16) << "." << ((i >> 8) & 255) << "." << (i & 255) << "/32\n      ports: [443]\n";
+    }
+    holder.send({{"v", 1}, {"id", 3}, {"op", "create"}, {"policy", "big"}, {"command", {"sleep", "30"}}, {"stdio", "null"}});
+    int status = -1;
+    bool timed_out = false;
+    std::thread stopper([&] { status = agent_.stop(SIGTERM, &timed_out); });
+    int stopping = 0, answers = 0;
+    std::string last;
+    while (auto m = c.receive(nullptr, 5000)) {
+        ++answers;
+        last = m->dump();
+        if ((*m)["error"]["message"] == "the agent is stopping") ++stopping;
+    }
+    done = true;
+    spam.join();
+    stopper.join();
+    EXPECT_FALSE(timed_out);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+    EXPECT_GT(stopping, 0) << answers << " answers, the last " << last << "\n" << log().substr(0, 4000);
+    EXPECT_EQ(log().find("did not end in time"), std::string::npos);
+}

@@ -297,7 +297,13 @@ void Agent::drain_mailbox() {
             work.swap(mailbox_);
         }
         if (work.empty()) return;
-        for (auto& fn : work) fn();
+        for (auto& fn : work) {
+            try {
+                fn();
+            } catch (const std::exception& e) {
+                spdlog::error("agent: {} (continuing)", e.what());
+            }
+        }
     }
 }
 
@@ -375,7 +381,12 @@ int Agent::serve() {
     bool shutdown_started = false;
     auto deadline = Clock::now();
     while (true) {
-        loop_.run_once(stopping_ ? 100 : -1);
+        try {
+            loop_.run_once(stopping_ ? 100 : -1);
+        } catch (const std::exception& e) {
+            // One failed callback must not end the agent under its running sandbox threads.
+            spdlog::error("agent: {} (continuing)", e.what());
+        }
         if (!stopping_) continue;
         if (!shutdown_started) {
             shutdown_started = true;
@@ -598,6 +609,11 @@ void Agent::handle_line(Conn& conn, std::string_view line, std::vector<UniqueFd>
     auto it = ops_.find(r.op);
     if (it == ops_.end()) {
         reply_error(conn, r.id, Error(ErrorKind::input_invalid, "op " + r.op + " is not served by this agent"));
+        return;
+    }
+    if (stopping_ && (r.op == "create" || r.op == "call" || r.op == "attach")) {
+        // Nothing new while the sandboxes are being ended: it would outlive the agent.
+        reply_error(conn, r.id, Error(ErrorKind::sandbox_unavailable, "the agent is stopping"));
         return;
     }
     try {
