@@ -51,10 +51,11 @@ protected:
         return "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + l.port() + "]\n";
     }
 
-    void start_agent(const std::string& on_restart = "adopt") {
+    // `more`: further lines of the configuration.
+    void start_agent(const std::string& on_restart = "adopt", const std::string& more = "") {
         std::string config = dir_ + "/agent.yaml";
         std::ofstream(config) << "socket: " << socket_ << "\npolicy_dir: " << dir_ << "/policies\nstate_dir: "
-                              << state_dir() << "\non_restart: " << on_restart << "\n";
+                              << state_dir() << "\non_restart: " << on_restart << "\n" << more;
         if (!agent_.start(config, socket_, dir_ + "/agent.log"))
             ADD_FAILURE() << "the agent did not start listening: " << log();
     }
@@ -92,11 +93,12 @@ protected:
 // is a new connection (or name lookup) of the running sandbox.
 class ProbeSandbox {
 public:
-    explicit ProbeSandbox(mcpwarden::AgentClient& c) : c_(c) {
+    // `prelude`: shell commands before the loop.
+    explicit ProbeSandbox(mcpwarden::AgentClient& c, const std::string& prelude = "") : c_(c) {
         int in[2], out[2];
         EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
         EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
-        std::string script = "while read c; do " + program("netprobe") + " $c; done";
+        std::string script = prelude + "while read c; do " + program("netprobe") + " $c; done";
         json r = {{"v", 1}, {"id", 1}, {"op", "create"}, {"policy", "probe"}, {"keep", true},
                   {"command", {"sh", "-c", script}}, {"stdio", "pass"}};
         int fds[3] = {in[0], out[1], out[1]};
@@ -419,4 +421,33 @@ TEST_F(AgentDurability, ReloadNeverDeniesWhatBothPoliciesAllow) {
     request({{"v", 1}, {"id", 98}, {"op", "reload"}});
     EXPECT_EQ(s.probe(b.port()), "EPERM");  // v1 does not allow it
     EXPECT_EQ(s.probe(a.port()), "ok");
+}
+
+// Adopted sandboxes run already: they hold their slots even above a lower cap of the restarted
+// agent, and are never queued (nor expired from the queue).
+TEST_F(AgentDurability, AdoptedSandboxesHoldSlotsAboveTheCap) {
+    netfix::TcpListener a("127.0.0.2");
+    policy(allow_port(a));
+    start_agent("adopt");
+    auto c1 = client();
+    auto c2 = client();
+    ProbeSandbox s1(c1), s2(c2);
+    ASSERT_FALSE(s1.name.empty() || s2.name.empty()) << log();
+    stop_agent(SIGKILL);
+    start_agent("adopt", "limits: { max_sandboxes: 1, queue_timeout: 1s }\n");
+    auto l = list();
+    EXPECT_EQ(l["result"]["running"], 2) << l.dump() << log();
+    EXPECT_EQ(l["result"]["queued"], 0) << l.dump();
+    std::this_thread::sleep_for(1500ms);  // past the queue timeout
+    l = list();
+    EXPECT_EQ(l["result"]["sandboxes"].size(), 2u) << l.dump();
+    EXPECT_EQ(l["result"]["running"], 2) << l.dump();
+    EXPECT_EQ(s1.probe(a.port()), "ok");
+    EXPECT_EQ(s2.probe(a.port()), "ok");
+    s1.close_stdin();
+    s2.close_stdin();
+    for (int i = 0; i < 500 && list()["result"]["running"] != 0; ++i) std::this_thread::sleep_for(10ms);
+    l = list();
+    EXPECT_EQ(l["result"]["running"], 0) << l.dump();
+    EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
 }

@@ -280,6 +280,20 @@ TEST(AgentAdmission, CapQueueAndRelease) {
     EXPECT_EQ(a.queued(), 0u);
 }
 
+TEST(AgentAdmission, AdoptedSandboxesTakeSlotsAboveTheCap) {
+    using C = Admission::Clock;
+    Admission a({1, 0, 4, std::chrono::milliseconds(1000)});
+    auto t0 = C::now();
+    a.adopt("p");
+    a.adopt("p");  // already running: counted, never queued
+    EXPECT_EQ(a.running(), 2u);
+    EXPECT_EQ(a.queued(), 0u);
+    EXPECT_EQ(a.request(3, "p", t0), Admission::Verdict::queued);
+    EXPECT_TRUE(a.release("p").empty());  // still one above the cap of 1
+    EXPECT_EQ(a.release("p"), std::vector<Admission::Ticket>{3});
+    EXPECT_EQ(a.running(), 1u);
+}
+
 TEST(AgentAdmission, QueueTimeout) {
     using C = Admission::Clock;
     Admission a({1, 0, 4, std::chrono::milliseconds(1000)});

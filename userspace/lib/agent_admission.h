@@ -32,6 +32,9 @@ public:
     // A new request: admitted when a slot is free (and nobody queued could take it first),
     // queued while the queue has room, busy otherwise.
     Verdict request(Ticket ticket, const std::string& policy, Clock::time_point now);
+    // A sandbox that already runs (adopted from a previous agent): it holds a slot whatever the
+    // caps say, and is released like any admitted one.
+    void adopt(const std::string& policy) { take(policy); }
     // An admitted sandbox ended: its slot is free. Returns the queued tickets admitted now, in
     // their order.
     std::vector<Ticket> release(const std::string& policy);

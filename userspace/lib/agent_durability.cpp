@@ -194,7 +194,7 @@ void Agent::adopt_sandbox(const json& record) {
     rec->control.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     records_[rec->ticket] = rec;
     by_name_[name] = rec->ticket;
-    admission_.request(rec->ticket, rec->policy, Clock::now());  // it holds a slot like any
+    admission_.adopt(rec->policy);  // it runs: it holds a slot like any, even above the caps
     threads_.fetch_add(1);  // the shutdown waits for its end like for a sandbox thread
     loop_.add(rec->pidfd.get(), EPOLLIN, [this, rec](std::uint32_t) { end_adopted(rec); });
     loop_.add(rec->control.get(), EPOLLIN, [this, rec](std::uint32_t) { signal_adopted(rec); });
