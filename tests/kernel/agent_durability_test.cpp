@@ -451,3 +451,22 @@ TEST_F(AgentDurability, AdoptedSandboxesHoldSlotsAboveTheCap) {
     EXPECT_EQ(l["result"]["running"], 0) << l.dump();
     EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
 }
+
+// kill of an adopted sandbox ends every process of it (cgroup.kill), as for a hosted one: a
+// server that ignores SIGTERM does not survive it.
+TEST_F(AgentDurability, KillEndsAnAdoptedSandboxThatIgnoresSigterm) {
+    netfix::TcpListener a("127.0.0.2");
+    policy(allow_port(a));
+    start_agent("adopt");
+    auto c = client();
+    ProbeSandbox s(c, "trap '' TERM; ");
+    ASSERT_FALSE(s.name.empty()) << log();
+    std::uint64_t id = cgroup_id(s.name);
+    EXPECT_EQ(s.probe(a.port()), "ok");
+    stop_agent(SIGKILL);
+    start_agent("adopt");
+    auto k = request({{"v", 1}, {"id", 6}, {"op", "kill"}, {"sandbox", s.name}});  // signal 15
+    EXPECT_TRUE(k.value("ok", false)) << k.dump();
+    for (int i = 0; i < 500 && cgroup_id(s.name) != 0; ++i) std::this_thread::sleep_for(10ms);
+    expect_gone(s.name, id, s.pid, state_dir() + "/agent/sandboxes");
+}

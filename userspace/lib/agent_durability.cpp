@@ -210,9 +210,9 @@ void Agent::signal_adopted(const std::shared_ptr<Record>& rec) {
     (void)!::read(rec->control.get(), &n, sizeof n);
     int sig = rec->kill_signal.load();
     if (sig == 0) return;
-    // Like a run's end: the main process gets the signal, and the whole sandbox goes with it.
-    signal_cgroups(rec->cgroup_paths, sig);
-    if (sig == SIGKILL || stopping_) signal_cgroups(rec->cgroup_paths, SIGKILL);
+    // Like a hosted sandbox's kill: every process ends now (cgroup.kill), whatever it ignores;
+    // the signal asked for is what the report records.
+    signal_cgroups(rec->cgroup_paths, SIGKILL);
 }
 
 void Agent::end_adopted(const std::shared_ptr<Record>& rec) {
