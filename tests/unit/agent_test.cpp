@@ -245,8 +245,13 @@ TEST(AgentProtocol, RejectsBadSandboxFields) {
         return "";
     };
     std::string base = R"({"v":1,"op":"create","command":["x"],)";
-    EXPECT_EQ(err(base + R"("policy":"../x"})"),
-              "policy must be the name of a policy in the agent's policy directory (no '/')");
+    const std::string not_a_name = "policy must be the name of a policy in the agent's policy directory (no '/', no .yaml)";
+    EXPECT_EQ(err(base + R"("policy":"../x"})"), not_a_name);
+    // A path by is_policy_path: the agent would read it relative to its working directory.
+    EXPECT_EQ(err(base + R"("policy":"x.yaml"})"), not_a_name);
+    EXPECT_EQ(err(base + R"("policy":"x.yml"})"), not_a_name);
+    EXPECT_EQ(err(base + R"("policy":".hidden"})"), not_a_name);
+    EXPECT_EQ(err(base + R"("policy":"ok.name"})"), "");
     EXPECT_EQ(err(R"({"v":1,"op":"create","policy":"p","command":[]})"), "command must name a program");
     EXPECT_EQ(err(base + R"("policy":"p","env":["NAME"]})"),
               "env entries must be NAME=VALUE (the agent's own environment is not passed on): NAME");

@@ -2,6 +2,7 @@
 
 #include <cctype>
 
+#include "policy_dir.h"
 #include "units.h"
 
 namespace mcpwarden {
@@ -200,8 +201,9 @@ SandboxRequest sandbox_request(const ApiRequest& request) {
     };
     SandboxRequest r;
     r.policy = p.at("policy").get<std::string>();
-    if (r.policy.empty() || r.policy.find('/') != std::string::npos || r.policy[0] == '.')
-        throw bad("policy must be the name of a policy in the agent's policy directory (no '/')", "policy");
+    // A name, never a path: "x.yaml" would be a file relative to the agent's working directory.
+    if (r.policy.empty() || r.policy[0] == '.' || is_policy_path(r.policy))
+        throw bad("policy must be the name of a policy in the agent's policy directory (no '/', no .yaml)", "policy");
     r.command = p.at("command").get<std::vector<std::string>>();
     if (r.command.empty() || r.command[0].empty()) throw bad("command must name a program", "command");
     for (const auto& arg : r.command)
