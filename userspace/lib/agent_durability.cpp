@@ -175,7 +175,6 @@ void Agent::adopt_sandbox(const json& record) {
     rec->keep = true;
     rec->pid = pid;
     rec->cgroup_paths = cgroups;
-    rec->adopted = true;
     rec->started = Clock::now();
     rec->options.command = record.value("command", std::vector<std::string>{});
     rec->options.name = name;

@@ -843,7 +843,6 @@ void Agent::op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, boo
     o.stdout_fd = rec->stdio[1].get();
     o.stderr_fd = rec->stdio[2].get();
     if (!is_call) rec->options.policy.mcp.enabled = rec->options.policy.mcp.enabled || req.mcp;
-    rec->request = std::move(req);
     rec->control.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!rec->control) throw Error(ErrorKind::internal, errno_text("eventfd", errno));
 

@@ -91,7 +91,6 @@ public:
         nlohmann::json request_id;
         bool keep = false;
         bool is_call = false;
-        SandboxRequest request;
         std::optional<ApiCall> call;
         RunOptions options;
         UniqueFd stdio[3];           // the server's stdio (ours to close when it ends)
@@ -106,7 +105,6 @@ public:
         UniqueFd control;  // eventfd
         // Its egress binding (set on the serving thread once the sandbox runs): live reloads.
         std::shared_ptr<EgressExtension> egress;
-        bool adopted = false;  // taken over from a previous agent (agent_durability.cpp)
         UniqueFd pidfd;        // adopted: the server's main process
     };
 
@@ -125,8 +123,9 @@ public:
     // Listens and serves until SIGTERM or SIGINT; then ends every sandbox and returns 0.
     int serve();
 
-    // The dispatch table (create, call, list, inspect, kill, events are registered by the
-    // constructor). Requests are checked against api_ops() before a handler sees them.
+    // The dispatch table (create, call, list, inspect, kill, events, reload, attach and detach
+    // are registered by the constructor). Requests are checked against api_ops() before a
+    // handler sees them.
     void add_op(const std::string& name, Handler handler) { ops_[name] = std::move(handler); }
 
     // Runs `fn` on the serving thread (from any thread).
@@ -218,7 +217,6 @@ private:
     void open_shared_events();
     std::map<std::uint64_t, std::shared_ptr<Record>> records_;
     std::map<std::string, std::uint64_t> by_name_;
-    std::map<std::string, std::shared_ptr<const Policy>> policies_;
     Admission admission_;
     std::shared_ptr<spdlog::logger> audit_;
     std::uint64_t next_conn_ = 1, next_ticket_ = 1;
