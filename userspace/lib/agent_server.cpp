@@ -818,6 +818,7 @@ void Agent::op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, boo
     o.cgroup_root = config_.cgroup_root;
     o.allow_degraded = config_.allow_degraded;
     o.hosted = true;
+    o.client_uid = conn.peer.uid;  // a cache of its own: servers of other clients run as the same uid
     o.name = agent_sandbox_name();
     if (is_call || req.stdio == SandboxRequest::Stdio::null) {
         for (auto& s : rec->stdio) s = open_null();

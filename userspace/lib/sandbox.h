@@ -39,6 +39,9 @@ struct RunOptions {
     // stale sandboxes are swept by the host, not by each run.
     bool hosted = false;
     std::string name;  // the sandbox's name; empty = make_sandbox_name()
+    // The agent's client this sandbox runs for: its persistent cache is that client's own
+    // (Workspace); nullopt = a standalone run.
+    std::optional<uid_t> client_uid;
     // The fd standing for the server's stdio `i` (0, 1, 2) on our side.
     int stdio_fd(int i) const {
         int fd = i == 0 ? stdin_fd : i == 1 ? stdout_fd : stderr_fd;

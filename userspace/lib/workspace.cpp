@@ -52,7 +52,8 @@ void user_dir(const std::string& path, const UserIdentity& user) {
 }  // namespace
 
 Workspace::Workspace(const std::string& state_dir, const std::string& policy_name,
-                     const UserIdentity& user, std::optional<std::uint64_t> size_bytes) {
+                     const UserIdentity& user, std::optional<std::uint64_t> size_bytes,
+                     std::optional<uid_t> client_uid) {
     root_dir(state_dir, 0755);
     root_dir(state_dir + "/cache", 0711);
     mount_point_ = state_dir + "/sandbox";
@@ -63,6 +64,7 @@ Workspace::Workspace(const std::string& state_dir, const std::string& policy_nam
     if (size_bytes) mount_options_ += ",size=" + std::to_string(*size_bytes);
     root_dir(state_dir + "/cache/" + policy_name, 0711);
     cache_ = state_dir + "/cache/" + policy_name + "/" + std::to_string(user.uid);
+    if (client_uid) cache_ += "-for-" + std::to_string(*client_uid);
     user_dir(cache_, user);
 }
 

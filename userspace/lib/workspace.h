@@ -7,12 +7,19 @@
 //     home                        0700 user   HOME
 //     tmp                         0700 user   TMPDIR
 //   <state>/cache/<policy>/<uid>  0700 user   kept (XDG_CACHE_HOME, npm/pip/uv/go caches)
+//   <state>/cache/<policy>/<uid>-for-<client uid>
+//                                 0700 user   the same for the agent's sandboxes: one per
+//                                             client, since the agent runs every client's
+//                                             server as the same uid (no client's server may
+//                                             plant what another client's runs)
 //
 // The run's tmpfs goes away with the sandbox's last process: nothing to remove, no disk write
 // per run, and no other sandbox (even of the same user) can see it. Its pages count against
 // the sandbox's memory limit, and its size is capped at that limit.
 // Every directory above those is root-owned and not writable by the user.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <optional>
@@ -25,8 +32,10 @@ namespace mcpwarden {
 class Workspace {
 public:
     // `size_bytes`: the cap of the run's tmpfs (the memory limit); nullopt = tmpfs's default.
+    // `client_uid`: the agent's client the sandbox runs for (its own cache); nullopt = a
+    // standalone run.
     Workspace(const std::string& state_dir, const std::string& policy_name, const UserIdentity& user,
-              std::optional<std::uint64_t> size_bytes);
+              std::optional<std::uint64_t> size_bytes, std::optional<uid_t> client_uid = std::nullopt);
 
     const std::string& home() const { return home_; }
     const std::string& tmp() const { return tmp_; }
