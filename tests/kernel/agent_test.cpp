@@ -945,3 +945,19 @@ TEST_F(Agent, CreateWhileStoppingIsRefused) {
     EXPECT_GT(stopping, 0) << answers << " answers, the last " << last << "\n" << log().substr(0, 4000);
     EXPECT_EQ(log().find("did not end in time"), std::string::npos);
 }
+
+// Every client's servers run as the policy's one user, so the agent gives each client a cache
+// of its own: what one client's server plants there (an npm package, say) another client's
+// server of the same policy never finds.
+TEST_F(Agent, ClientsOfOnePolicyDoNotShareACache) {
+    REQUIRE_ROOT();
+    start_agent();
+    auto planted = run_as(*allowed_, {"--policy", "sleeper", "--", "sh", "-c",
+                                      "echo planted > \"$XDG_CACHE_HOME/marker\" && echo \"$XDG_CACHE_HOME\""});
+    ASSERT_EQ(planted.exit_code, 0) << planted.err << log();
+    auto other = command({MCPWARDEN_BIN, "run", "--agent", socket_, "--policy", "sleeper", "--", "sh", "-c",
+                          "cat \"$XDG_CACHE_HOME/marker\" 2>/dev/null || echo clean; echo \"$XDG_CACHE_HOME\""});
+    ASSERT_EQ(other.exit_code, 0) << other.err << log();
+    EXPECT_EQ(other.out.substr(0, 6), "clean\n") << other.out;
+    EXPECT_NE(other.out.substr(6), planted.out);
+}

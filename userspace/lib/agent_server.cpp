@@ -251,6 +251,8 @@ void Agent::recover() {
     // process is gone. Records of those sandboxes are dropped with them.
     CgroupPlan plan = plan_cgroups(CgroupLayout::detect(), config_.cgroup_root);
     int swept = sweep_stale_sandboxes(plan);
+    // Then the pinned enforcement of those sandboxes (only once their cgroups are gone).
+    sweep_stale_enforcement();
     sweep_stale_workspaces(config_.state_dir);
     std::error_code ec;
     fs::create_directories(config_.state_dir + "/agent/sandboxes", ec);

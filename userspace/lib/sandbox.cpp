@@ -277,7 +277,7 @@ RunReport Sandbox::run() {
     } cgroup_reset{cgroup_};
 
     Workspace ws(options_.state_dir, options_.policy.name, user,
-                 degraded.address_space ? std::nullopt : options_.limits.memory_bytes);
+                 degraded.address_space ? std::nullopt : options_.limits.memory_bytes, options_.client_uid);
 
     for (auto& ext : extensions_) ext->before_spawn(*this);
 
