@@ -920,12 +920,13 @@ TEST_F(Agent, CreateWhileStoppingIsRefused) {
         }
     });
     std::this_thread::sleep_for(100ms);
-    // A sandbox whose policy of 100,000 rules takes a while to set up: the agent is still
-    // stopping (waiting for it) while more requests come; or it came after the signal itself.
+    // A sandbox whose policy of 10,000 rules takes a while to set up (0.1 s here, seconds in
+    // the emulated VM; not so long that the agent's 20 s shutdown deadline passes): the agent
+    // is still stopping (waiting for it) while more requests come; or it came after the signal.
     {
         std::ofstream big(dir_ + "/policies/big.yaml");
         big << "name: big\negress:\n  allow:\n";
-        for (int i = 0; i < 100000; ++i)
+        for (int i = 0; i < 10000; ++i)
             big << "    - cidr: 10." << (i >> 16) << "." << ((i >> 8) & 255) << "." << (i & 255) << "/32\n      ports: [443]\n";
     }
     holder.send({{"v", 1}, {"id", 3}, {"op", "create"}, {"policy", "big"}, {"command", {"sleep", "30"}}, {"stdio", "null"}});
