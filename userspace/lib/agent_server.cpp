@@ -335,6 +335,20 @@ void Agent::listen_socket() {
     if (::listen(listen_.get(), 1024) != 0) throw Error(ErrorKind::internal, errno_text("listen", errno));
 }
 
+namespace {
+
+// The answer to a connection taken while out of descriptors. Built before it is needed, so
+// that moment does no more than accept, send and close (under the sanitizers even a first
+// check of an object's type needs a descriptor).
+const std::string& out_of_descriptors_reply() {
+    static const std::string msg =
+        api_error(nullptr, Error(ErrorKind::busy, "the agent is out of file descriptors; try again later")).dump() + "\n";
+    return msg;
+}
+
+}  // namespace
+
+
 int Agent::serve() {
     sigset_t set;
     sigemptyset(&set);
@@ -359,6 +373,7 @@ int Agent::serve() {
     }
     listen_socket();
     spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    (void)out_of_descriptors_reply();  // built now: out of descriptors, the agent only sends it
     loop_.add(listen_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
     if (shared_events_) {
         loop_.add(shared_events_->events_fd(), EPOLLIN, [this](std::uint32_t) { shared_events_->consume(); });
@@ -438,8 +453,7 @@ void Agent::on_accept() {
             spare_fd_.reset();
             fd = ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
             if (fd >= 0) {
-                static const std::string msg =
-                    api_error(nullptr, Error(ErrorKind::busy, "the agent is out of file descriptors; try again later")).dump() + "\n";
+                const std::string& msg = out_of_descriptors_reply();
                 (void)!::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
                 ::close(fd);
                 spdlog::warn("agent: out of file descriptors ({} connections): refused a connection", conns_.size());
