@@ -770,8 +770,11 @@ TEST_F(Agent, AnUnlistedUserIsClosedAfterItsRefusal) {
     int rc = as_child(*denied_, [&] {
         auto u = mcpwarden::AgentClient::connect(socket_);
         if (!u) return 2;
-        u->send({{"v", 1}, {"id", 1}, {"op", "list"}});
-        u->send({{"v", 1}, {"id", 2}, {"op", "list"}});
+        // Both lines in one write: sent one by one, the second could meet a connection
+        // the agent has already closed (EPIPE) rather than go unanswered.
+        std::string two = json({{"v", 1}, {"id", 1}, {"op", "list"}}).dump() + "\n" +
+                          json({{"v", 1}, {"id", 2}, {"op", "list"}}).dump() + "\n";
+        if (::send(u->fd(), two.data(), two.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(two.size())) return 6;
         auto m = u->receive(nullptr, 5000);
         if (!m || (*m)["error"]["kind"] != "forbidden") return 3;
         auto next = u->receive(nullptr, 3000);
