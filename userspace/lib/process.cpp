@@ -5,6 +5,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -122,18 +123,58 @@ const char* stage_name(int stage) {
     return "starting";
 }
 
-// Runs in the child between clone3 and execve: raw system calls only (the parent may have
-// threads; glibc's set*id would try to signal threads that do not exist here).
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+#define MCPWARDEN_CLONE_VM 1
+// clone3 with the child starting on its own stack: long clone3_on_stack(args, size, fn, arg).
+// The parent returns the pid (or -errno); the child calls fn(arg) and exits with its result.
+// (A CLONE_VM child cannot return through the caller's frames, which the parent still needs:
+// glibc has no public clone3 wrapper, so this does what its internal one does.)
+extern "C" long mcpwarden_clone3_on_stack(struct clone_args* args, size_t size, int (*fn)(void*),
+                                          void* arg);
+asm(R"(
+    .text
+    .globl mcpwarden_clone3_on_stack
+    .hidden mcpwarden_clone3_on_stack
+    .type mcpwarden_clone3_on_stack,@function
+mcpwarden_clone3_on_stack:
+    .cfi_startproc
+    mov %rdx, %r8
+    mov %rcx, %r9
+    mov $435, %eax
+    syscall
+    test %rax, %rax
+    jz 1f
+    ret
+1:
+    .cfi_undefined %rip
+    xor %ebp, %ebp
+    mov %r9, %rdi
+    call *%r8
+    mov %eax, %edi
+    mov $60, %eax
+    syscall
+    hlt
+    .cfi_endproc
+    .size mcpwarden_clone3_on_stack, .-mcpwarden_clone3_on_stack
+)");
+#endif
+
+// Runs in the child between clone3 and execve: raw system calls only. The child may share the
+// parent's memory (CLONE_VM) and the parent may have threads: no allocation, no locks, nothing
+// written outside this stack, and glibc's set*id (which signals the parent's threads) is
+// avoided.
 [[noreturn]] void child_main(const ChildSpec& spec, const Prepared& prep, int errpipe,
                              pid_t parent) {
     for (int fd : spec.v1_procs_fds) {
         if (::write(fd, "0", 1) != 1) child_fail(errpipe, kV1Join, errno);
     }
-    // Signals: mcpwarden blocks some for its signalfd; the server starts with none blocked.
+    // Signals arrive blocked (spawn_child blocks them all around clone, so no handler of the
+    // parent runs here): handlers go back to the defaults, then the server starts with none
+    // blocked (mcpwarden blocks some for its signalfd).
+    for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
     sigset_t none;
     sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    for (int sig = 1; sig < NSIG; ++sig) ::signal(sig, SIG_DFL);
+    ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, NSIG / 8);
 
     int wanted[3] = {spec.stdin_fd, spec.stdout_fd, spec.stderr_fd};
     for (int i = 0; i < 3; ++i) {
@@ -217,6 +258,73 @@ const char* stage_name(int stage) {
     child_fail(errpipe, kExec, errno);
 }
 
+struct ChildArgs {
+    const ChildSpec* spec;
+    const Prepared* prep;
+    int errpipe;
+    pid_t parent;
+};
+
+[[maybe_unused]] int child_entry(void* p) {
+    const auto* a = static_cast<const ChildArgs*>(p);
+    child_main(*a->spec, *a->prep, a->errpipe, a->parent);
+}
+
+// Every signal blocked on the calling thread while it clones (glibc's internal ones too:
+// sigprocmask would leave those), so none is handled in the child before its handlers are reset.
+class AllSignalsBlocked {
+public:
+    AllSignalsBlocked() {
+        sigset_t all;
+        sigfillset(&all);
+        ::syscall(SYS_rt_sigprocmask, SIG_BLOCK, &all, &old_, NSIG / 8);
+    }
+    ~AllSignalsBlocked() { ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old_, nullptr, NSIG / 8); }
+    AllSignalsBlocked(const AllSignalsBlocked&) = delete;
+    AllSignalsBlocked& operator=(const AllSignalsBlocked&) = delete;
+
+private:
+    sigset_t old_{};
+};
+
+// Clones the child into its cgroup. Where it can (x86-64), the child shares the parent's memory
+// until its execve, as posix_spawn's does (CLONE_VM | CLONE_VFORK, on a stack of its own): no
+// copy of the parent's mappings and page tables, which in the agent grow with every sandbox. Otherwise (and under the sanitizers, whose bookkeeping
+// does not expect a second stack in the same memory) it is a fork-like copy. Returns the pid or
+// -errno in the parent; never returns in the child.
+long clone_child(struct clone_args& args, ChildArgs& child_args, UniqueFd& err_read) {
+#ifdef MCPWARDEN_CLONE_VM
+    (void)err_read;  // shared with the parent: left alone, it is close-on-exec
+    constexpr size_t kStack = 64 * 1024, kGuard = 4096;
+    void* mem = ::mmap(nullptr, kStack + kGuard, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (mem == MAP_FAILED) return -errno;
+    ::mprotect(mem, kGuard, PROT_NONE);  // an overflow faults instead of writing elsewhere
+    args.flags |= CLONE_VM | CLONE_VFORK;
+    args.stack = reinterpret_cast<std::uint64_t>(mem) + kGuard;
+    args.stack_size = kStack;
+    long pid;
+    {
+        AllSignalsBlocked blocked;
+        pid = mcpwarden_clone3_on_stack(&args, sizeof args, child_entry, &child_args);
+    }
+    ::munmap(mem, kStack + kGuard);  // the child has executed or exited (CLONE_VFORK)
+    return pid;
+#else
+    long pid;
+    {
+        AllSignalsBlocked blocked;
+        pid = ::syscall(SYS_clone3, &args, sizeof args);
+        if (pid < 0) pid = -errno;
+    }
+    if (pid == 0) {
+        err_read.release();
+        child_main(*child_args.spec, *child_args.prep, child_args.errpipe, child_args.parent);
+    }
+    return pid;
+#endif
+}
+
 }  // namespace
 
 Child spawn_child(const ChildSpec& spec) {
@@ -239,18 +347,14 @@ Child spawn_child(const ChildSpec& spec) {
     args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
     args.exit_signal = SIGCHLD;
     args.cgroup = static_cast<std::uint64_t>(spec.cgroup_fd);
-    pid_t parent = ::getpid();
-    long pid = ::syscall(SYS_clone3, &args, sizeof args);
+    ChildArgs child_args{&spec, &prep, err_write.get(), ::getpid()};
+    long pid = clone_child(args, child_args, err_read);
     if (pid < 0) {
-        int err = errno;
+        int err = static_cast<int>(-pid);
         std::string msg = errno_text("clone3(CLONE_INTO_CGROUP) failed", err);
         if (err == ENOSYS || err == E2BIG || err == EINVAL)
             msg += "; mcpwarden needs Linux 5.7 or later to start the server inside its cgroup";
         throw Error(ErrorKind::sandbox_unavailable, msg);
-    }
-    if (pid == 0) {
-        err_read.release();
-        child_main(spec, prep, err_write.get(), parent);
     }
     Child child;
     child.pid = static_cast<pid_t>(pid);
