@@ -762,6 +762,59 @@ TEST_F(Agent, ASubscriberThatDoesNotReadGetsADropCount) {
     EXPECT_EQ(audits + static_cast<int>(dropped), refusals);
 }
 
+// Servers created together, more than the agent spawns through its reserved descriptors at
+// once, each start with their own stdio and nothing else of the agent's, inside every cgroup
+// of their sandbox (the v1 ones joined through descriptors the spawn moved).
+TEST_F(Agent, ServersCreatedTogetherHoldOnlyTheirOwnStdio) {
+    REQUIRE_ROOT();
+    start_agent("{ max_sandboxes: 12 }");
+    constexpr int kServers = 12;
+    auto c = client();
+    for (int id = 1; id <= kServers; ++id) {
+        c.send({{"v", 1}, {"id", id}, {"op", "create"}, {"policy", "sleeper"}, {"stdio", "return"},
+                {"command", {"sh", "-c", "read line; echo \"$line\"; ls /proc/self/fd; grep -E '^0::|pids' /proc/self/cgroup"}}});
+    }
+    std::map<int, std::vector<mcpwarden::UniqueFd>> stdio;
+    auto until = std::chrono::steady_clock::now() + 20s;
+    while (stdio.size() < kServers && std::chrono::steady_clock::now() < until) {
+        std::vector<mcpwarden::UniqueFd> fds;
+        auto m = c.receive(&fds, 500);
+        if (!m) continue;
+        ASSERT_EQ((*m)["event"], "started") << m->dump() << log();
+        ASSERT_EQ(fds.size(), 3u);
+        stdio[(*m)["id"].get<int>()] = std::move(fds);
+    }
+    ASSERT_EQ(stdio.size(), static_cast<size_t>(kServers)) << log();
+    for (auto& [id, fds] : stdio) {
+        std::string line = "server " + std::to_string(id) + "\n";
+        ASSERT_EQ(::write(fds[0].get(), line.data(), line.size()), static_cast<ssize_t>(line.size()));
+    }
+    for (auto& [id, fds] : stdio) {
+        std::string out;
+        char buf[512];
+        ssize_t n;
+        while ((n = ::read(fds[1].get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+        std::istringstream lines(out);
+        std::string first, l;
+        std::getline(lines, first);
+        EXPECT_EQ(first, "server " + std::to_string(id)) << out;
+        std::vector<std::string> fd_list, cgroups;
+        while (std::getline(lines, l)) {
+            if (l.find(':') == std::string::npos) fd_list.push_back(l);
+            else cgroups.push_back(l);
+        }
+        // ls sees 0, 1, 2 and its own directory.
+        EXPECT_EQ(fd_list, (std::vector<std::string>{"0", "1", "2", "3"})) << out;
+        ASSERT_FALSE(cgroups.empty()) << out;
+        for (const auto& cg : cgroups) EXPECT_NE(cg.find("/mcpwarden/"), std::string::npos) << out;
+    }
+    Inbox inbox(c);
+    for (int id = 1; id <= kServers; ++id) {
+        auto done = inbox.next_for(id);
+        EXPECT_EQ(done["result"]["report"]["status"], "exited") << done.dump();
+    }
+}
+
 // A user the configuration does not list gets its refusal, then the agent closes the
 // connection (nothing it sends is served).
 TEST_F(Agent, AnUnlistedUserIsClosedAfterItsRefusal) {

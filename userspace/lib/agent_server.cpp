@@ -30,6 +30,7 @@
 #include "error.h"
 #include "mcp_proxy.h"
 #include "policy_dir.h"
+#include "process.h"
 #include "workspace.h"
 
 namespace mcpwarden {
@@ -373,6 +374,9 @@ int Agent::serve() {
     }
     listen_socket();
     spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    // Low descriptor numbers for the servers' spawns, taken while the table is small: a server
+    // cloned later copies only the table below them, not every sandbox's descriptors.
+    reserve_spawn_descriptors(8);
     (void)out_of_descriptors_reply();  // built now: out of descriptors, the agent only sends it
     loop_.add(listen_.get(), EPOLLIN, [this](std::uint32_t) { on_accept(); });
     if (shared_events_) {

@@ -11,17 +11,26 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <atomic>
+#include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "error.h"
 
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -159,14 +168,37 @@ mcpwarden_clone3_on_stack:
 )");
 #endif
 
+// Where the descriptors the child needs were moved (a reserved block), and the first number
+// it does not keep.
+struct Moved {
+    unsigned limit = 0;
+    int errpipe = -1;
+    int v1_procs[3] = {-1, -1, -1};
+    int stdio[3] = {-1, -1, -1};
+};
+
 // Runs in the child between clone3 and execve: raw system calls only. The child may share the
 // parent's memory (CLONE_VM) and the parent may have threads: no allocation, no locks, nothing
 // written outside this stack, and glibc's set*id (which signals the parent's threads) is
 // avoided.
 [[noreturn]] void child_main(const ChildSpec& spec, const Prepared& prep, int errpipe,
-                             pid_t parent) {
-    for (int fd : spec.v1_procs_fds) {
-        if (::write(fd, "0", 1) != 1) child_fail(errpipe, kV1Join, errno);
+                             pid_t parent, const Moved* moved) {
+    int v1_procs[3] = {-1, -1, -1};
+    int wanted[3] = {spec.stdin_fd, spec.stdout_fd, spec.stderr_fd};
+    for (std::size_t i = 0; i < spec.v1_procs_fds.size(); ++i) v1_procs[i] = spec.v1_procs_fds[i];
+    if (moved) {
+        // The descriptor table is the parent's until this call; from here on the child has a copy
+        // of its low part only, where the descriptors it needs were moved.
+        if (::syscall(SYS_close_range, moved->limit, ~0U, CLOSE_RANGE_UNSHARE) != 0)
+            child_fail(moved->errpipe, kCloseFds, errno);
+        errpipe = moved->errpipe;
+        for (int i = 0; i < 3; ++i) {
+            v1_procs[i] = moved->v1_procs[i];
+            wanted[i] = moved->stdio[i];
+        }
+    }
+    for (int fd : v1_procs) {
+        if (fd >= 0 && ::write(fd, "0", 1) != 1) child_fail(errpipe, kV1Join, errno);
     }
     // Signals arrive blocked (spawn_child blocks them all around clone, so no handler of the
     // parent runs here): handlers go back to the defaults, then the server starts with none
@@ -176,7 +208,6 @@ mcpwarden_clone3_on_stack:
     sigemptyset(&none);
     ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, NSIG / 8);
 
-    int wanted[3] = {spec.stdin_fd, spec.stdout_fd, spec.stderr_fd};
     for (int i = 0; i < 3; ++i) {
         if (wanted[i] >= 0 && wanted[i] != i && ::dup2(wanted[i], i) < 0)
             child_fail(errpipe, kStdio, errno);
@@ -263,12 +294,110 @@ struct ChildArgs {
     const Prepared* prep;
     int errpipe;
     pid_t parent;
+    const Moved* moved = nullptr;
 };
 
 [[maybe_unused]] int child_entry(void* p) {
     const auto* a = static_cast<const ChildArgs*>(p);
-    child_main(*a->spec, *a->prep, a->errpipe, a->parent);
+    child_main(*a->spec, *a->prep, a->errpipe, a->parent, a->moved);
 }
+
+// The reserved descriptor blocks (reserve_spawn_descriptors). A free slot holds a duplicate of
+// /dev/null; a block in use holds the child's descriptors until the clone returns.
+class DescriptorBlocks {
+public:
+    static constexpr int kPerBlock = 7;  // error pipe, three v1 cgroup.procs, stdio
+    using Block = std::array<int, kPerBlock>;
+
+    static DescriptorBlocks& instance() {
+        static DescriptorBlocks blocks;
+        return blocks;
+    }
+
+    int reserve(int count) {
+        std::lock_guard lock(mu_);
+        if (!free_.empty() || !filler_) return static_cast<int>(free_.size());
+        for (int b = 0; b < count; ++b) {
+            Block block;
+            for (int& fd : block) {
+                fd = ::fcntl(filler_.get(), F_DUPFD_CLOEXEC, 3);
+                if (fd < 0) return static_cast<int>(free_.size());  // what was made stays usable
+                limit_ = std::max<unsigned>(limit_, static_cast<unsigned>(fd) + 1);
+            }
+            free_.push_back(block);
+        }
+        return static_cast<int>(free_.size());
+    }
+
+    std::optional<Block> take() {
+        std::lock_guard lock(mu_);
+        if (free_.empty()) return std::nullopt;
+        Block b = free_.back();
+        free_.pop_back();
+        return b;
+    }
+
+    // Points the block's slots at /dev/null again (dropping the child's descriptors) and frees it.
+    void give_back(const Block& b) {
+        for (int fd : b) ::dup3(filler_.get(), fd, O_CLOEXEC);
+        std::lock_guard lock(mu_);
+        free_.push_back(b);
+    }
+
+    unsigned limit() const { return limit_; }
+
+private:
+    DescriptorBlocks() {
+        // Without CLOSE_RANGE_UNSHARE (Linux 5.9) nothing is reserved. It is not probed by
+        // calling it: here, with threads sharing the table, it would give the calling thread a
+        // table of its own.
+        struct utsname u {};
+        int major = 0, minor = 0;
+        if (::uname(&u) == 0 && std::sscanf(u.release, "%d.%d", &major, &minor) == 2 &&
+            (major > 5 || (major == 5 && minor >= 9)))
+            filler_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    }
+
+    std::mutex mu_;
+    UniqueFd filler_;
+    std::vector<Block> free_;
+    std::atomic<unsigned> limit_{0};
+};
+
+// Holds a block for one spawn and moves the child's descriptors into it.
+class BlockLease {
+public:
+    explicit BlockLease(const ChildSpec& spec, int errpipe) {
+        auto b = DescriptorBlocks::instance().take();
+        if (!b) return;
+        block_ = *b;
+        moved_.limit = DescriptorBlocks::instance().limit();
+        std::size_t next = 0;
+        auto move = [&](int fd) {
+            if (fd < 0) return -1;
+            int slot = block_->at(next++);
+            return ::dup3(fd, slot, O_CLOEXEC) == slot ? slot : -2;
+        };
+        bool ok = (moved_.errpipe = move(errpipe)) >= 0;
+        for (std::size_t i = 0; i < spec.v1_procs_fds.size(); ++i) ok = (moved_.v1_procs[i] = move(spec.v1_procs_fds[i])) >= 0 && ok;
+        int stdio[3] = {spec.stdin_fd, spec.stdout_fd, spec.stderr_fd};
+        for (int i = 0; i < 3; ++i) ok = (moved_.stdio[i] = move(stdio[i])) != -2 && ok;
+        if (!ok) release();  // the child copies the whole table, as without a block
+    }
+    ~BlockLease() { release(); }
+    BlockLease(const BlockLease&) = delete;
+    BlockLease& operator=(const BlockLease&) = delete;
+
+    const Moved* moved() const { return block_ ? &moved_ : nullptr; }
+
+private:
+    void release() {
+        if (block_) DescriptorBlocks::instance().give_back(*block_);
+        block_.reset();
+    }
+    std::optional<DescriptorBlocks::Block> block_;
+    Moved moved_;
+};
 
 // Every signal blocked on the calling thread while it clones (glibc's internal ones too:
 // sigprocmask would leave those), so none is handled in the child before its handlers are reset.
@@ -300,7 +429,11 @@ long clone_child(struct clone_args& args, ChildArgs& child_args, UniqueFd& err_r
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
     if (mem == MAP_FAILED) return -errno;
     ::mprotect(mem, kGuard, PROT_NONE);  // an overflow faults instead of writing elsewhere
+    BlockLease lease(*child_args.spec, child_args.errpipe);
+    child_args.moved = lease.moved();
     args.flags |= CLONE_VM | CLONE_VFORK;
+    // With its descriptors in a block, the child shares the table until it copies the low part.
+    if (child_args.moved) args.flags |= CLONE_FILES;
     args.stack = reinterpret_cast<std::uint64_t>(mem) + kGuard;
     args.stack_size = kStack;
     long pid;
@@ -319,7 +452,7 @@ long clone_child(struct clone_args& args, ChildArgs& child_args, UniqueFd& err_r
     }
     if (pid == 0) {
         err_read.release();
-        child_main(*child_args.spec, *child_args.prep, child_args.errpipe, child_args.parent);
+        child_main(*child_args.spec, *child_args.prep, child_args.errpipe, child_args.parent, nullptr);
     }
     return pid;
 #endif
@@ -327,7 +460,18 @@ long clone_child(struct clone_args& args, ChildArgs& child_args, UniqueFd& err_r
 
 }  // namespace
 
+int reserve_spawn_descriptors(int blocks) {
+#ifdef MCPWARDEN_CLONE_VM
+    return DescriptorBlocks::instance().reserve(blocks);
+#else
+    (void)blocks;
+    return 0;
+#endif
+}
+
 Child spawn_child(const ChildSpec& spec) {
+    if (spec.v1_procs_fds.size() > 3)
+        throw Error(ErrorKind::internal, "more v1 cgroups to join than memory, pids and cpu");
     Prepared prep;
     for (const auto& a : spec.argv) prep.argv.push_back(const_cast<char*>(a.c_str()));
     prep.argv.push_back(nullptr);

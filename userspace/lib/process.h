@@ -62,6 +62,15 @@ struct Child {
 // relative paths with a '/' are taken as they are. Throws Error(usage) when not found.
 std::string resolve_executable(const std::string& command, const std::string& path_var);
 
+// A process with a large descriptor table (the agent: a few dozen per sandbox) would copy all
+// of it into every child and close it again at execve. This reserves `blocks` groups of low
+// descriptor numbers, to be called while the table is still small: a spawn that gets a group
+// moves the descriptors its child needs there, and the child keeps only the table below them
+// (close_range with CLOSE_RANGE_UNSHARE). Spawns beyond `blocks` at once, and every spawn where
+// the kernel or the architecture lacks this, copy the table as before. Returns the number of
+// groups reserved.
+int reserve_spawn_descriptors(int blocks);
+
 // clone3(CLONE_INTO_CGROUP | CLONE_PIDFD): the child is in its cgroup before its first
 // instruction. Between clone and execve it joins the v1 cgroups, drops every capability
 // (bounding set included) and switches to the user, sets no_new_privs and PDEATHSIG, closes
