@@ -1,5 +1,6 @@
 # bpf_object(NAME SOURCE): compiles bpf/SOURCE with clang -target bpf and generates a
-# libbpf skeleton (NAME.skel.h) with bpftool. Exposes the INTERFACE library NAME_skel.
+# libbpf skeleton (NAME.skel.h) with bpftool, and NAME.hash.h (NAME_OBJECT_HASH, a hash of the
+# object that names its pin directory). Exposes the INTERFACE library NAME_skel.
 find_program(BPF_CLANG NAMES clang clang-14 REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
 
@@ -33,7 +34,13 @@ macro(bpf_object name src)
     COMMAND ${BPFTOOL} gen skeleton ${_obj} name ${name} > ${_skel}
     DEPENDS ${_obj}
     COMMENT "skeleton ${name}.skel.h")
-  add_custom_target(${name}_skel_gen DEPENDS ${_skel})
+  set(_hash ${CMAKE_CURRENT_BINARY_DIR}/${name}.hash.h)
+  add_custom_command(
+    OUTPUT ${_hash}
+    COMMAND ${CMAKE_COMMAND} -DOBJ=${_obj} -DOUT=${_hash} -DNAME=${name} -P ${CMAKE_SOURCE_DIR}/cmake/BpfHash.cmake
+    DEPENDS ${_obj} ${CMAKE_SOURCE_DIR}/cmake/BpfHash.cmake
+    COMMENT "hash ${name}.hash.h")
+  add_custom_target(${name}_skel_gen DEPENDS ${_skel} ${_hash})
   add_library(${name}_skel INTERFACE)
   add_dependencies(${name}_skel ${name}_skel_gen)
   target_include_directories(${name}_skel INTERFACE ${CMAKE_CURRENT_BINARY_DIR})

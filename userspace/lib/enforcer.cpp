@@ -25,6 +25,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "egress.hash.h"
 #include "egress.skel.h"
 #include "cgroup.h"
 #include "error.h"
@@ -69,17 +70,10 @@ std::string libbpf_tail() {
     return s;
 }
 
-// FNV-1a of the embedded BPF object, computed once: it names the pin directory of this build.
+// Names the pin directory of this build: a hash of the embedded BPF object, taken at build
+// time (cmake/BpfHash.cmake); hashing its bytes at every start cost a run about 0.3 ms.
 const std::string& object_hash() {
-    static const std::string hash = [] {
-        size_t size = 0;
-        const auto* bytes = static_cast<const unsigned char*>(egress__elf_bytes(&size));
-        std::uint64_t h = 1469598103934665603ull;
-        for (size_t i = 0; i < size; ++i) h = (h ^ bytes[i]) * 1099511628211ull;
-        char out[17];
-        snprintf(out, sizeof out, "%016llx", static_cast<unsigned long long>(h));
-        return std::string(out);
-    }();
+    static const std::string hash = EGRESS_OBJECT_HASH;
     return hash;
 }
 
