@@ -104,8 +104,11 @@ int landlock_abi() {
 }
 
 std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible) {
+    // The filter is the same for every sandbox: built once per process (the agent spawns many).
+    // A failure is not kept: the next sandbox tries again, and fails closed again.
+    static const std::vector<sock_filter> filter = build_seccomp_filter();
     auto c = std::make_unique<Confinement>();
-    c->filter = build_seccomp_filter();
+    c->filter = filter;
     c->program.len = static_cast<unsigned short>(c->filter.size());
     c->program.filter = c->filter.data();
     c->hidden_dirs = dirs_to_hide(must_stay_visible);
