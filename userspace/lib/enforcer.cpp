@@ -168,6 +168,12 @@ std::vector<std::string> list_dir(const std::string& path) {
     return out;
 }
 
+// Unpins everything in a pin directory, then removes it. True when the directory is gone.
+bool remove_pin_dir(const std::string& dir) {
+    for (const auto& f : list_dir(dir)) ::unlink((dir + "/" + f).c_str());
+    return ::rmdir(dir.c_str()) == 0;
+}
+
 // Every rule-map key and event slot of one policy id.
 struct PolicyEntries {
     std::vector<mw_key4> v4;
@@ -240,8 +246,7 @@ int sweep_old_builds(const std::string& current) {
             ::close(fd);
         }
         if (in_use) continue;
-        for (const auto& f : list_dir(dir)) ::unlink((dir + "/" + f).c_str());
-        if (::rmdir(dir.c_str()) == 0) ++removed;
+        if (remove_pin_dir(dir)) ++removed;
     }
     return removed;
 }
@@ -369,11 +374,7 @@ void remove_pins_if_unused() {
     if (!lock) return;  // another process uses them
     std::string base = std::string(kBpffs) + "/mcpwarden";
     if (!list_dir(sandbox_pin_root()).empty()) return;
-    for (const auto& build : list_dir(base)) {
-        std::string dir = base + "/" + build;
-        for (const auto& f : list_dir(dir)) ::unlink((dir + "/" + f).c_str());
-        ::rmdir(dir.c_str());
-    }
+    for (const auto& build : list_dir(base)) remove_pin_dir(base + "/" + build);
     ::rmdir(base.c_str());
 }
 
@@ -408,9 +409,7 @@ std::shared_ptr<BpfObjects> BpfObjects::open() {
         if (!all_pinned(dir)) {
             if (::access(dir.c_str(), F_OK) == 0) {
                 spdlog::warn("incomplete BPF pin directory {}; reloading", dir);
-                for (const auto& p : kProgs) ::unlink((dir + "/prog_" + p.name).c_str());
-                for (const auto* m : kMaps) ::unlink((dir + "/map_" + m).c_str());
-                ::rmdir(dir.c_str());
+                remove_pin_dir(dir);
             }
             load_and_pin(dir);
             spdlog::debug("loaded and pinned the egress programs in {}", dir);
