@@ -38,7 +38,8 @@
 //   netprobe dns-tcp SERVER NAME     one A query over TCP to SERVER:53: the first address, or the rcode
 //   netprobe udp-raw ADDR PORT TEXT  sends TEXT as one datagram (garbage for resolvers)
 //   netprobe dns-load ADDR PORT NAME COUNT RATE   COUNT A queries paced at RATE per second
-//                                    (0 = as fast as 64 in flight allow); prints
+//                                    (0 = as fast as 64 in flight allow, -1 = one at a
+//                                    time, each sent when the last was answered); prints
 //                                    "median_us p99_us lost qps"
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -587,7 +588,8 @@ int main(int argc, char** argv) {
         long last_activity = start;
         while (received < count) {
             long t = now_ns();
-            bool can_send = sent < count && (rate > 0 ? t >= start + static_cast<long>(sent * 1e9 / rate) : inflight < 64);
+            long next_at = rate > 0 ? start + static_cast<long>(sent * 1e9 / rate) : t;
+            bool can_send = sent < count && (rate > 0 ? t >= next_at : inflight < (rate < 0 ? 1 : 64));
             if (can_send) {
                 std::vector<unsigned char> q{static_cast<unsigned char>(sent >> 8), static_cast<unsigned char>(sent), 1, 0, 0, 1, 0, 0, 0, 0, 0, 0};
                 size_t st = 0;
@@ -617,9 +619,17 @@ int main(int argc, char** argv) {
                 last_activity = tn;
                 continue;
             }
-            if (sent == count && now_ns() - last_activity > 1000000000L) break;  // the rest is lost
+            if (now_ns() - last_activity > 1000000000L) {
+                if (sent == count) break;  // the rest is lost
+                inflight = 0;              // a second of silence: what is in flight is lost
+                last_activity = now_ns();
+            }
+            // Sleeps until an answer or the next paced send (no spinning: the client must not
+            // take a CPU the resolver under test needs).
             pollfd p{fd, POLLIN, 0};
-            poll(&p, 1, rate > 0 ? 0 : 10);
+            long wait_ns = rate > 0 && sent < count ? std::max(0L, next_at - now_ns()) : 10000000L;
+            timespec ts{wait_ns / 1000000000L, wait_ns % 1000000000L};
+            ppoll(&p, 1, &ts, nullptr);
         }
         double secs = (now_ns() - start) / 1e9;
         std::sort(lat.begin(), lat.end());
