@@ -54,11 +54,17 @@ std::mutex g_log_mutex;
 std::string g_libbpf_log;
 int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) {
     if (level == LIBBPF_DEBUG) return 0;
-    // The verifier's log comes in one message; keep its end, where the reason is.
-    std::vector<char> buf(1 << 20);
-    vsnprintf(buf.data(), buf.size(), fmt, args);
+    // The verifier's log comes in one message; keep its end, where the reason is. The message
+    // is formatted at its own size (measured on a copy of the arguments).
+    va_list measure;
+    va_copy(measure, args);
+    int n = vsnprintf(nullptr, 0, fmt, measure);
+    va_end(measure);
+    if (n <= 0) return 0;
+    std::string msg(static_cast<size_t>(n), '\0');
+    vsnprintf(msg.data(), msg.size() + 1, fmt, args);
     std::lock_guard<std::mutex> lock(g_log_mutex);
-    g_libbpf_log += buf.data();
+    g_libbpf_log += msg;
     if (g_libbpf_log.size() > 8192) g_libbpf_log.erase(0, g_libbpf_log.size() - 8192);
     return 0;
 }
