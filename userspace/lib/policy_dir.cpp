@@ -58,9 +58,14 @@ std::string default_policy_dir(const std::string& exe_path) {
 }
 
 std::string default_policy_dir() {
-    std::error_code ec;
-    auto exe = fs::read_symlink("/proc/self/exe", ec);
-    return default_policy_dir(ec ? std::string() : exe.string());
+    // Once per process: several subcommands' help texts name it, and in a build tree finding it
+    // reads CMakeCache.txt.
+    static const std::string dir = [] {
+        std::error_code ec;
+        auto exe = fs::read_symlink("/proc/self/exe", ec);
+        return default_policy_dir(ec ? std::string() : exe.string());
+    }();
+    return dir;
 }
 
 bool is_policy_path(std::string_view ref) {
