@@ -284,6 +284,28 @@ TEST_F(AgentDurability, SigkillThenARestartedAgentKillsAndCleansUp) {
     EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
 }
 
+// An agent killed after making a sandbox but before writing its record: the restarted agent
+// cannot adopt what it has no record of, and removes it (process, cgroups, pins, entries).
+TEST_F(AgentDurability, ARestartedAgentRemovesSandboxesWithoutARecord) {
+    netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
+    policy(allow_port(a));
+    start_agent("adopt");
+    auto c = client();
+    ProbeSandbox s(c);
+    ASSERT_FALSE(s.name.empty()) << log();
+    std::uint64_t id = cgroup_id(s.name);
+    ASSERT_NE(id, 0u);
+    stop_agent(SIGKILL);
+    std::string records = state_dir() + "/agent/sandboxes";
+    ASSERT_TRUE(fs::remove(records + "/" + s.name + ".json")) << "no record to remove";
+    EXPECT_EQ(s.probe(b.port()), "EPERM");  // still enforced while nobody owns it
+    start_agent("adopt");
+    expect_gone(s.name, id, s.pid, records);
+    EXPECT_NE(log().find("had no record"), std::string::npos) << log();
+    auto l = list();
+    EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
+}
+
 // attach/detach through the agent's API on a cgroup the test made, with a process inside from
 // before: enforced after attach, still enforced after the agent is SIGKILLed, adopted by the
 // restarted agent (reload reaches it), and after detach the cgroup is as before: nothing of

@@ -263,6 +263,24 @@ void Agent::recover() {
     }
     open_shared_events();
     recover_sandboxes();
+    // A sandbox of a dead agent that no record adopted (that agent died between making its
+    // cgroup and writing its record) is nobody's: it goes, with whatever runs in it, and then its
+    // pinned enforcement. Another running agent's sandboxes have a live owner and stay.
+    auto orphan = [this](const std::string& n) {
+        if (n.size() < 2 || n.compare(n.size() - 2, 2, "-a") != 0) return false;
+        if (sandbox_owner_alive(n.substr(0, n.size() - 2))) return false;
+        for (const auto& [ticket, rec] : records_) {
+            if (rec->name == n) return false;
+        }
+        return true;
+    };
+    int removed = sweep_sandboxes(plan, orphan);
+    std::vector<std::string> pinned;
+    for (const auto& e : fs::directory_iterator(sandbox_pin_root(), ec)) pinned.push_back(e.path().filename().string());
+    for (const auto& n : pinned) {
+        if (orphan(n)) sweep_enforcement_of(n);
+    }
+    if (removed > 0) spdlog::info("recovered: removed {} sandbox(es) of a previous agent that had no record", removed);
     recover_attachments();
     if (swept > 0) spdlog::info("recovered: removed {} sandbox(es) left by a previous agent", swept);
 }

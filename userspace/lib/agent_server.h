@@ -39,7 +39,8 @@ class Attachment;
 class SharedEventRing;
 
 // Names of the agent's sandboxes: make_sandbox_name() with an "-a" suffix, a form no run's
-// sweep judges (sandbox_owner_alive), so a crash of the agent leaves them to the next agent.
+// sweep judges (sandbox_owner_alive), so a crash of the agent leaves them to the next agent,
+// which adopts those with a record and removes the others (Agent::recover).
 std::string agent_sandbox_name();
 
 // The default logger writes one JSON object per line: time (UTC), level, pid, msg.

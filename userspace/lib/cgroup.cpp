@@ -525,6 +525,10 @@ bool sandbox_owner_alive(const std::string& name) {
 }
 
 int sweep_stale_sandboxes(const CgroupPlan& plan) {
+    return sweep_sandboxes(plan, [](const std::string& n) { return n.rfind("s-", 0) == 0 && !sandbox_owner_alive(n); });
+}
+
+int sweep_sandboxes(const CgroupPlan& plan, const std::function<bool(const std::string& name)>& is_stale) {
     int removed = 0;
     std::vector<std::string> bases{plan.unified_base};
     for (const auto* b : {&plan.memory_base, &plan.pids_base, &plan.cpu_base}) {
@@ -537,7 +541,7 @@ int sweep_stale_sandboxes(const CgroupPlan& plan) {
         std::vector<std::string> stale;
         while (auto* ent = ::readdir(dir)) {
             std::string n = ent->d_name;
-            if (n.rfind("s-", 0) != 0 || sandbox_owner_alive(n)) continue;
+            if (n == "." || n == ".." || !is_stale(n)) continue;
             stale.push_back(parent + "/" + n);
         }
         ::closedir(dir);
@@ -547,7 +551,7 @@ int sweep_stale_sandboxes(const CgroupPlan& plan) {
                 std::this_thread::sleep_for(std::chrono::milliseconds(2));
             kill_listed(path);
             if (remove_sandbox_cgroup(path)) {
-                spdlog::info("removed stale sandbox cgroup {} (its owner is gone)", path);
+                spdlog::info("removed stale sandbox cgroup {}", path);
                 ++removed;
             }
         }

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -129,6 +130,10 @@ bool sandbox_owner_alive(const std::string& name);
 // Removes sandbox cgroups whose owner process is gone (killing anything left inside).
 // Never touches one whose owner still runs. Returns how many were removed.
 int sweep_stale_sandboxes(const CgroupPlan& plan);
+
+// Removes the sandbox cgroups (under every base of `plan`) whose name `stale` accepts, killing
+// anything left inside. Returns how many were removed.
+int sweep_sandboxes(const CgroupPlan& plan, const std::function<bool(const std::string& name)>& stale);
 
 // The "mcpwarden" directory under a base; sandboxes live inside it.
 std::string sandbox_parent(const std::string& base);

@@ -118,6 +118,13 @@ public:
                    const std::string& pin_name, SharedEventRing* shared = nullptr);
     ~CgroupEnforcer();
     CgroupEnforcer(const CgroupEnforcer&) = delete;
+
+    // For a sandbox cgroup (one mcpwarden made and removes): attaches the backstop programs
+    // without links. They stay with the cgroup, after release() and after a crash, until the
+    // kernel frees it with its last socket, and deny the sockets made in it once release() (or a
+    // sweep of its pins) marked it ended: a socket passed out of the sandbox keeps no freedom
+    // its sandbox did not have. Throws Error(sandbox_unavailable).
+    void attach_backstops(int cgroup_fd);
     CgroupEnforcer& operator=(const CgroupEnforcer&) = delete;
 
     int events_fd() const;  // epoll-able; call consume_events() when readable
@@ -179,6 +186,11 @@ private:
 // whose cgroup is still there keeps its pins, so no process of it runs unconfined). Returns
 // how many were removed.
 int sweep_stale_enforcement();
+
+// The same for one sandbox, whoever made it (an agent's, which sweep_stale_enforcement leaves
+// to the next agent): its pins and entries go unless its cgroup may still exist. Returns
+// whether they went.
+bool sweep_enforcement_of(const std::string& pin_name);
 
 // Where pinned links of running sandboxes live.
 std::string sandbox_pin_root();
