@@ -460,6 +460,41 @@ int mw_sendmsg6(struct bpf_sock_addr *ctx)
     return check_addr(ctx, MW_HOOK_SENDMSG6, 6);
 }
 
+/* Backstops: attached to a sandbox cgroup without a link (BPF_PROG_ATTACH), they stay in force
+ * after the sandbox's links are gone, until the kernel releases the cgroup once its last socket
+ * is freed. A socket made in the sandbox and passed to another process (SCM_RIGHTS) would
+ * otherwise connect anywhere once its sandbox ended. While the sandbox runs they allow, and the
+ * programs above decide. */
+static __always_inline int backstop(void)
+{
+    struct mw_sandbox_state *st = bpf_get_local_storage(&sandbox_state, 0);
+    return st && (st->flags & MW_SANDBOX_ENDED) ? 0 : 1;
+}
+
+SEC("cgroup/connect4")
+int mw_backstop_connect4(struct bpf_sock_addr *ctx)
+{
+    return backstop();
+}
+
+SEC("cgroup/connect6")
+int mw_backstop_connect6(struct bpf_sock_addr *ctx)
+{
+    return backstop();
+}
+
+SEC("cgroup/sendmsg4")
+int mw_backstop_sendmsg4(struct bpf_sock_addr *ctx)
+{
+    return backstop();
+}
+
+SEC("cgroup/sendmsg6")
+int mw_backstop_sendmsg6(struct bpf_sock_addr *ctx)
+{
+    return backstop();
+}
+
 // socket(): only TCP/MPTCP streams and UDP datagrams of AF_INET/AF_INET6. Raw, ICMP/ping,
 // SCTP and UDP-Lite are refused with EPERM. The kernel passes the resolved protocol here.
 // (This hook runs only for AF_INET/AF_INET6; other families need seccomp.)

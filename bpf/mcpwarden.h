@@ -73,6 +73,10 @@ struct mw_dns_orig {
 };
 
 #define MW_SANDBOX_AUDIT_ONLY 0x1u /* log what would be denied, allow it */
+/* The sandbox ended: its links are gone, and the backstop programs (attached without links, so
+ * they stay with the cgroup for as long as a socket made in it lives) deny every connect and
+ * send of such a socket, wherever it was passed to. */
+#define MW_SANDBOX_ENDED 0x2u
 
 /* Audit ring buffers: a pool of slots, each a ring buffer created on first use and kept, so a
  * sandbox start never updates a map-in-map (each such update waits for an RCU grace period).

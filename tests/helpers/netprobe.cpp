@@ -23,8 +23,11 @@
 //   netprobe unix-connect PATH|@NAME connect() to an AF_UNIX socket (@: abstract)
 //   netprobe use-fd FD ADDR PORT     connect() an inherited socket FD (IPv4)
 //   netprobe fd-give PATH            makes a TCP socket, passes it over SCM_RIGHTS to the first
-//                                    client of the AF_UNIX listener PATH, then exits
+//                                    client of the AF_UNIX listener PATH, then exits once that
+//                                    client closed the connection
+//   netprobe fd-give-and-go PATH     the same, but exits right after passing the socket
 //   netprobe fd-take PATH ADDR PORT  receives a socket from PATH and connects it (IPv4)
+//   netprobe fd-take-after PATH FILE ADDR PORT   the same, once FILE exists
 //   netprobe cgroup-move v1|v2       writes its pid into every cgroup.procs of the root and the
 //                                    parent of its own cgroup; "moved FILE" per success, then
 //                                    "refused N" (or "no hierarchy")
@@ -259,7 +262,9 @@ struct FdMessage {
     FdMessage(const FdMessage&) = delete;
 };
 
-int fd_give(const char* path) {
+// Gives a TCP socket made here to whoever connects to PATH; with `linger`, stays until that
+// peer closes the connection (so this process, and its sandbox, outlive the taker's use of it).
+int fd_give(const char* path, bool linger) {
     int tcp = socket(AF_INET, SOCK_STREAM, 0);
     int l = socket(AF_UNIX, SOCK_STREAM, 0);
     auto a = unix_addr(path);
@@ -276,10 +281,17 @@ int fd_give(const char* path) {
     std::memcpy(CMSG_DATA(cm), &tcp, sizeof(int));
     int rc = c < 0 ? -1 : (sendmsg(c, &m.msg, 0) == 1 ? 0 : -1);
     unlink(path);
+    if (linger && rc == 0) {
+        char b;
+        while (read(c, &b, 1) > 0) {
+        }  // until the taker is done with it (its end closes)
+    }
     return result(rc);
 }
 
-int fd_take(const char* path, const char* addr, const char* port) {
+// Takes a socket from fd_give at PATH; when `after` is given, waits until that file exists
+// before connecting the socket to ADDR:PORT.
+int fd_take(const char* path, const char* addr, const char* port, const char* after = nullptr) {
     int c = socket(AF_UNIX, SOCK_STREAM, 0);
     auto a = unix_addr(path);
     if (c < 0 || connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return result(-1);
@@ -292,6 +304,7 @@ int fd_take(const char* path, const char* addr, const char* port) {
     }
     int fd;
     std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    for (int i = 0; after && i < 1000 && access(after, F_OK) != 0; ++i) usleep(10000);
     socklen_t len;
     auto ss = make_addr(AF_INET, addr, port, &len);
     return result(connect(fd, reinterpret_cast<sockaddr*>(&ss), len));
@@ -545,8 +558,10 @@ int main(int argc, char** argv) {
         auto ss = make_addr(AF_INET, argv[3], argv[4], &len);
         return result(connect(std::atoi(argv[2]), reinterpret_cast<sockaddr*>(&ss), len));
     }
-    if (cmd == "fd-give" && argc == 3) return fd_give(argv[2]);
+    if (cmd == "fd-give" && argc == 3) return fd_give(argv[2], true);
+    if (cmd == "fd-give-and-go" && argc == 3) return fd_give(argv[2], false);
     if (cmd == "fd-take" && argc == 5) return fd_take(argv[2], argv[3], argv[4]);
+    if (cmd == "fd-take-after" && argc == 6) return fd_take(argv[2], argv[4], argv[5], argv[3]);
     if (cmd == "cgroup-move" && argc == 3) return cgroup_move(argv[2]);
     if (cmd == "ptrace" && argc == 3) return ptrace_attack(static_cast<pid_t>(std::atoi(argv[2])));
     if (cmd == "int80-socket" && argc == 2) return int80_socket();

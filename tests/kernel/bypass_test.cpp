@@ -12,6 +12,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 
 #include "confinement.h"
 #include "enforcer.h"
@@ -419,6 +420,35 @@ TEST_F(Bypass, SocketReceivedOverScmRights) {
     EXPECT_TRUE(has_event(events, "127.0.0.2", std::stoi(ok.port())));
     ::rmdir(dir.c_str());
     outcome(s.lines[0] + ": a socket keeps the policy of the cgroup it was created in (audited in the giver's sandbox)");
+}
+
+TEST_F(Bypass, SocketOfAnEndedSandbox) {
+    attempt("receive over SCM_RIGHTS a TCP socket created in another sandbox, connect it after that sandbox ended");
+    TcpListener ok("127.0.0.2");
+    std::string dir = state_dir() + "/scm";
+    ::mkdir(dir.c_str(), 0777);
+    ::chmod(dir.c_str(), 0777);
+    std::string path = dir + "/give.sock", go = dir + "/go";
+    ::unlink(go.c_str());
+    auto giver_policy = write_policy("bypass-giver", "egress:\n  allow: []\n");
+    auto taker_policy = write_policy("bypass-taker", "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + ok.port() + "]\n");
+    Result giver;
+    std::thread t([&] { giver = warden({"run", "--policy", giver_policy, "--", program("netprobe"), "fd-give-and-go", path}); });
+    for (int i = 0; i < 500 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
+    Sandboxed s;
+    std::thread taker([&] {
+        s = sandboxed(taker_policy, "$NP fd-take-after " + path + " " + go + " 127.0.0.2 " + ok.port() + "; $NP tcp4 127.0.0.2 " + ok.port());
+    });
+    t.join();  // the giver's sandbox is gone: its process, its cgroup, its links
+    EXPECT_EQ(giver.out, "ready\nok\n") << giver.err;
+    std::ofstream(go) << "go\n";
+    taker.join();
+    ::unlink(go.c_str());
+    EXPECT_EQ(s.lines, (std::vector<std::string>{"EPERM", "ok"})) << s.result.err;
+    EXPECT_EQ(ok.accepted(), 1);  // the taker's own socket only
+    ::rmdir(dir.c_str());
+    outcome(s.lines[0] + ": the sandbox's backstop programs stay with its cgroup while a socket made in it lives, "
+                         "and deny it once the sandbox ended");
 }
 
 // ---- the sandbox against its own enforcement ----------------------------------------------

@@ -233,6 +233,9 @@ DnsProxy::Hooks EgressExtension::dns_hooks() {
 
 void EgressExtension::before_spawn(Sandbox& sandbox) {
     bind(sandbox.cgroup().unified_fd(), sandbox.cgroup().unified_id(), sandbox.cgroup().name(), sandbox.loop());
+    // A sandbox cgroup is ours and goes with the sandbox: it gets the backstops (not a cgroup
+    // someone else made and `attach`ed, which outlives the attachment by design).
+    enforcer_->attach_backstops(sandbox.cgroup().unified_fd());
 }
 
 void EgressExtension::bind(int cgroup_fd, std::uint64_t id, const std::string& name, EventLoop& loop) {

@@ -16,6 +16,7 @@
 
 #include <cerrno>
 #include <cstdarg>
+#include <span>
 #include <algorithm>
 #include <cstring>
 #include <map>
@@ -45,6 +46,11 @@ constexpr ProgSpec kProgs[] = {
     {"sock_create", BPF_CGROUP_INET_SOCK_CREATE}, {"egress", BPF_CGROUP_INET_EGRESS},
     {"recvmsg4", BPF_CGROUP_UDP4_RECVMSG},  {"recvmsg6", BPF_CGROUP_UDP6_RECVMSG},
     {"getpeername4", BPF_CGROUP_INET4_GETPEERNAME}, {"getpeername6", BPF_CGROUP_INET6_GETPEERNAME},
+};
+// Attached to every sandbox cgroup without a link (attach_backstops), pinned with the others.
+constexpr ProgSpec kBackstops[] = {
+    {"backstop_connect4", BPF_CGROUP_INET4_CONNECT}, {"backstop_connect6", BPF_CGROUP_INET6_CONNECT},
+    {"backstop_sendmsg4", BPF_CGROUP_UDP4_SENDMSG},  {"backstop_sendmsg6", BPF_CGROUP_UDP6_SENDMSG},
 };
 constexpr const char* kMaps[] = {"sandbox_state", "rules4", "rules6", "portsets", "events", "events_lost",
                                  "event_slot_owner", "dns_orig"};
@@ -104,6 +110,9 @@ bool all_pinned(const std::string& dir) {
     for (const auto& p : kProgs) {
         if (::access((dir + "/prog_" + p.name).c_str(), F_OK) != 0) return false;
     }
+    for (const auto& p : kBackstops) {
+        if (::access((dir + "/prog_" + p.name).c_str(), F_OK) != 0) return false;
+    }
     for (const auto* m : kMaps) {
         if (::access((dir + "/map_" + m).c_str(), F_OK) != 0) return false;
     }
@@ -145,6 +154,11 @@ void load_and_pin(const std::string& dir) {
     for (size_t i = 0; i < std::size(kProgs); ++i) {
         pin(bpf_program__pin(progs[i], (tmp + "/prog_" + kProgs[i].name).c_str()), kProgs[i].name);
     }
+    struct bpf_program* backstops[] = {skel->progs.mw_backstop_connect4, skel->progs.mw_backstop_connect6,
+                                       skel->progs.mw_backstop_sendmsg4, skel->progs.mw_backstop_sendmsg6};
+    for (size_t i = 0; i < std::size(kBackstops); ++i) {
+        pin(bpf_program__pin(backstops[i], (tmp + "/prog_" + kBackstops[i].name).c_str()), kBackstops[i].name);
+    }
     struct bpf_map* maps[] = {skel->maps.sandbox_state, skel->maps.rules4, skel->maps.rules6,
                               skel->maps.portsets, skel->maps.events, skel->maps.events_lost,
                               skel->maps.event_slot_owner, skel->maps.dns_orig};
@@ -172,6 +186,15 @@ std::vector<std::string> list_dir(const std::string& path) {
     }
     ::closedir(d);
     return out;
+}
+
+// Sets MW_SANDBOX_ENDED in a sandbox's cgroup storage, before its links go: from then on its
+// backstops deny the sockets made in it (bpf/egress.bpf.c). No storage (nothing attached): no-op.
+void mark_ended(int sandbox_state, std::uint64_t cgroup_id) {
+    mw_sandbox_state st{};
+    if (bpf_map_lookup_elem(sandbox_state, &cgroup_id, &st) != 0) return;
+    st.flags |= MW_SANDBOX_ENDED;
+    bpf_map_update_elem(sandbox_state, &cgroup_id, &st, 0);
 }
 
 // Unpins everything in a pin directory, then removes it. True when the directory is gone.
@@ -286,6 +309,7 @@ bool remove_pinned_enforcement(const std::string& pin_name) {
     std::string dir = sandbox_pin_root() + "/" + pin_name;
     if (::access(dir.c_str(), F_OK) != 0) return false;
     std::uint64_t policy = pinned_policy_id(pin_name);
+    if (policy) mark_ended(BpfObjects::open()->map("sandbox_state"), policy);
     for (const auto& f : list_dir(dir)) {
         if (f.rfind("policy-", 0) == 0) ::rmdir((dir + "/" + f).c_str());
         else ::unlink((dir + "/" + f).c_str());  // detaches the link
@@ -338,19 +362,21 @@ bool pinned_cgroup_may_exist(const std::string& pin_name) {
 
 }  // namespace
 
+bool sweep_enforcement_of(const std::string& name) {
+    // Its cgroup left in place (not swept, or its processes would not die): they stay confined.
+    if (pinned_cgroup_may_exist(name)) {
+        spdlog::warn("kept the pinned links of stale sandbox {}: its cgroup still exists", name);
+        return false;
+    }
+    if (!remove_pinned_enforcement(name)) return false;
+    spdlog::info("removed the pinned links and rules of stale sandbox {}", name);
+    return true;
+}
+
 int sweep_stale_enforcement() {
     int removed = 0;
     for (const auto& name : list_dir(sandbox_pin_root())) {
-        if (sandbox_owner_alive(name)) continue;
-        // Its cgroup left in place (not swept, or its processes would not die): they stay confined.
-        if (pinned_cgroup_may_exist(name)) {
-            spdlog::warn("kept the pinned links of stale sandbox {}: its cgroup still exists", name);
-            continue;
-        }
-        if (remove_pinned_enforcement(name)) {
-            spdlog::info("removed the pinned links and rules of stale sandbox {}", name);
-            ++removed;
-        }
+        if (!sandbox_owner_alive(name) && sweep_enforcement_of(name)) ++removed;
     }
     return removed;
 }
@@ -423,10 +449,12 @@ std::shared_ptr<BpfObjects> BpfObjects::open() {
         }
     }
     objs->pin_dir_ = dir;
-    for (const auto& p : kProgs) {
-        int fd = bpf_obj_get((dir + "/prog_" + p.name).c_str());
-        if (fd < 0) load_failed(std::string("open pinned program ") + p.name, errno);
-        objs->progs_.emplace_back(p.name, UniqueFd(fd));
+    for (std::span<const ProgSpec> list : {std::span<const ProgSpec>(kProgs), std::span<const ProgSpec>(kBackstops)}) {
+        for (const auto& p : list) {
+            int fd = bpf_obj_get((dir + "/prog_" + p.name).c_str());
+            if (fd < 0) load_failed(std::string("open pinned program ") + p.name, errno);
+            objs->progs_.emplace_back(p.name, UniqueFd(fd));
+        }
     }
     for (const auto* m : kMaps) {
         int fd = bpf_obj_get((dir + "/map_" + m).c_str());
@@ -1053,9 +1081,23 @@ EgressCounters CgroupEnforcer::counters() const {
     return c;
 }
 
+void CgroupEnforcer::attach_backstops(int cgroup_fd) {
+    for (const auto& p : kBackstops) {
+        if (bpf_prog_attach(objects_->prog(p.name), cgroup_fd, p.type, BPF_F_ALLOW_MULTI) != 0) {
+            int err = errno;
+            throw Error(ErrorKind::sandbox_unavailable,
+                        errno_text(std::string("cannot attach the ") + p.name + " program to the sandbox cgroup", err) +
+                            ". Refusing to run the server unconfined");
+        }
+    }
+}
+
 void CgroupEnforcer::release() {
     if (released_) return;
     released_ = true;
+    // The sockets made in the sandbox may live on in other processes: once its links are gone,
+    // its backstops deny them.
+    if (cgroup_id_ != 0) mark_ended(objects_->map("sandbox_state"), cgroup_id_);
     if (!link_pin_dir_.empty()) {
         for (const auto& p : kProgs) ::unlink((link_pin_dir_ + "/" + p.name).c_str());
         ::rmdir((link_pin_dir_ + "/policy-" + std::to_string(cgroup_id_)).c_str());
