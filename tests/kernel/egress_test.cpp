@@ -365,9 +365,10 @@ TEST_F(Egress, EnforcementSurvivesACrashAndIsSweptAfter) {
                          "' & sleep 300";
     ASSERT_TRUE(crash_run(policy, script));
     // The daemon outlives mcpwarden and tries to connect.
-    std::string result;
-    for (int i = 0; i < 300 && result.empty(); ++i) {
+    std::string result;  // read until the whole line is there (the shell may still be writing it)
+    for (int i = 0; i < 300 && (result.empty() || result.back() != '\n'); ++i) {
         std::this_thread::sleep_for(10ms);
+        result.clear();
         mcpwarden::read_file(out, result);
     }
     EXPECT_EQ(result, "EPERM\n");
