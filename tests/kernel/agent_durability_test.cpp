@@ -85,6 +85,11 @@ protected:
     }
     json list() { return request({{"v", 1}, {"id", 90}, {"op", "list"}}); }
 
+    // A sandbox of an agent killed with SIGKILL stays enforced, and the agent restarted with
+    // `on_restart` removes all of it. `drop_record`: its record is deleted first, as if the
+    // agent had died before writing it.
+    void crash_then_restart_removes(const std::string& on_restart, bool drop_record);
+
     std::string dir_, socket_;
     AgentProcess agent_;
 };
@@ -267,29 +272,10 @@ TEST_F(AgentDurability, SigkillKeepsEnforcementAndARestartedAgentAdopts) {
 }
 
 // on_restart: kill — the restarted agent ends what the crashed one left and removes it all.
-TEST_F(AgentDurability, SigkillThenARestartedAgentKillsAndCleansUp) {
+void AgentDurability::crash_then_restart_removes(const std::string& on_restart, bool drop_record) {
     netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
     policy(allow_port(a));
-    start_agent("kill");
-    auto c = client();
-    ProbeSandbox s(c);
-    ASSERT_FALSE(s.name.empty()) << log();
-    std::uint64_t id = cgroup_id(s.name);
-    ASSERT_NE(id, 0u);
-    stop_agent(SIGKILL);
-    EXPECT_EQ(s.probe(b.port()), "EPERM");
-    start_agent("kill");
-    expect_gone(s.name, id, s.pid, state_dir() + "/agent/sandboxes");
-    auto l = list();
-    EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
-}
-
-// An agent killed after making a sandbox but before writing its record: the restarted agent
-// cannot adopt what it has no record of, and removes it (process, cgroups, pins, entries).
-TEST_F(AgentDurability, ARestartedAgentRemovesSandboxesWithoutARecord) {
-    netfix::TcpListener a("127.0.0.2"), b("127.0.0.2");
-    policy(allow_port(a));
-    start_agent("adopt");
+    start_agent(on_restart);
     auto c = client();
     ProbeSandbox s(c);
     ASSERT_FALSE(s.name.empty()) << log();
@@ -297,14 +283,20 @@ TEST_F(AgentDurability, ARestartedAgentRemovesSandboxesWithoutARecord) {
     ASSERT_NE(id, 0u);
     stop_agent(SIGKILL);
     std::string records = state_dir() + "/agent/sandboxes";
-    ASSERT_TRUE(fs::remove(records + "/" + s.name + ".json")) << "no record to remove";
+    if (drop_record) ASSERT_TRUE(fs::remove(records + "/" + s.name + ".json")) << "no record to remove";
     EXPECT_EQ(s.probe(b.port()), "EPERM");  // still enforced while nobody owns it
-    start_agent("adopt");
+    start_agent(on_restart);
     expect_gone(s.name, id, s.pid, records);
-    EXPECT_NE(log().find("had no record"), std::string::npos) << log();
+    if (drop_record) EXPECT_NE(log().find("had no record"), std::string::npos) << log();
     auto l = list();
     EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
 }
+
+TEST_F(AgentDurability, SigkillThenARestartedAgentKillsAndCleansUp) { crash_then_restart_removes("kill", false); }
+
+// An agent killed after making a sandbox but before writing its record: the restarted agent
+// cannot adopt what it has no record of, and removes it (process, cgroups, pins, entries).
+TEST_F(AgentDurability, ARestartedAgentRemovesSandboxesWithoutARecord) { crash_then_restart_removes("adopt", true); }
 
 // attach/detach through the agent's API on a cgroup the test made, with a process inside from
 // before: enforced after attach, still enforced after the agent is SIGKILLed, adopted by the
