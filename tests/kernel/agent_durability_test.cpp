@@ -283,11 +283,15 @@ void AgentDurability::crash_then_restart_removes(const std::string& on_restart, 
     ASSERT_NE(id, 0u);
     stop_agent(SIGKILL);
     std::string records = state_dir() + "/agent/sandboxes";
-    if (drop_record) ASSERT_TRUE(fs::remove(records + "/" + s.name + ".json")) << "no record to remove";
+    if (drop_record) {
+        ASSERT_TRUE(fs::remove(records + "/" + s.name + ".json")) << "no record to remove";
+    }
     EXPECT_EQ(s.probe(b.port()), "EPERM");  // still enforced while nobody owns it
     start_agent(on_restart);
     expect_gone(s.name, id, s.pid, records);
-    if (drop_record) EXPECT_NE(log().find("had no record"), std::string::npos) << log();
+    if (drop_record) {
+        EXPECT_NE(log().find("had no record"), std::string::npos) << log();
+    }
     auto l = list();
     EXPECT_TRUE(l["result"]["sandboxes"].empty()) << l.dump();
 }
