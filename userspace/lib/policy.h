@@ -79,6 +79,15 @@ struct McpLimits {
     bool enabled = false;  // an "mcp:" section turns MCP mode on
 };
 
+// What of the host's filesystem the server sees beyond the default view (policy section
+// `filesystem:`): absolute, normalised paths. read_only and read_write are bound into the
+// sandbox's view; hide covers a path (the host's or one bound above) with nothing.
+struct FilesystemPolicy {
+    std::vector<std::string> read_only;
+    std::vector<std::string> read_write;
+    std::vector<std::string> hide;
+};
+
 struct Policy {
     std::string name = "default";
     std::string description;
@@ -88,6 +97,7 @@ struct Policy {
     Dns dns;
     Env env;
     McpLimits mcp;
+    FilesystemPolicy filesystem;
     std::string user;  // default user for the server; empty = nobody
     std::string source;  // file it was read from
 };
