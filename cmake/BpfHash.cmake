@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Writes a header naming a BPF object by a hash of its bytes (the pin directory of a build):
 # cmake -DOBJ=x.bpf.o -DOUT=x.hash.h -DNAME=x -P BpfHash.cmake
 file(SHA256 ${OBJ} _hash)

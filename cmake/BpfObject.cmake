@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # bpf_object(NAME SOURCE): compiles bpf/SOURCE with clang -target bpf and generates a
 # libbpf skeleton (NAME.skel.h) with bpftool, and NAME.hash.h (NAME_OBJECT_HASH, a hash of the
 # object that names its pin directory). Exposes the INTERFACE library NAME_skel.

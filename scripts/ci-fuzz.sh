@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fuzz stage: builds every libFuzzer target (tests/fuzz/*_fuzz.cpp) with clang, ASan and UBSan
 # into build-fuzz/, and runs each for a bounded time from its seed corpus.
 #
@@ -17,7 +18,7 @@ OUT=build-fuzz
 # Warnings are not errors here: clang's differ from GCC's, and the main build enforces those.
 cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-  -DMCPWARDEN_FUZZ=ON -DMCPWARDEN_SANITIZE=ON -DMCPWARDEN_WERROR=OFF >/dev/null
+  -DMCPWARDEN_FUZZ=ON -DMCPWARDEN_SANITIZE=ON -DMCPWARDEN_WERROR=OFF -DMCPWARDEN_STATIC_DEPS=ON >/dev/null
 cmake --build "$OUT" -j"$(nproc)" --target fuzz_targets || { echo "fuzz: build failed"; exit 1; }
 
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:symbolize=1

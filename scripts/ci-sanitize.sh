@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Sanitizer stage: builds everything with ASan+UBSan (MCPWARDEN_SANITIZE) into build-asan/
 # and runs the unit and kernel tests there (kernel tests as root, against the sanitized
 # mcpwarden). Zero reports are required: a test failure fails the stage, and so does any
@@ -14,7 +15,7 @@ OUT=build-asan
 # -O1 -g1: half the compile time of -O2 -g with ASan+UBSan, stack traces keep file:line, and
 # assertions stay on. Warnings are not errors here: GCC's flow warnings give false positives
 # on sanitizer-instrumented code, and the main build already enforces them.
-cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMCPWARDEN_SANITIZE=ON -DMCPWARDEN_WERROR=OFF \
+cmake -S . -B "$OUT" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMCPWARDEN_SANITIZE=ON -DMCPWARDEN_WERROR=OFF -DMCPWARDEN_STATIC_DEPS=ON \
   -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g1" -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O1 -g1" >/dev/null
 cmake --build "$OUT" -j"$(nproc)" || { echo "sanitizer: build failed"; exit 1; }
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Runs the test stages of scripts/test.sh on a built tree and prints one summary line per
 # stage with its counts and time. Every stage runs even when an earlier one failed; the exit
 # status is non-zero when any failed.
 #
-#   scripts/ci-stages.sh [STAGE...]     stages: unit kernel vm bypass sanitize fuzz (default: all)
+#   scripts/ci-stages.sh [STAGE...]     stages: unit kernel vm bypass sanitize fuzz release
+#                                       package (default: all)
 #
 #   unit      ctest -L 'unit|cli' in build/ (no privileges; fuzz corpus replays, policy CLI)
 #   kernel    ctest -L kernel in build/: the kernel tests on this host's kernel, as root, less
@@ -17,10 +19,14 @@
 #             fails when an attempt was not denied
 #   sanitize  scripts/ci-sanitize.sh: unit + kernel tests built with ASan+UBSan
 #   fuzz      scripts/ci-fuzz.sh: every libFuzzer target for MCPWARDEN_FUZZ_SECONDS (45) each
+#   release   Release builds with -Werror, every target, with GCC into build-release-gcc/ and
+#             with Clang into build-release-clang/ (what a distribution builds, warning-free)
+#   package   ctest -L package: a Release build without tests installed with --prefix; the
+#             .deb from cpack installed with apt-get into a debootstrap root, run, removed
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STAGES=("$@")
-[ ${#STAGES[@]} -gt 0 ] || STAGES=(unit kernel vm bypass sanitize fuzz)
+[ ${#STAGES[@]} -gt 0 ] || STAGES=(unit kernel vm bypass sanitize fuzz release package)
 LOGDIR=build/stage-logs
 mkdir -p "$LOGDIR"
 
@@ -115,10 +121,31 @@ stage_fuzz() {
   return "$rc"
 }
 
+stage_release() {
+  local log=$LOGDIR/release.log rc=0 cc built=()
+  : >"$log"
+  for cc in gcc clang; do
+    local dir=build-release-$cc args=()
+    [ "$cc" = clang ] && args=(-DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++)
+    local start=$SECONDS
+    if cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release -DMCPWARDEN_WERROR=ON -DMCPWARDEN_STATIC_DEPS=ON \
+         "${args[@]}" >>"$log" 2>&1 && cmake --build "$dir" -j"$(nproc)" >>"$log" 2>&1; then
+      built+=("$cc $((SECONDS - start))s")
+    else
+      grep -E 'error|warning' "$log" | head -40
+      built+=("$cc FAILED")
+      rc=1
+    fi
+  done
+  COUNTS[release]="Release -Werror: ${built[*]}"
+  return "$rc"
+}
+stage_package() { run_ctest_stage package package; }
+
 failed=0
 for stage in "${STAGES[@]}"; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "scripts/ci-stages.sh: unknown stage '$stage' (unit kernel vm bypass sanitize fuzz)" >&2
+    echo "scripts/ci-stages.sh: unknown stage '$stage' (unit kernel vm bypass sanitize fuzz release package)" >&2
     exit 64
   fi
   echo "=================== stage: $stage ===================" >&2

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what is needed, builds, and runs the bundled example MCP server under the example
 # policy, speaking MCP to it on stdin: initialize, list its tools, call some of them.
 set -euo pipefail

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Kernel hygiene around a kernel test stage (issue 7, item 6): nothing of mcpwarden may be
 # left behind, and the kernel must not have warned while the stage ran.
 #

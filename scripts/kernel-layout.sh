@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Prints the ctest -E pattern of the kernel tests that need the other cgroup layout than this
 # host's, and says on stderr which and where they run instead. A few tests are about one layout
 # only: PureV2.* need memory, pids and cpu on cgroup v2 (the vm stage's guest has them),

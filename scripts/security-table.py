@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Writes the bypass table of docs/security.md from the Bypass suite's gtest XML results.
 
     scripts/security-table.py --host HOST.xml [--vm VM.xml] [--doc docs/security.md] [--check]

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs the Debian 12 packages mcpwarden needs to build, test and run. Idempotent: when
 # everything is installed already it changes nothing.
 set -euo pipefail
@@ -11,6 +12,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev liburing-dev
   iproute2 util-linux procps curl python3
   qemu-system-x86 busybox-static cpio
+  # Packaging (tests/package): the .deb installed into a debootstrap chroot; man pages
+  # checked with man; scripts/format-check.sh
+  debootstrap man-db clang-format
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Installs what is needed, builds, and runs every test stage (scripts/ci-stages.sh): unit;
 # kernel tests as root on this host; the same kernel tests in a QEMU guest (Linux 6.1, pure
 # cgroup v2); the bypass suite on both, into docs/security.md; unit and kernel tests built

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Packs the VM stage's initramfs: busybox, scripts/vm/init as /init, the test programs of a
 # build tree and the shared libraries they need.
 #

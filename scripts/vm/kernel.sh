@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # Fetches Debian's cloud kernel for the VM stage and prints the path of its vmlinuz.
 #
 #   scripts/vm/kernel.sh [CACHE_DIR]     (default: build/vm/kernel)

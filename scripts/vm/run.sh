@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
 # The VM stage: runs the kernel test suite inside a QEMU guest booting Debian's cloud kernel
 # (Linux 6.1) with a pure cgroup-v2 hierarchy, and returns its pass/fail.
 #

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's API request parser (agent_protocol.h): any bytes give a checked request or an
 // error object, never a crash; a parsed create/call request's fields check without a crash too.
 #include <cstdint>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the DNS message parser and the helpers that walk what it returns. Both the
 // sandbox (queries) and upstream servers (answers) feed it untrusted bytes.
 #include <cstddef>

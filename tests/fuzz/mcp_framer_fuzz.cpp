@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the MCP framer and limit checker (mcp_framer.h, mcp_json.h), which see every
 // byte a client or server sends before anything is parsed. Checks:
 //  - the framer's memory stays bounded by the line limit, whatever the chunking;

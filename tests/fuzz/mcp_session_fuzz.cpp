@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the MCP proxy's protocol logic (McpSession) fed arbitrary lines from both
 // sides, with deadlines expiring and the sandbox ending. Whatever arrives, everything the
 // client receives is one valid JSON object per message, everything the server receives is a

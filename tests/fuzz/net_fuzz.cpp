@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the CIDR, address, port-range and protocol parsers (net.h) that turn
 // policy text into what the kernel enforces. An accepted CIDR must be canonical (host bits
 // zero, prefix in range, IPv4-mapped IPv6 folded to IPv4) and round-trip through to_string;

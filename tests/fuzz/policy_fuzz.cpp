@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the policy YAML parser (policy.cpp, on top of libyaml). A policy either
 // parses into a consistent Policy or fails with one Error of kind policy_invalid that lists
 // every problem with its position. Any other exception, a crash or a sanitizer report is a bug.

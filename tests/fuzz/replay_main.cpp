@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Runs a fuzz target over files and directories of inputs without libFuzzer, so the seed
 // corpora and the inputs that once crashed are replayed by every ordinary build (ctest label
 // unit), with whatever compiler and sanitizers that build uses.

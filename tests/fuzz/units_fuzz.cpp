@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // libFuzzer target: the size, duration and cpu parsers (units.h), which read policy values and
 // command-line flags. Besides "no crash, no sanitizer report", each accepted value must be in
 // range and survive a round trip through its formatter.

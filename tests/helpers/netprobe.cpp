@@ -334,7 +334,10 @@ int cgroup_move(const std::string& version) {
         auto c1 = l.find(':'), c2 = l.find(':', c1 + 1);
         std::string ctrls = l.substr(c1 + 1, c2 - c1 - 1), path = l.substr(c2 + 1);
         for (const auto& [mp, opts] : mounts) {
-            bool match = version == "v2" ? ctrls.empty() : !ctrls.empty() && ("," + opts + ",").find("," + ctrls.substr(0, ctrls.find(',')) + ",") != std::string::npos;
+            // appends, not "," + s + ",": GCC 12 at -O3 warns -Wrestrict on those (PR 105329)
+            std::string all = std::string(",").append(opts).append(",");
+            std::string first = std::string(",").append(ctrls, 0, ctrls.find(',')).append(",");
+            bool match = version == "v2" ? ctrls.empty() : !ctrls.empty() && all.find(first) != std::string::npos;
             if (match) targets.emplace_back(mp, path);
         }
     }

@@ -133,8 +133,9 @@ TEST(PolicyDir, InstalledBinaryUsesEtc) {
     TempTree t;
     t.write("usr/bin/mcpwarden", "");
     t.write("policies/x.yaml", "name: x\n");  // <exe>/../../policies exists, but no build tree
-    EXPECT_EQ(default_policy_dir(t.path("usr/bin/mcpwarden").string()), "/etc/mcpwarden/policies");
-    EXPECT_EQ(default_policy_dir(""), "/etc/mcpwarden/policies");
+    // The configured ${sysconfdir}/mcpwarden/policies (paths.h): /etc/... for prefix /usr.
+    EXPECT_EQ(default_policy_dir(t.path("usr/bin/mcpwarden").string()), MCPWARDEN_POLICY_DIR);
+    EXPECT_EQ(default_policy_dir(""), MCPWARDEN_POLICY_DIR);
 }
 
 TEST(PolicyDir, ThisBuildFindsTheCheckout) {

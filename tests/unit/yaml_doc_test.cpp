@@ -164,7 +164,8 @@ TEST(YamlDoc, AliasExpansionIsBounded) {
     std::string text = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
     for (int i = 1; i <= 10; ++i) {
         std::string prev = "*l" + std::to_string(i - 1);
-        text += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [";
+        // appends, not "l" + ...: GCC 12 at -O3 warns -Wrestrict on the latter (PR 105329)
+        text.append("l").append(std::to_string(i)).append(": &l").append(std::to_string(i)).append(" [");
         for (int j = 0; j < 10; ++j) text += (j ? ", " : "") + prev;
         text += "]\n";
     }

@@ -99,7 +99,12 @@ private:
                 check = check_policy_file(resolve_policy(ref, dir_));
             } catch (const Error& e) {
                 check.file = e.details().value("file", ref);
-                check.errors.push_back({{check.file, 0, 0}, e.what()});
+                // A named object: GCC 12 at -O3 reports -Wmaybe-uninitialized for a braced
+                // temporary here (a false positive).
+                Diagnostic d;
+                d.where.file = check.file;
+                d.message = e.what();
+                check.errors.push_back(std::move(d));
             }
             bool ok = check.ok() && !(strict_ && !check.warnings.empty());
             if (!ok) status = kInvalid;

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "error.h"
 #include "exit_codes.h"
+#include "version.h"
 
 using namespace mcpwarden;
 
@@ -30,7 +31,7 @@ int main(int argc, char** argv) {
     CLI::App app{"mcpwarden: run MCP stdio servers as untrusted code, confined by the kernel "
                  "(cgroups and eBPF)"};
     app.require_subcommand(1);
-    app.set_version_flag("--version", "mcpwarden 0.1.0");
+    app.set_version_flag("--version", "mcpwarden " MCPWARDEN_VERSION);
     std::string log_level = "warning";
     app.add_option("--log-level", log_level, "trace, debug, info, warning, error or off (logs go to stderr)")
         ->check(CLI::IsMember({"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}));

@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "error.h"
+#include "paths.h"
 #include "policy_dir.h"
 #include "units.h"
 
@@ -15,7 +16,7 @@ void SandboxFlags::define_policy(CLI::App& app) {
     app.add_option("--policy", policy_file, "Policy file (YAML), or NAME for POLICY_DIR/NAME.yaml; flags override its limits");
     app.add_option("--policy-dir", policy_dir,
                    "Directory that policy names resolve in (default: the checkout's policies/ "
-                   "when run from a build tree, else /etc/mcpwarden/policies)");
+                   "when run from a build tree, else " MCPWARDEN_POLICY_DIR ")");
 }
 
 void SandboxFlags::define_sandbox(CLI::App& app, const std::string& timeout_help, const std::string& agent_decides) {

@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "version.h"
+
 using nlohmann::json;
 
 namespace {
@@ -136,7 +138,7 @@ int main() {
             std::string version = params.value("protocolVersion", "2025-06-18");
             reply["result"] = {{"protocolVersion", version},
                                {"capabilities", {{"tools", json::object()}}},
-                               {"serverInfo", {{"name", "mcpwarden-example-server"}, {"version", "0.1.0"}}}};
+                               {"serverInfo", {{"name", "mcpwarden-example-server"}, {"version", MCPWARDEN_VERSION}}}};
         } else if (method == "ping") {
             reply["result"] = json::object();
         } else if (method == "tools/list") {

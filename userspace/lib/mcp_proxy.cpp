@@ -20,6 +20,7 @@
 #include "exit_codes.h"
 #include "relay.h"
 #include "units.h"
+#include "version.h"
 
 namespace mcpwarden {
 
@@ -32,7 +33,7 @@ constexpr std::size_t kClientReadChunk = 64 * 1024;
 constexpr std::size_t kStderrQueueMax = 256 * 1024;
 constexpr int kPipeSize = 1 << 20;  // server stderr waiting for our stderr
 constexpr const char* kClientName = "mcpwarden";
-constexpr const char* kClientVersion = "0.1.0";
+constexpr const char* kClientVersion = MCPWARDEN_VERSION;
 constexpr const char* kLegacyVersion = "2025-11-25";
 
 void drain_timer(int fd) {

@@ -5,12 +5,13 @@
 #include <string_view>
 #include <vector>
 
+#include "paths.h"
 #include "policy.h"
 
 namespace mcpwarden {
 
-// Where installed policies live (CMake installs policies/*.yaml there).
-inline constexpr const char* kInstalledPolicyDir = "/etc/mcpwarden/policies";
+// Where installed policies live: CMake installs policies/*.yaml there (paths.h, generated).
+inline constexpr const char* kInstalledPolicyDir = MCPWARDEN_POLICY_DIR;
 
 // The directory names resolve in when no --policy-dir is given. Run from a build tree
 // (<build>/bin/mcpwarden, with <build>/CMakeCache.txt) it is the checkout's policies/
