@@ -11,6 +11,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev liburing-dev
   iproute2 util-linux procps curl python3
   qemu-system-x86 busybox-static cpio
+  bubblewrap  # bench_run: mcpwarden run against bwrap --unshare-all
 )
 
 if [ "$(id -u)" -ne 0 ]; then
