@@ -15,6 +15,7 @@ PACKAGES=(
   # Packaging (tests/package): the .deb installed into a debootstrap chroot; man pages
   # checked with man; scripts/format-check.sh
   debootstrap man-db clang-format
+  bubblewrap  # bench_run: mcpwarden run against bwrap --unshare-all
 )
 
 if [ "$(id -u)" -ne 0 ]; then

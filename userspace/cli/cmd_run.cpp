@@ -22,9 +22,14 @@ public:
         app_ = parent.add_subcommand(
             "run",
             "Run CMD in a fresh sandbox: its own cgroup (entered before its first instruction), "
-            "an unprivileged user, no capabilities, a clean environment, and the policy's limits. "
-            "Stdin, stdout and stderr pass through unchanged (with --mcp, or a policy with an mcp "
-            "section, the relay speaks MCP and enforces the policy's mcp limits).");
+            "an unprivileged user, no capabilities, a clean environment, and the policy's limits; "
+            "as PID 2 of a PID namespace of its own (mcpwarden-init is PID 1), in a session and "
+            "session keyring of its own. SIGINT, SIGTERM and SIGHUP of mcpwarden go on to the "
+            "command; 5 s later (or at a second signal) everything left is killed. "
+            "Stdin, stdout and stderr pass through unchanged. A terminal on stdin is not the "
+            "command's controlling terminal: it reads and writes it, but cannot push input into "
+            "your shell (TIOCSTI) or signal its jobs. With --mcp, or a policy with an mcp "
+            "section, the relay speaks MCP and enforces the policy's mcp limits.");
         flags_.define_policy(*app_);
         flags_.define_sandbox(*app_, "Wall-clock limit, as 30s, 10m or 1h; the whole process tree is killed",
                               ", --audit-only");

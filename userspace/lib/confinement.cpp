@@ -112,14 +112,26 @@ std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& mu
     c->program.len = static_cast<unsigned short>(c->filter.size());
     c->program.filter = c->filter.data();
     c->hidden_dirs = dirs_to_hide(must_stay_visible);
-    c->landlock_abstract_unix = landlock_abi() >= 6;  // LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET
+    static const int abi = [] {
+        int v = landlock_abi();
+        if (v < 2) spdlog::info("sandboxes get no Landlock domain: {}", landlock_scope(v));
+        return v;
+    }();
+    c->landlock_abi = abi >= 2 ? abi : 0;
     return c;
+}
+
+std::string landlock_scope(int abi) {
+    if (abi >= 6) return "ptrace, signal, abstract-unix";
+    if (abi >= 2) return "ptrace";
+    if (abi == 1) return "none (Landlock ABI 1 would refuse renames across directories)";
+    return "none (the kernel has no Landlock)";
 }
 
 void Confinement::apply(ChildSpec& spec) const {
     spec.seccomp_program = &program;
     spec.hidden_dirs = &hidden_dirs;
-    spec.landlock_abstract_unix = landlock_abstract_unix;
+    spec.landlock_abi = landlock_abi;
 }
 
 }  // namespace mcpwarden

@@ -10,9 +10,14 @@
 // - a private mount namespace in which /run is an empty tmpfs: the sockets of the host's
 //   daemons (D-Bus, systemd-resolved, nscd, docker, ...) live there, and a daemon asked over
 //   AF_UNIX would make network requests for the sandbox.
-// - on Linux 6.12+ (Landlock ABI 6), a Landlock domain that scopes abstract Unix sockets: the
-//   sandbox reaches only those made inside it (they belong to the network namespace, which the
-//   sandbox shares with the host, so /run cannot hide them).
+// - a Landlock domain of the server's own wherever the kernel has Landlock ABI 2 (Linux 5.19)
+//   or later: ptrace, /proc/PID/mem and the like of any process outside it fail. From ABI 6
+//   (Linux 6.12) it also scopes signals and abstract Unix sockets: the sandbox reaches only
+//   those made inside it (they belong to the network namespace, which the sandbox shares with
+//   the host, so /run cannot hide them). Its filesystem rules grant everything: the mount
+//   view is the filesystem boundary. ABI 1 (5.13-5.18) is not used: its domains refuse every
+//   rename across directories. Without Landlock the sandbox runs (the PID namespace, uids and
+//   the seccomp filter keep other processes out of reach) and the report says so.
 // If any of them cannot be set up, the server does not start (fail closed).
 #pragma once
 
@@ -30,7 +35,7 @@ struct Confinement {
     std::vector<sock_filter> filter;
     sock_fprog program{};
     std::vector<std::string> hidden_dirs;
-    bool landlock_abstract_unix = false;
+    int landlock_abi = 0;  // what the server's domain is built for; 0 = none
     // Points `spec` into this object: keep it alive until spawn_child returned.
     void apply(ChildSpec& spec) const;
 };
@@ -45,6 +50,10 @@ std::vector<std::string> dirs_to_hide(const std::vector<std::string>& must_stay_
 
 // The kernel's Landlock ABI version (0: none).
 int landlock_abi();
+
+// What the Landlock domain of a sandbox covers on this kernel, for the report:
+// "ptrace, signal, abstract-unix", "ptrace" or "none (...why...)".
+std::string landlock_scope(int abi);
 
 std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible);
 

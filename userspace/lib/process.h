@@ -1,6 +1,7 @@
 // Starting the server process inside its sandbox cgroup, already unprivileged.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <optional>
@@ -38,15 +39,17 @@ struct ChildSpec {
     DegradedLimits degraded;
     // Stdio of the child: -1 = inherit mcpwarden's own fd, otherwise dup2'ed onto 0/1/2.
     int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
-    // SIGKILL the child when the thread that spawned it ends (the CLI). The agent clears it: its
-    // sandboxes outlive the spawning thread and even the agent itself.
+    // End the sandbox when mcpwarden ends (the CLI): its init watches the status pipe, whose
+    // only reader is mcpwarden. The agent clears it: its sandboxes outlive the spawning thread
+    // and even the agent itself.
     bool parent_death_kill = true;
     // Installed last, just before execve (seccomp, issue 7). Must be async-signal-safe.
     const void* seccomp_program = nullptr;  // struct sock_fprog*
     // Directories covered by an empty tmpfs in a private mount namespace (confinement.h).
     const std::vector<std::string>* hidden_dirs = nullptr;
-    // A Landlock domain scoping abstract Unix sockets (Linux 6.12+, confinement.h).
-    bool landlock_abstract_unix = false;
+    // The kernel's Landlock ABI (0: none). At 1 and above the server gets a Landlock domain of
+    // its own (ptrace scoping); at 6 and above it also scopes signals and abstract Unix sockets.
+    int landlock_abi = 0;
     // The run's private tmpfs (workspace.h), mounted here in that namespace with these options,
     // holding home/ and tmp/ (0700, the user's). Empty = none.
     std::string workspace_mount;
@@ -54,9 +57,19 @@ struct ChildSpec {
 };
 
 struct Child {
-    pid_t pid = -1;
-    UniqueFd pidfd;
+    pid_t pid = -1;      // the sandbox's init (PID 1 of its namespace), as mcpwarden sees it
+    UniqueFd pidfd;      // of the init: readable when the sandbox ended
+    UniqueFd status;     // non-blocking: the init writes the server's {si_code, si_status} here
 };
+
+// The server's own end as the init reported it, or, if it did not (the sandbox was killed),
+// the init's.
+siginfo_t child_exit_status(const Child& child, const siginfo_t& init_exit);
+
+// mcpwarden-init, opened once per process (O_PATH): next to the running mcpwarden binary
+// (the build tree), else in the libexec directory it was installed to. Throws
+// Error(sandbox_unavailable) naming both places when it is in neither.
+int init_program_fd();
 
 // Resolves a command name against PATH (as the standard PATH of the sandbox); absolute or
 // relative paths with a '/' are taken as they are. Throws Error(usage) when not found.
@@ -71,12 +84,15 @@ std::string resolve_executable(const std::string& command, const std::string& pa
 // groups reserved.
 int reserve_spawn_descriptors(int blocks);
 
-// clone3(CLONE_INTO_CGROUP | CLONE_PIDFD): the child is in its cgroup before its first
-// instruction. Between clone and execve it joins the v1 cgroups, drops every capability
-// (bounding set included) and switches to the user, sets no_new_privs and PDEATHSIG, closes
-// every fd except 0/1/2 and execs with a clean environment. Throws Error(sandbox_unavailable)
-// if the kernel refuses, or Error(usage) if the command cannot be executed (errno from the
-// child, reported through a close-on-exec pipe).
+// clone3(CLONE_INTO_CGROUP | CLONE_PIDFD | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC): the
+// child is in its cgroup and its namespaces before its first instruction. It is PID 1 there:
+// it joins the v1 cgroups, sets up the mount view and mounts the namespace's own /proc, joins
+// a new session keyring, then starts the server as PID 2 and becomes mcpwarden-init. The
+// server calls setsid, drops every capability (bounding set included) and switches to the
+// user, sets no_new_privs, enters its Landlock domain and seccomp filter, closes every fd
+// except 0/1/2 and execs with a clean environment. Throws Error(sandbox_unavailable) if the
+// kernel refuses, or Error(usage) if the command cannot be executed (errno from the child,
+// reported through a close-on-exec pipe).
 Child spawn_child(const ChildSpec& spec);
 
 }  // namespace mcpwarden

@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,6 +48,9 @@ namespace {
 }
 
 using Clock = std::chrono::steady_clock;
+
+// How long the server has to end after a signal to mcpwarden was passed on to it.
+constexpr std::chrono::seconds kInterruptGrace{5};
 
 bool is_inet_socket(int fd) {
     struct stat st {};
@@ -295,6 +299,9 @@ RunReport Sandbox::run() {
     // seccomp filter and hidden /run (confinement.h); alive until spawn_child returned.
     auto confinement = make_confinement({exe, ws.home(), ws.cache()});
     confinement->apply(spec);
+    report.extra["confinement"] = {{"pid_namespace", true}, {"ipc_namespace", true}, {"session", "new"},
+                                   {"session_keyring", "new"}, {"landlock_abi", landlock_abi()},
+                                   {"landlock", landlock_scope(spec.landlock_abi)}};
     spec.parent_death_kill = !options_.hosted;
     spec.stdin_fd = options_.stdin_fd;
     spec.stdout_fd = options_.stdout_fd;
@@ -359,12 +366,31 @@ RunReport Sandbox::run() {
             loop_.remove(pidfd);
         }
     });
+    // A signal to mcpwarden goes to the server through the sandbox's init: the server's own
+    // handler runs and it may end cleanly. Whatever still runs kInterruptGrace later, or at a
+    // second signal, is killed.
+    UniqueFd grace;
     if (signals) {
         loop_.add(signals->fd(), EPOLLIN, [&](std::uint32_t) {
             struct signalfd_siginfo si {};
             while (::read(signals->fd(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-                spdlog::info("received signal {}: ending sandbox {}", si.ssi_signo, name);
-                interrupt(static_cast<int>(si.ssi_signo));
+                int sig = static_cast<int>(si.ssi_signo);
+                if (!forced_status_.empty() || grace ||
+                    ::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) != 0) {
+                    spdlog::info("received signal {}: ending sandbox {}", sig, name);
+                    interrupt(sig);
+                    continue;
+                }
+                spdlog::info("received signal {}: passed to the server of sandbox {} ({} to end)",
+                             sig, name, format_duration(kInterruptGrace));
+                interrupted_by_ = sig;
+                grace = make_timer(kInterruptGrace, false);
+                loop_.add(grace.get(), EPOLLIN, [&](std::uint32_t) {
+                    loop_.remove(grace.get());
+                    spdlog::info("sandbox {} still ran {} after the signal: killed", name,
+                                 format_duration(kInterruptGrace));
+                    interrupt(*interrupted_by_);
+                });
             }
         });
     }
@@ -433,6 +459,7 @@ RunReport Sandbox::run() {
     if (!cgroup_->wait_empty(std::chrono::seconds(10)))
         spdlog::error("sandbox {}: processes survived SIGKILL", name);
     if (signals) loop_.remove(signals->fd());
+    if (grace) loop_.remove(grace.get());
     if (deadline) loop_.remove(deadline.get());
     if (poll_timer) loop_.remove(poll_timer.get());
     if (settle_timer) loop_.remove(settle_timer.get());
@@ -456,10 +483,18 @@ RunReport Sandbox::run() {
     report.oom_kills = counters.oom_kills;
     report.pids_max_hits = counters.pids_max_hits;
     report.peak_memory = counters.memory_peak;
+    // The server's own end, as the init saw it (the init's, when the sandbox was killed).
+    exit_info = child_exit_status(child_, exit_info);
     if (exit_info.si_code == CLD_EXITED) {
         report.exit_code = exit_info.si_status;
     } else {
         report.signal = exit_info.si_status;
+    }
+    if (interrupted_by_ && forced_status_.empty()) {
+        // The server ended on the signal passed on to it: its own status is kept beside it.
+        forced_status_ = "interrupted";
+        report.extra["server_exit"] = {{"exit_code", report.exit_code ? nlohmann::json(*report.exit_code) : nlohmann::json(nullptr)},
+                                       {"signal", report.signal ? nlohmann::json(*report.signal) : nlohmann::json(nullptr)}};
     }
     if (!forced_status_.empty()) report.status = forced_status_;
     else if (counters.oom_kills > 0) report.status = "memory_exceeded";
