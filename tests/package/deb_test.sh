@@ -48,8 +48,8 @@ for f in ./usr/bin/mcpwarden ./etc/mcpwarden/policies/github.yaml ./lib/systemd/
 done
 dpkg-deb -e "$deb" "$work/control"
 grep -qx /etc/mcpwarden/policies/github.yaml "$work/control/conffiles" || fail "policies are not conffiles"
-dpkg-deb --fsys-tarfile "$deb" | tar -xO ./lib/systemd/system/mcpwarden-agent.service | grep -q '^ExecStart=/usr/bin/mcpwarden ' \
-  || fail "the unit does not start /usr/bin/mcpwarden"
+unit=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./lib/systemd/system/mcpwarden-agent.service)
+grep -q '^ExecStart=/usr/bin/mcpwarden ' <<<"$unit" || fail "the unit does not start /usr/bin/mcpwarden"
 
 # --- a clean Debian 12 root ----------------------------------------------------------------
 # The installed root is cached as a tarball: debootstrap downloads and installs (minutes),
