@@ -5,7 +5,7 @@
 # status is non-zero when any failed.
 #
 #   scripts/ci-stages.sh [STAGE...]     stages: unit kernel vm bypass sanitize fuzz release
-#                                       package (default: all)
+#                                       package (default: all but release and package)
 #
 #   unit      ctest -L 'unit|cli' in build/ (no privileges; fuzz corpus replays, policy CLI)
 #   kernel    ctest -L kernel in build/: the kernel tests on this host's kernel, as root, less
@@ -26,7 +26,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STAGES=("$@")
-[ ${#STAGES[@]} -gt 0 ] || STAGES=(unit kernel vm bypass sanitize fuzz release package)
+# release and package run when named (not yet by default: see their lines above).
+[ ${#STAGES[@]} -gt 0 ] || STAGES=(unit kernel vm bypass sanitize fuzz)
 LOGDIR=build/stage-logs
 mkdir -p "$LOGDIR"
 

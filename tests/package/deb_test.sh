@@ -3,7 +3,7 @@
 # The .deb as a user gets it: builds SOURCE for prefix /usr into WORK/build, `cpack -G DEB`,
 # checks the package's Depends and contents, then installs it with
 # `apt-get install ./mcpwarden_*.deb` into a clean Debian 12 root (debootstrap --variant=minbase;
-# its tarball cached as WORK/bookworm-minbase.tgz, so only the first run downloads) with /proc,
+# the root cached as WORK/bookworm-minbase-root.tgz, so only the first run downloads) with /proc,
 # /sys (cgroups, bpffs) and /dev of this host, and runs there `mcpwarden --version`,
 # `mcpwarden policy validate github` (the installed policies, by name) and a sandboxed
 # `mcpwarden run -- /bin/true` (under the kernel tests' lock). Then `apt-get remove` leaves
@@ -48,19 +48,22 @@ for f in ./usr/bin/mcpwarden ./etc/mcpwarden/policies/github.yaml ./lib/systemd/
 done
 dpkg-deb -e "$deb" "$work/control"
 grep -qx /etc/mcpwarden/policies/github.yaml "$work/control/conffiles" || fail "policies are not conffiles"
-dpkg-deb --fsys-tarfile "$deb" | tar -xO ./lib/systemd/system/mcpwarden-agent.service | grep -q '^ExecStart=/usr/bin/mcpwarden ' \
-  || fail "the unit does not start /usr/bin/mcpwarden"
+unit=$(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./lib/systemd/system/mcpwarden-agent.service)
+grep -q '^ExecStart=/usr/bin/mcpwarden ' <<<"$unit" || fail "the unit does not start /usr/bin/mcpwarden"
 
 # --- a clean Debian 12 root ----------------------------------------------------------------
-tgz=$work/bookworm-minbase.tgz
+# The installed root is cached as a tarball: debootstrap downloads and installs (minutes),
+# unpacking the tarball takes seconds.
+tgz=$work/bookworm-minbase-root.tgz
 if [ ! -s "$tgz" ]; then
-  debootstrap --variant=minbase --make-tarball="$tgz.tmp" bookworm "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
-    || { tail -20 "$work/debootstrap.log"; fail "debootstrap --make-tarball"; }
-  mv "$tgz.tmp" "$tgz"
-  rm -rf "$root"; mkdir -p "$root"
+  debootstrap --variant=minbase bookworm "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
+    || { tail -20 "$work/debootstrap.log"; fail "debootstrap"; }
+  tar -C "$root" --numeric-owner -czf "$tgz.tmp" . && mv "$tgz.tmp" "$tgz"
+else
+  tar -C "$root" --numeric-owner -xzf "$tgz"
 fi
-debootstrap --variant=minbase --unpack-tarball="$tgz" bookworm "$root" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
-  || { tail -20 "$work/debootstrap.log"; fail "debootstrap"; }
+# A throw-away root: dpkg need not fsync.
+echo force-unsafe-io >"$root/etc/dpkg/dpkg.cfg.d/mcpwarden-test-unsafe-io"
 mount -t proc proc "$root/proc"
 for m in sys dev; do mount --rbind "/$m" "$root/$m"; mount --make-rslave "$root/$m"; done
 in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }

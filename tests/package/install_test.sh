@@ -45,8 +45,9 @@ grep -qx "ExecStart=$prefix/bin/mcpwarden --log-level info agent --config $prefi
   || { grep ExecStart "$unit"; fail "the unit does not start $prefix/bin/mcpwarden"; }
 grep -q '@' "$unit" && fail "unconfigured @VARIABLE@ left in the unit"
 # The binary is told the configured paths and the one version.
-"$r/bin/mcpwarden" --version | grep -qx "mcpwarden $version" || fail "--version is not 'mcpwarden $version'"
-"$r/bin/mcpwarden" run --help | grep -q "$prefix/etc/mcpwarden/policies" || fail "run --help does not name $prefix/etc/mcpwarden/policies"
+[ "$("$r/bin/mcpwarden" --version)" = "mcpwarden $version" ] || fail "--version is not 'mcpwarden $version'"
+run_help=$("$r/bin/mcpwarden" run --help)
+[[ "$run_help" == *"$prefix/etc/mcpwarden/policies"* ]] || fail "run --help does not name $prefix/etc/mcpwarden/policies"
 "$r/bin/mcpwarden" policy validate "$r/etc/mcpwarden/policies/github.yaml" >/dev/null || fail "policy validate of the installed github policy"
 # The man pages are the binary's help: every subcommand, and no roff errors.
 for cmd in run call attach policy agent; do
