@@ -354,3 +354,100 @@ TEST(PolicyHelp, EveryCommandExplainsItself) {
     auto run = warden({"run", "--help"});
     EXPECT_TRUE(has(run.out, "--policy-dir")) << run.out;
 }
+
+// ---- the filesystem section -----------------------------------------------------------------
+
+namespace {
+
+const char* kFilesystem = R"(name: files
+filesystem:
+  read_only:
+    - /srv/data/
+  read_write:
+    - /home/alice/project
+  hide:
+    - /home/alice/project/secrets
+)";
+
+}  // namespace
+
+TEST(PolicyFilesystemCommand, ValidateNamesEveryBadPathAtItsPosition) {
+    PolicyFiles t;
+    std::string file = t.write("bad.yaml",
+                               "name: bad\nfilesystem:\n  read_only:\n    - srv/data\n    - /a/../etc\n"
+                               "  read_write: [/, /var/lib/mcpwarden/cache]\n  hide:\n    - /srv\n    - /srv\n"
+                               "user: \"4294967295\"\n");
+    auto r = warden({"policy", "validate", file});
+    EXPECT_EQ(r.exit_code, 1);
+    for (const std::string& line : {file + ":4:7: filesystem.read_only: 'srv/data' is not an absolute path",
+                                    file + ":5:7: filesystem.read_only: '/a/../etc' has a '..' component",
+                                    file + ":6:16: filesystem.read_write: '/' is the whole host",
+                                    file + ":6:19: filesystem.read_write: '/var/lib/mcpwarden/cache' is in mcpwarden's state directory",
+                                    file + ":9:7: filesystem.hide: /srv is listed twice",
+                                    file + ":10:7: user '4294967295' is not a valid uid"}) {
+        EXPECT_TRUE(has(r.err, line)) << "missing: " << line << "\n" << r.err;
+    }
+    // A valid section: ok, and a warning for what changes nothing or is missing on this host.
+    std::string good = t.write("files.yaml", kFilesystem);
+    auto ok = warden({"policy", "validate", good});
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+    EXPECT_TRUE(has(ok.out, good + ": ok (files)")) << ok.out;
+    EXPECT_TRUE(has(ok.err, "filesystem.read_only: /srv/data does not exist on this host")) << ok.err;
+    std::string moot = t.write("moot.yaml", "name: moot\nfilesystem:\n  read_only: [/usr]\n  hide: [/home/x]\n");
+    auto m = warden({"policy", "validate", "--strict", moot});
+    EXPECT_EQ(m.exit_code, 1);
+    EXPECT_TRUE(has(m.err, moot + ":3:3: warning: filesystem.read_only: /usr is read-only without this entry")) << m.err;
+    EXPECT_TRUE(has(m.err, moot + ":4:3: warning: filesystem.hide: /home/x is hidden without this entry")) << m.err;
+}
+
+TEST(PolicyFilesystemCommand, ShowListsTheView) {
+    PolicyFiles t;
+    std::string file = t.write("files.yaml", kFilesystem);
+    auto text = warden({"policy", "show", file});
+    EXPECT_EQ(text.exit_code, 0) << text.err;
+    for (const char* part : {"filesystem: the default view and the policy's paths",
+                             "  read-only  /  (default: the host's root is read-only)",
+                             "  hidden     /home  (default: users' homes are hidden)",
+                             "  private    /tmp  (default: a private /tmp, gone with the sandbox)",
+                             "  read-only  /srv/data  (policy filesystem.read_only)",
+                             "  read-write /home/alice/project  (policy filesystem.read_write)",
+                             "  hidden     /home/alice/project/secrets  (policy filesystem.hide)"}) {
+        EXPECT_TRUE(has(text.out, part)) << "missing: " << part << "\n" << text.out;
+    }
+    auto json = warden({"policy", "show", "--json", file});
+    auto j = nlohmann::json::parse(json.out);
+    EXPECT_EQ(j["filesystem"]["read_only"], nlohmann::json({"/srv/data"}));
+    EXPECT_EQ(j["filesystem"]["read_write"], nlohmann::json({"/home/alice/project"}));
+    EXPECT_EQ(j["filesystem"]["hide"], nlohmann::json({"/home/alice/project/secrets"}));
+    EXPECT_EQ(j["user"], nullptr);
+}
+
+TEST(PolicyFilesystemCommand, ExplainPathSaysWhatAndWhy) {
+    PolicyFiles t;
+    std::string file = t.write("files.yaml", kFilesystem);
+    for (const auto& [path, code, summary] : std::vector<std::tuple<std::string, int, std::string>>{
+             {"/home/alice/project/src/main.c", 0,
+              "/home/alice/project/src/main.c: readable and writable, by read-write /home/alice/project (policy filesystem.read_write)"},
+             {"/home/alice/project/secrets/key", 1,
+              "/home/alice/project/secrets/key: hidden, by hidden /home/alice/project/secrets (policy filesystem.hide)"},
+             {"/home/bob/.ssh/id_rsa", 1, "/home/bob/.ssh/id_rsa: hidden, by hidden /home (default: users' homes are hidden)"},
+             {"/usr/bin/node", 0, "/usr/bin/node: readable, not writable, by read-only / (default: the host's root is read-only)"},
+             {"/srv//data/x", 0, "/srv/data/x: readable, not writable, by read-only /srv/data (policy filesystem.read_only)"},
+             {"/tmp/x", 0, "/tmp/x: readable and writable (private to the sandbox), by private /tmp"},
+             {"/var/lib/mcpwarden/cache/other/1879048200", 1, "hidden, by hidden /var/lib/mcpwarden (default:"}}) {
+        auto r = warden({"policy", "explain", file, "--path", path});
+        EXPECT_EQ(r.exit_code, code) << path << ": " << r.out << r.err;
+        EXPECT_TRUE(has(r.out, summary)) << path << ": " << r.out;
+    }
+    auto j = warden({"policy", "explain", file, "--path", "/home/alice/project/x", "--json"});
+    auto parsed = nlohmann::json::parse(j.out);
+    EXPECT_EQ(parsed["access"], "read-write");
+    EXPECT_EQ(parsed["writable"], true);
+    EXPECT_EQ(parsed["rule"]["path"], "/home/alice/project");
+    EXPECT_EQ(parsed["rule"]["from_policy"], true);
+    auto relative = warden({"policy", "explain", file, "--path", "etc/passwd"});
+    EXPECT_EQ(relative.exit_code, 64);
+    EXPECT_TRUE(has(relative.err, "--path: 'etc/passwd' is not an absolute path")) << relative.err;
+    auto both = warden({"policy", "explain", file, "--path", "/x", "--to", "10.0.0.1:443"});
+    EXPECT_EQ(both.exit_code, 64);
+}

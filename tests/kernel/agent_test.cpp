@@ -276,7 +276,8 @@ TEST_F(Agent, UnprivilegedUserGetsTheSameEgressEnforcementAsRoot) {
     EXPECT_EQ(user.report["status"], "exited") << user.report.dump();
     EXPECT_EQ(user.report["egress_denied"], 1);
     EXPECT_EQ(user.report["policy"], "probe");
-    EXPECT_EQ(user.report["user"], "nobody");
+    // The (probe, this client) pair's own uid.
+    EXPECT_EQ(user.report["user"], "mcpwarden-" + std::to_string(user.report.value("uid", 0u)));
 
     // The same policy, standalone as root.
     auto root = warden({"run", "--policy", dir_ + "/policies/probe.yaml", "--", "sh", "-c", script});

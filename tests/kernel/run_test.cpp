@@ -28,7 +28,9 @@ TEST_F(Run, ExitCodeAndReport) {
     EXPECT_EQ(r.report["status"], "exited");
     EXPECT_EQ(r.report["exit_code"], 7);
     EXPECT_TRUE(r.report.contains("duration_ms"));
-    EXPECT_EQ(r.report["user"], "nobody");
+    // A uid of its own (the policy "default" and the invoking uid), without a passwd entry.
+    ASSERT_TRUE(r.report["uid"].is_number()) << r.report.dump();
+    EXPECT_EQ(r.report["user"], "mcpwarden-" + std::to_string(r.report["uid"].get<unsigned>()));
 }
 
 TEST_F(Run, SignalIsReported) {
@@ -65,10 +67,12 @@ TEST_F(Run, V1MembershipForLimitedControllers) {
     }
 }
 
-TEST_F(Run, RunsAsNobodyWithoutCapabilities) {
+TEST_F(Run, RunsAsItsOwnUidWithoutCapabilities) {
     auto r = warden({"run", "--", "sh", "-c", "id -u; id -g; grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_NE(r.out.find("65534\n65534\n"), std::string::npos) << r.out;
+    std::string uid = std::to_string(r.report.value("uid", 0u));
+    EXPECT_EQ(r.out.rfind(uid + "\n" + uid + "\n", 0), 0u) << r.out;
+    EXPECT_NE(uid, "65534");
     EXPECT_NE(r.out.find("CapEff:\t0000000000000000"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("CapPrm:\t0000000000000000"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("CapBnd:\t0000000000000000"), std::string::npos) << r.out;
@@ -135,13 +139,14 @@ TEST_F(Run, WritableHomeAndPersistentCache) {
                          "touch /etc/mcpwarden-escape 2>/dev/null && echo WROTE_ETC; "
                          "touch \"$HOME/../evil\" 2>/dev/null && echo WROTE_RUNDIR; true"});
     ASSERT_EQ(first.exit_code, 0) << first.err;
-    EXPECT_EQ(first.out, "65534\n65534\n65534\n") << first.out;
+    std::string uid = std::to_string(first.report.value("uid", 0u));
+    EXPECT_EQ(first.out, uid + "\n" + uid + "\n" + uid + "\n") << first.out;
     auto second = warden({"run", "--policy", policy, "--", "sh", "-c",
                           "cat \"$XDG_CACHE_HOME/marker\"; ls -A \"$HOME\" | wc -l"});
     EXPECT_EQ(second.out, "persisted\n0\n") << second.out << second.err;
     // HOME and TMPDIR were the run's own tmpfs: nothing of them is on the host's disk; the
     // cache stays.
-    EXPECT_NE(::access((state_dir() + "/cache/cachetest/65534/marker").c_str(), F_OK), -1);
+    EXPECT_NE(::access((state_dir() + "/cache/cachetest/" + uid + "/marker").c_str(), F_OK), -1);
     EXPECT_EQ(directory_entries(state_dir() + "/sandbox"), 0);
     EXPECT_EQ(directory_entries(state_dir() + "/run"), 0);
     ::system(("rm -rf " + state_dir() + "/cache/cachetest").c_str());

@@ -456,7 +456,9 @@ TEST(PolicyShow, JsonIsNormalised) {
         "    - { cidr: 192.0.2.128/25 }\n");
     auto j = normalised_policy_json(p);
     EXPECT_EQ(j["name"], "t");
-    EXPECT_EQ(j["user"], "nobody");
+    EXPECT_EQ(j["user"], nullptr);  // no fixed account: a uid of its own per client
+    EXPECT_EQ(j["filesystem"]["read_only"], nlohmann::json::array());
+    EXPECT_EQ(j["filesystem"]["view"][0]["path"], "/");
     EXPECT_EQ(j["limits"]["memory_bytes"], 512u << 20);
     EXPECT_EQ(j["limits"]["cpu_millicores"], 1500);
     EXPECT_EQ(j["limits"]["timeout_ms"], 90 * 60 * 1000);
@@ -505,7 +507,8 @@ TEST(PolicyShow, TextIsReadable) {
         "mcp: { call_timeout: 30s }\n"
         "env: { pass: [LANG], set: { TOKEN: { file: /run/secret } } }\n");
     std::string text = normalised_policy_text(p);
-    for (const char* part : {"policy t (t.yaml)", "  A test.", "user: nobody (default)",
+    for (const char* part : {"policy t (t.yaml)", "  A test.", "user: a uid of its own per client (mcpwarden-<uid>; default)",
+                             "  hidden     /home  (default: users' homes are hidden)",
                              "  memory:  512MiB (536870912 bytes), no swap", "  pids:    no limit",
                              "  cpu:     1 core (1000m)", "  timeout: 10m",
                              "egress: default deny; deny wins over allow",

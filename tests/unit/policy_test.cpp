@@ -2,38 +2,13 @@
 
 #include "error.h"
 #include "policy.h"
+#include "policy_errors.h"
 
 using namespace mcpwarden;
 using namespace std::chrono_literals;
 
-namespace {
-
-// Parses text expecting failure; returns the error list.
-nlohmann::json errors_of(const std::string& text) {
-    try {
-        parse_policy(text, "p.yaml");
-    } catch (const Error& e) {
-        EXPECT_EQ(e.kind(), ErrorKind::policy_invalid);
-        return e.details()["errors"];
-    }
-    ADD_FAILURE() << "policy was accepted:\n" << text;
-    return nlohmann::json::array();
-}
-
-void expect_error_at(const std::string& text, int line, int column, const std::string& fragment) {
-    auto errors = errors_of(text);
-    ASSERT_FALSE(errors.empty());
-    bool found = false;
-    for (const auto& e : errors) {
-        if (e["line"] == line && e["column"] == column &&
-            e["message"].get<std::string>().find(fragment) != std::string::npos)
-            found = true;
-    }
-    EXPECT_TRUE(found) << "expected p.yaml:" << line << ":" << column << " '" << fragment
-                       << "', got " << errors.dump(2);
-}
-
-}  // namespace
+using policytest::errors_of;
+using policytest::expect_error_at;
 
 TEST(Policy, FullExample) {
     Policy p = parse_policy(R"(name: github

@@ -1,5 +1,6 @@
-// The persistent cache of a sandbox: per policy and sandbox user for a standalone run, and per
-// client too for the agent's sandboxes (every client's server runs as the same uid).
+// The persistent cache of a sandbox run as a fixed account: per policy and account for a
+// standalone run, and per client too for the agent's sandboxes (every client's server then runs
+// as that same account). The pair's own uid is in identity_test.cpp.
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -12,7 +13,7 @@
 
 using namespace mcpwarden;
 
-TEST(Workspace, AgentClientsGetCachesOfTheirOwn) {
+TEST(Workspace, AgentClientsOfAFixedAccountGetCachesOfTheirOwn) {
     if (::geteuid() != 0) GTEST_SKIP() << "needs root (the directories are handed to the sandbox user)";
     char tmpl[] = "/tmp/mcpwarden-ws-XXXXXX";
     ASSERT_NE(::mkdtemp(tmpl), nullptr);

@@ -100,12 +100,15 @@ public:
             std::cout << r.dump() << "\n";
             return 0;
         }
-        std::printf("%-28s %-14s %-9s %8s %6s  %s\n", "SANDBOX", "POLICY", "STATE", "PID", "UID", "COMMAND");
+        std::printf("%-28s %-14s %-9s %8s %6s %-20s  %s\n", "SANDBOX", "POLICY", "STATE", "PID", "UID", "SERVER",
+                    "COMMAND");
         for (const auto& s : r["sandboxes"]) {
             std::string cmd;
             for (const auto& a : s["command"]) cmd += (cmd.empty() ? "" : " ") + a.get<std::string>();
-            std::printf("%-28s %-14s %-9s %8lld %6lld  %s\n", s.value("sandbox", "").c_str(), s.value("policy", "").c_str(),
-                        s.value("state", "").c_str(), s.value("pid", 0LL), s.value("uid", 0LL), cmd.c_str());
+            // UID: the client's; SERVER: the uid the server runs as (the pair's own).
+            std::printf("%-28s %-14s %-9s %8lld %6lld %-20s  %s\n", s.value("sandbox", "").c_str(),
+                        s.value("policy", "").c_str(), s.value("state", "").c_str(), s.value("pid", 0LL),
+                        s.value("uid", 0LL), s.value("server_user", "-").c_str(), cmd.c_str());
         }
         return 0;
     }

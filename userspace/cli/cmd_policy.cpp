@@ -62,15 +62,20 @@ public:
             "Say whether the policy lets the sandbox reach a destination, and which rule decides "
             "(or default deny, or a reserved range). An address is decided exactly as the kernel "
             "programs decide it; a host name by the policy's host rules (exact, or *.domain for "
-            "one label), whose DNS answers are admitted on the rule's ports and protocol.");
+            "one label), whose DNS answers are admitted on the rule's ports and protocol. With "
+            "--path, say whether the server can read, write or not see a path of the host (the "
+            "default view and the policy's filesystem section), and which rule decides.");
         explain_->add_option("policy", explain_ref_, "Policy file, or name in the policy directory")->required();
         explain_->add_option("--to", to_,
                              "HOST_OR_IP:PORT[/PROTO]: api.github.com:443, 10.0.0.1:53/udp, "
-                             "[2001:db8::1]:443; the protocol is tcp unless /udp is given")
-            ->required();
+                             "[2001:db8::1]:443; the protocol is tcp unless /udp is given");
+        auto* path = explain_->add_option("--path", path_, "An absolute path: readable, writable or hidden in the sandbox");
+        path->excludes(explain_->get_option("--to"));
+        explain_->get_option("--to")->excludes(path);
         explain_->add_flag("--json", explain_json_, "Print the verdict as JSON");
         explain_->add_option("--policy-dir", dir_, policy_dir_help());
-        explain_->footer("Exit status: 0 allowed, 1 denied, 64 usage error (bad --to, unknown policy), 78 invalid policy.");
+        explain_->footer("Exit status: 0 allowed, 1 denied (with --path: 0 visible, 1 hidden), 64 usage error "
+                         "(bad --to or --path, neither given, unknown policy), 78 invalid policy.");
 
         show_ = app_->add_subcommand(
             "show",
@@ -129,6 +134,8 @@ private:
     }
 
     int explain_one() {
+        if (!path_.empty()) return explain_path_one();
+        if (to_.empty()) throw Error(ErrorKind::usage, "policy explain needs --to HOST:PORT or --path PATH");
         Destination to = parse_destination(to_);
         auto policy = load_for_use(explain_ref_, dir_);
         if (!policy) return exit_code::policy_invalid;
@@ -149,6 +156,21 @@ private:
         return x.allowed ? 0 : kInvalid;
     }
 
+    int explain_path_one() {
+        auto policy = load_for_use(explain_ref_, dir_);
+        if (!policy) return exit_code::policy_invalid;
+        PathExplanation x = explain_path(*policy, path_);
+        if (explain_json_) {
+            json j = x.to_json();
+            j["policy"] = policy->name;
+            j["file"] = policy->source;
+            std::cout << j.dump(2) << "\n";
+        } else {
+            std::cout << x.summary << "\n";
+        }
+        return x.decision.readable() ? 0 : kInvalid;
+    }
+
     int show() {
         auto policy = load_for_use(show_ref_, dir_);
         if (!policy) return exit_code::policy_invalid;
@@ -161,7 +183,7 @@ private:
     CLI::App* explain_ = nullptr;
     CLI::App* show_ = nullptr;
     std::vector<std::string> validate_refs_;
-    std::string explain_ref_, show_ref_, to_, dir_;
+    std::string explain_ref_, show_ref_, to_, path_, dir_;
     bool strict_ = false, validate_json_ = false, explain_json_ = false, show_json_ = false;
 };
 

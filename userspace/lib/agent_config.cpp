@@ -192,6 +192,15 @@ public:
                      else config.state_dir = *s;
                  }
              }},
+            {"uid_range", [&](const YamlNode& v) {
+                 auto s = string(v, "uid_range");
+                 if (!s) return;
+                 std::string why;
+                 auto r = parse_uid_range(*s, &why);
+                 if (r) why = identity_range_problem(*r, read_subid_ranges());
+                 if (!why.empty()) problem(v, "uid_range: " + why);
+                 else config.uid_range = r;
+             }},
             {"cgroup_root", [&](const YamlNode& v) { if (auto s = string(v, "cgroup_root")) config.cgroup_root = *s; }},
             {"audit", [&](const YamlNode& v) { if (auto s = string(v, "audit")) config.audit = *s; }},
             {"metrics", [&](const YamlNode& v) {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "identity.h"
 #include "policy.h"
 
 namespace mcpwarden {
@@ -46,6 +47,8 @@ struct AgentConfig {
     std::uint32_t socket_mode = 0666;  // who may connect is decided per request (SO_PEERCRED)
     std::string policy_dir;            // "" = default_policy_dir()
     std::string state_dir = "/var/lib/mcpwarden";
+    // The sandboxes' own uids (identity.h); nullopt = configured_identity_range(state_dir).
+    std::optional<UidRange> uid_range;
     std::string cgroup_root;           // "" = the agent's own cgroup
     std::string audit;                 // audit JSON lines also appended here ("" = events only)
     std::string metrics;               // Prometheus text: a Unix socket path or HOST:PORT ("" = off)

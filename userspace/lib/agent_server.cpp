@@ -856,7 +856,8 @@ void Agent::op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, boo
     o.cgroup_root = config_.cgroup_root;
     o.allow_degraded = config_.allow_degraded;
     o.hosted = true;
-    o.client_uid = conn.peer.uid;  // a cache of its own: servers of other clients run as the same uid
+    o.client_uid = conn.peer.uid;  // the (policy, client) pair's own uid and cache
+    o.uid_range = config_.uid_range;
     o.name = agent_sandbox_name();
     if (is_call || req.stdio == SandboxRequest::Stdio::null) {
         for (auto& s : rec->stdio) s = open_null();
@@ -1091,6 +1092,12 @@ json Agent::describe(const Record& rec, bool usage) const {
               {"command", rec.options.command}, {"limits", limits_json(rec.options.limits)}};
     auto created = std::chrono::duration_cast<std::chrono::seconds>(rec.created_at.time_since_epoch()).count();
     j["created_unix"] = created;
+    if (rec.pid > 0) {
+        if (auto uid = process_uid(rec.pid)) {
+            j["server_uid"] = *uid;
+            j["server_user"] = user_name_of(*uid);
+        }
+    }
     if (rec.state == Record::State::running)
         j["running_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - rec.started).count();
     if (!usage) return j;

@@ -1,9 +1,12 @@
 #include "policy.h"
 
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "error.h"
+#include "fs_rules.h"
+#include "identity.h"
 #include "units.h"
 #include "yaml_doc.h"
 
@@ -295,6 +298,52 @@ bool valid_env_name(const std::string& name) {
     return true;
 }
 
+// `user:` names a fixed account instead of the pair's own uid (identity.h): the accounts that
+// would give the server root or a person's rights are refused here already.
+void parse_user(Checker& c, const YamlNode& v, Policy& p) {
+    auto s = c.scalar(v, "user");
+    if (!s) return;
+    std::string why;
+    if (!check_fixed_account(*s, &why) && !why.empty()) {
+        c.fail(v, why);
+        return;
+    }
+    p.user = *s;
+}
+
+// `filesystem:` read_only, read_write, hide: absolute normalised paths, each in one list once.
+void parse_filesystem(Checker& c, const YamlNode& v, Policy& p) {
+    if (v.is_null()) return;
+    if (!c.is_map(v, "filesystem")) return;
+    std::map<std::string, std::string> seen;  // path -> the list it is in
+    c.each_key(v, "filesystem", {"read_only", "read_write", "hide"},
+               [&](const std::string& list, const YamlNode& n) {
+        if (n.is_null()) return;
+        if (!c.is_seq(n, "filesystem." + list)) return;
+        auto& out = list == "read_only" ? p.filesystem.read_only
+                    : list == "read_write" ? p.filesystem.read_write : p.filesystem.hide;
+        for (const YamlNode* item : n.items()) {
+            auto text = c.scalar(*item, "filesystem." + list + " entry");
+            if (!text) continue;
+            std::string why;
+            auto path = fsrules::normalise_path(*text, &why);
+            if (path) why = fsrules::refused_policy_path(*path, list);
+            if (!why.empty()) {
+                c.fail(*item, "filesystem." + list + ": " + why);
+                continue;
+            }
+            if (auto [it, fresh] = seen.emplace(*path, list); !fresh) {
+                c.fail(*item, "filesystem." + list + ": " + *path +
+                                  (it->second == list ? " is listed twice"
+                                                      : " is already in filesystem." + it->second +
+                                                            "; a path has one access"));
+                continue;
+            }
+            out.push_back(*path);
+        }
+    });
+}
+
 Policy parse_document(Checker& c, const YamlNode& root, const std::string& file) {
     Policy p;
     p.source = file;
@@ -305,7 +354,7 @@ Policy parse_document(Checker& c, const YamlNode& root, const std::string& file)
     if (!c.is_map(root, "a policy")) return p;
     bool named = false;
     c.each_key(root, "the policy",
-               {"name", "description", "limits", "egress", "dns", "env", "mcp", "user"},
+               {"name", "description", "limits", "egress", "dns", "env", "mcp", "user", "filesystem"},
                [&](const std::string& key, const YamlNode& v) {
         if (key == "name") {
             auto s = c.scalar(v, "name");
@@ -319,7 +368,9 @@ Policy parse_document(Checker& c, const YamlNode& root, const std::string& file)
         } else if (key == "description") {
             if (auto s = c.scalar(v, "description")) p.description = *s;
         } else if (key == "user") {
-            if (auto s = c.scalar(v, "user")) p.user = *s;
+            parse_user(c, v, p);
+        } else if (key == "filesystem") {
+            parse_filesystem(c, v, p);
         } else if (key == "limits") {
             if (!c.is_map(v, "limits")) return;
             c.each_key(v, "limits", {"memory", "pids", "cpu", "timeout"},

@@ -2,6 +2,7 @@
 
 #include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
@@ -13,6 +14,7 @@
 
 #include "egress_compiler.h"
 #include "error.h"
+#include "fs_rules.h"
 #include "host_match.h"
 #include "mcp_session.h"
 #include "units.h"
@@ -268,6 +270,40 @@ void lint_broad_allows(const std::vector<EgressRule>& allow, std::vector<Diagnos
     }
 }
 
+bool path_inside_state_dir_note(const std::string& path, const std::string& state_dir) {
+    return fsrules::path_within(path, state_dir);
+}
+
+// A path the default view (or a rule of the policy above it) already gives the same access
+// does nothing; one missing on this host makes the run refuse.
+void lint_filesystem(const FilesystemPolicy& f, const Locator& at, std::vector<Diagnostic>& out) {
+    auto check = [&](const std::vector<std::string>& paths, const char* list) {
+        for (std::size_t i = 0; i < paths.size(); ++i) {
+            FilesystemPolicy without = f;
+            auto& l = std::string_view(list) == "read_only" ? without.read_only
+                      : std::string_view(list) == "read_write" ? without.read_write : without.hide;
+            l.erase(l.begin() + static_cast<long>(i));
+            auto mine = fsrules::decide(paths[i], f, {});
+            auto before = fsrules::decide(paths[i], without, {});
+            if (mine.access == before.access) {
+                out.push_back({at({"filesystem", list}),
+                               "filesystem." + std::string(list) + ": " + paths[i] + " is " +
+                                   fsrules::to_string(before.access) + " without this entry (" + before.rule.describe() +
+                                   "): it changes nothing"});
+            }
+            struct stat st {};
+            if (std::string_view(list) != "hide" && ::stat(paths[i].c_str(), &st) != 0) {
+                out.push_back({at({"filesystem", list}),
+                               "filesystem." + std::string(list) + ": " + paths[i] +
+                                   " does not exist on this host: `mcpwarden run` with this policy refuses to start"});
+            }
+        }
+    };
+    check(f.read_only, "read_only");
+    check(f.read_write, "read_write");
+    check(f.hide, "hide");
+}
+
 std::vector<Diagnostic> lint(const Policy& p, const Locator& at) {
     std::vector<Diagnostic> out;
     lint_list(p.egress.allow, "allow", out);
@@ -279,6 +315,7 @@ std::vector<Diagnostic> lint(const Policy& p, const Locator& at) {
         out.push_back({at({"user"}), "user '" + p.user + "' does not exist on this host: `mcpwarden run` "
                                      "with this policy refuses to start unless --user names another"});
     }
+    lint_filesystem(p.filesystem, at, out);
     if (p.mcp.enabled) {
         auto config = McpConfig::from_policy(p.mcp);
         for (const auto& [tool, _] : p.mcp.tool_timeouts) {
@@ -626,6 +663,41 @@ Explanation explain(const Policy& p, const Destination& to) {
     return x;
 }
 
+json PathExplanation::to_json() const {
+    return {{"path", path},
+            {"access", fsrules::to_string(decision.access)},
+            {"readable", decision.readable()},
+            {"writable", decision.writable()},
+            {"hidden", !decision.readable()},
+            {"rule", {{"path", decision.rule.path},
+                      {"access", fsrules::to_string(decision.rule.access)},
+                      {"from_policy", decision.rule.from_policy},
+                      {"why", decision.rule.why}}},
+            {"summary", summary}};
+}
+
+PathExplanation explain_path(const Policy& p, std::string_view path, const std::string& state_dir) {
+    std::string why;
+    auto normal = fsrules::normalise_path(path, &why);
+    if (!normal) throw Error(ErrorKind::usage, "--path: " + why, {{"path", std::string(path)}});
+    PathExplanation x;
+    x.path = *normal;
+    fsrules::ViewContext ctx;
+    ctx.state_dir = state_dir;
+    x.decision = fsrules::decide(x.path, p.filesystem, ctx);
+    const auto& d = x.decision;
+    std::string what = !d.readable() ? "hidden"
+                       : d.access == fsrules::Access::private_tmp ? "readable and writable (private to the sandbox)"
+                       : d.writable() ? "readable and writable"
+                                      : "readable, not writable";
+    x.summary = x.path + ": " + what + ", by " + d.rule.describe();
+    if (path_inside_state_dir_note(x.path, state_dir)) {
+        x.summary += "; the sandbox's own cache there (" + state_dir + "/cache/" + p.name +
+                     "/<uid>) and its HOME are writable";
+    }
+    return x;
+}
+
 // ---- show ---------------------------------------------------------------------------------
 
 json normalised_policy_json(const Policy& p) {
@@ -634,7 +706,17 @@ json normalised_policy_json(const Policy& p) {
     j["name"] = p.name;
     j["description"] = p.description;
     j["file"] = p.source;
-    j["user"] = p.user.empty() ? "nobody" : p.user;
+    j["user"] = p.user.empty() ? json(nullptr) : json(p.user);
+    j["identity"] = p.user.empty() ? "a uid of its own per client (mcpwarden-<uid>)" : "the fixed account " + p.user;
+    json fsj = {{"read_only", p.filesystem.read_only}, {"read_write", p.filesystem.read_write},
+                {"hide", p.filesystem.hide}};
+    json view = json::array();
+    for (const auto& r : fsrules::view_rules(p.filesystem, {})) {
+        view.push_back({{"path", r.path}, {"access", fsrules::to_string(r.access)}, {"from_policy", r.from_policy},
+                        {"why", r.why}});
+    }
+    fsj["view"] = view;
+    j["filesystem"] = fsj;
     j["limits"] = {{"memory_bytes", opt(p.limits.memory_bytes)},
                    {"pids", opt(p.limits.pids)},
                    {"cpu_millicores", opt(p.limits.cpu_millicores)},
@@ -685,7 +767,12 @@ std::string normalised_policy_text(const Policy& p) {
     std::ostringstream o;
     o << "policy " << p.name << (p.source.empty() ? "" : " (" + p.source + ")") << "\n";
     if (!p.description.empty()) o << "  " << p.description << "\n";
-    o << "user: " << (p.user.empty() ? "nobody (default)" : p.user) << "\n";
+    o << "user: " << (p.user.empty() ? "a uid of its own per client (mcpwarden-<uid>; default)" : p.user + " (a fixed account)") << "\n";
+    o << "filesystem: the default view" << (p.filesystem.read_only.empty() && p.filesystem.read_write.empty() && p.filesystem.hide.empty() ? "" : " and the policy's paths") << " (the most specific path decides):\n";
+    for (const auto& r : fsrules::view_rules(p.filesystem, {})) {
+        std::string access = fsrules::to_string(r.access);
+        o << "  " << access << std::string(access.size() < 11 ? 11 - access.size() : 1, ' ') << r.path << "  (" << r.why << ")\n";
+    }
     o << "limits:\n";
     const std::string none = "no limit";
     o << "  memory:  "

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "fs_rules.h"
 #include "net.h"
 #include "policy.h"
 
@@ -72,6 +73,18 @@ struct Explanation {
 };
 
 Explanation explain(const Policy& policy, const Destination& to);
+
+// `policy explain --path`: what the server sees at a path, and the rule that decides
+// (fs_rules.h: the default view and the policy's filesystem section).
+struct PathExplanation {
+    std::string path;  // normalised
+    fsrules::Decision decision;
+    std::string summary;  // "/home/a: hidden, by hidden /home (default: users' homes are hidden)"
+    nlohmann::json to_json() const;
+};
+// Throws Error(usage) for a path that is not absolute and normalisable.
+PathExplanation explain_path(const Policy& policy, std::string_view path,
+                             const std::string& state_dir = "/var/lib/mcpwarden");
 
 // The normalised policy: limits in canonical units, rules of the same action, target and
 // protocol merged (their port ranges united), defaults made explicit (default deny, reserved

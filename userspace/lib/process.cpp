@@ -28,6 +28,7 @@
 #include <sstream>
 
 #include "error.h"
+#include "identity.h"
 
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
@@ -39,32 +40,15 @@
 namespace mcpwarden {
 
 UserIdentity resolve_user(const std::string& name) {
-    struct passwd pw {};
-    struct passwd* result = nullptr;
-    std::vector<char> buf(16384);
-    bool numeric = !name.empty() && name.find_first_not_of("0123456789") == std::string::npos;
-    if (numeric) {
-        ::getpwuid_r(static_cast<uid_t>(std::stoul(name)), &pw, buf.data(), buf.size(), &result);
-    } else {
-        ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &result);
+    std::string why;
+    auto account = check_fixed_account(name, &why);
+    if (!account) {
+        if (why.empty()) {
+            why = "unknown user '" + name + "' (give a user name from /etc/passwd or a numeric uid)";
+        }
+        throw Error(ErrorKind::usage, why, {{"user", name}});
     }
-    UserIdentity u;
-    if (result) {
-        u = {pw.pw_name, pw.pw_uid, pw.pw_gid};
-    } else if (numeric) {
-        uid_t id = static_cast<uid_t>(std::stoul(name));
-        u = {name, id, id};
-    } else {
-        throw Error(ErrorKind::usage, "unknown user '" + name + "' (give a user name from "
-                                      "/etc/passwd or a numeric uid)");
-    }
-    if (u.uid == 0 || u.gid == 0) {
-        throw Error(ErrorKind::usage,
-                    "refusing to run the server as root (user '" + name +
-                        "'): it could leave its cgroup and remove its own egress policy; "
-                        "use an unprivileged user (default: nobody)");
-    }
-    return u;
+    return {account->name, account->uid, account->gid};
 }
 
 std::string resolve_executable(const std::string& command, const std::string& path_var) {

@@ -18,8 +18,9 @@ struct UserIdentity {
     gid_t gid = 0;
 };
 
-// "nobody", "alice" or a numeric uid. Root is refused: a server running as root could leave
-// its cgroup and detach its own egress programs.
+// A fixed account (`user:`, `--user`): a name or a numeric uid, checked by
+// check_fixed_account (identity.h): root, -1, login accounts and homes under /home are refused
+// with Error(usage).
 UserIdentity resolve_user(const std::string& name);
 
 // rlimits applied in the child when a cgroup limit is unavailable and --allow-degraded was given.

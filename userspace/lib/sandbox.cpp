@@ -129,6 +129,7 @@ nlohmann::json RunReport::to_json() const {
     j["sandbox"] = sandbox;
     j["policy"] = policy;
     j["user"] = user;
+    j["uid"] = uid;
     for (auto it = extra.begin(); it != extra.end(); ++it) j[it.key()] = it.value();
     return j;
 }
@@ -262,10 +263,27 @@ RunReport Sandbox::run() {
         sweep_stale_workspaces(options_.state_dir);
     }
 
-    std::string user_name = !options_.user.empty() ? options_.user
-                            : !options_.policy.user.empty() ? options_.policy.user : "nobody";
-    UserIdentity user = resolve_user(user_name);
+    // A uid of the (policy, client) pair's own unless a fixed account is asked for; the lease
+    // keeps it locked until the run returns.
+    IdentityStore identities(options_.state_dir, options_.uid_range ? *options_.uid_range
+                                                                    : configured_identity_range(options_.state_dir));
+    std::optional<IdentityLease> lease;
+    UserIdentity user;
+    const std::string& fixed = !options_.user.empty() ? options_.user : options_.policy.user;
+    if (!fixed.empty()) {
+        user = resolve_user(fixed);
+        if (identities.range().contains(user.uid) || identities.range().contains(user.gid)) {
+            throw Error(ErrorKind::usage,
+                        "user '" + fixed + "' is in the range of the sandboxes' own uids (" +
+                            identities.range().to_string() + "): it would be another sandbox; leave user out",
+                        {{"user", fixed}});
+        }
+    } else {
+        lease = identities.acquire(options_.policy.name, options_.client_uid.value_or(::getuid()));
+        user = {lease->name(), lease->uid, lease->gid};
+    }
     report.user = user.name;
+    report.uid = user.uid;
     std::string exe = resolve_executable(options_.command[0], kSandboxPath);
 
     CgroupLimits cl;
@@ -281,7 +299,8 @@ RunReport Sandbox::run() {
     } cgroup_reset{cgroup_};
 
     Workspace ws(options_.state_dir, options_.policy.name, user,
-                 degraded.address_space ? std::nullopt : options_.limits.memory_bytes, options_.client_uid);
+                 degraded.address_space ? std::nullopt : options_.limits.memory_bytes, options_.client_uid,
+                 lease.has_value());
 
     for (auto& ext : extensions_) ext->before_spawn(*this);
 

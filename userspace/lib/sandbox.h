@@ -13,6 +13,7 @@
 
 #include "cgroup.h"
 #include "event_loop.h"
+#include "identity.h"
 #include "policy.h"
 #include "process.h"
 
@@ -22,7 +23,7 @@ struct RunOptions {
     Policy policy;
     Limits limits;  // effective limits (policy merged with command-line flags)
     std::vector<std::string> command;
-    std::string user;                   // empty = policy user, else nobody
+    std::string user;                   // a fixed account; empty = the policy's, else the pair's own uid
     std::vector<std::string> env_args;  // --env NAME or NAME=VALUE
     std::string state_dir = "/var/lib/mcpwarden";
     std::string cgroup_root;            // empty = the cgroup mcpwarden runs in
@@ -42,6 +43,8 @@ struct RunOptions {
     // The agent's client this sandbox runs for: its persistent cache is that client's own
     // (Workspace); nullopt = a standalone run.
     std::optional<uid_t> client_uid;
+    // Where the pair's own uid comes from (identity.h); nullopt = configured_identity_range.
+    std::optional<UidRange> uid_range;
     // The fd standing for the server's stdio `i` (0, 1, 2) on our side.
     int stdio_fd(int i) const {
         int fd = i == 0 ? stdin_fd : i == 1 ? stdout_fd : stderr_fd;
@@ -63,7 +66,8 @@ struct RunReport {
     CgroupPlan plan;
     std::string sandbox;
     std::string policy;
-    std::string user;
+    std::string user;  // "mcpwarden-<uid>" for the pair's own uid, else the fixed account's name
+    uid_t uid = 0;
     nlohmann::json extra = nlohmann::json::object();  // filled by extensions (egress_denied, ...)
 
     nlohmann::json to_json() const;

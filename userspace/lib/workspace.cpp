@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include <spdlog/spdlog.h>
 
@@ -49,11 +50,42 @@ void user_dir(const std::string& path, const UserIdentity& user) {
     }
 }
 
+// Before each pair had a uid of its own, servers ran as nobody and their cache was
+// <policy>/65534 (standalone) or <policy>/65534-for-<client> (the agent). The pair's first run
+// takes it over: renamed (atomic: only one pair gets it) and handed to the pair's uid. Only
+// entries nobody owned change owner; a file with other hard links is left as it is (it may
+// be a link to a file outside that nobody could write).
+constexpr uid_t kLegacyUid = 65534;
+
+void adopt_legacy_cache(const std::string& legacy, const std::string& cache, const UserIdentity& user) {
+    struct stat st {};
+    if (::lstat(cache.c_str(), &st) == 0 || ::lstat(legacy.c_str(), &st) != 0 || !S_ISDIR(st.st_mode) ||
+        st.st_uid != kLegacyUid) {
+        return;
+    }
+    if (::rename(legacy.c_str(), cache.c_str()) != 0) {
+        spdlog::warn("could not take over the cache {}: {}", legacy, std::strerror(errno));
+        return;
+    }
+    static thread_local const UserIdentity* owner = nullptr;
+    owner = &user;
+    auto fn = [](const char* p, const struct stat* sb, int type, struct FTW*) -> int {
+        if (sb->st_uid != kLegacyUid) return 0;
+        if (type == FTW_F && S_ISREG(sb->st_mode) && sb->st_nlink > 1) return 0;
+        (void)::lchown(p, owner->uid, owner->gid);
+        return 0;
+    };
+    if (::nftw(cache.c_str(), fn, 32, FTW_PHYS | FTW_MOUNT) != 0) {
+        spdlog::warn("could not hand all of {} to {}: {}", cache, user.name, std::strerror(errno));
+    }
+    spdlog::info("cache {} is now {} (owned by {})", legacy, cache, user.name);
+}
+
 }  // namespace
 
 Workspace::Workspace(const std::string& state_dir, const std::string& policy_name,
                      const UserIdentity& user, std::optional<std::uint64_t> size_bytes,
-                     std::optional<uid_t> client_uid) {
+                     std::optional<uid_t> client_uid, bool own_identity) {
     root_dir(state_dir, 0755);
     root_dir(state_dir + "/cache", 0711);
     mount_point_ = state_dir + "/sandbox";
@@ -62,9 +94,15 @@ Workspace::Workspace(const std::string& state_dir, const std::string& policy_nam
     tmp_ = mount_point_ + "/tmp";
     mount_options_ = "mode=0755,uid=0,gid=0";
     if (size_bytes) mount_options_ += ",size=" + std::to_string(*size_bytes);
-    root_dir(state_dir + "/cache/" + policy_name, 0711);
-    cache_ = state_dir + "/cache/" + policy_name + "/" + std::to_string(user.uid);
-    if (client_uid) cache_ += "-for-" + std::to_string(*client_uid);
+    std::string policy_dir = state_dir + "/cache/" + policy_name;
+    root_dir(policy_dir, 0711);
+    cache_ = policy_dir + "/" + std::to_string(user.uid);
+    std::string client = client_uid ? "-for-" + std::to_string(*client_uid) : "";
+    if (own_identity) {
+        adopt_legacy_cache(policy_dir + "/" + std::to_string(kLegacyUid) + client, cache_, user);
+    } else {
+        cache_ += client;
+    }
     user_dir(cache_, user);
 }
 

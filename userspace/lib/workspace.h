@@ -6,12 +6,16 @@
 //                                 namespace a tmpfs of its own is mounted here, holding
 //     home                        0700 user   HOME
 //     tmp                         0700 user   TMPDIR
-//   <state>/cache/<policy>/<uid>  0700 user   kept (XDG_CACHE_HOME, npm/pip/uv/go caches)
-//   <state>/cache/<policy>/<uid>-for-<client uid>
-//                                 0700 user   the same for the agent's sandboxes: one per
-//                                             client, since the agent runs every client's
-//                                             server as the same uid (no client's server may
-//                                             plant what another client's runs)
+//   <state>/cache             root 0711
+//     <policy>                  root 0711
+//       <uid>                   0700 user   kept (XDG_CACHE_HOME, npm/pip/uv/go caches); the
+//                                           uid is the (policy, client) pair's own
+//                                           (identity.h), so no other sandbox can reach it
+//       <uid>-for-<client uid>  0700 user   a fixed account (user:, --user) through the agent:
+//                                           one per client, since every client's server then
+//                                           runs as that same account
+// The pair's first run takes over the cache of earlier versions (<policy>/65534 and
+// <policy>/65534-for-<client>, when servers ran as nobody).
 //
 // The run's tmpfs goes away with the sandbox's last process: nothing to remove, no disk write
 // per run, and no other sandbox (even of the same user) can see it. Its pages count against
@@ -32,10 +36,11 @@ namespace mcpwarden {
 class Workspace {
 public:
     // `size_bytes`: the cap of the run's tmpfs (the memory limit); nullopt = tmpfs's default.
-    // `client_uid`: the agent's client the sandbox runs for (its own cache); nullopt = a
-    // standalone run.
+    // `client_uid`: the agent's client the sandbox runs for; nullopt = a standalone run.
+    // `own_identity`: `user` is the (policy, client) pair's own uid, not a fixed account.
     Workspace(const std::string& state_dir, const std::string& policy_name, const UserIdentity& user,
-              std::optional<std::uint64_t> size_bytes, std::optional<uid_t> client_uid = std::nullopt);
+              std::optional<std::uint64_t> size_bytes, std::optional<uid_t> client_uid = std::nullopt,
+              bool own_identity = false);
 
     const std::string& home() const { return home_; }
     const std::string& tmp() const { return tmp_; }
