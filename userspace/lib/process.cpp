@@ -220,6 +220,10 @@ struct Moved {
         struct rlimit rl{*spec.degraded.nproc, *spec.degraded.nproc};
         if (::setrlimit(RLIMIT_NPROC, &rl) != 0) child_fail(errpipe, kRlimit, errno);
     }
+    if (spec.open_files) {
+        struct rlimit rl{spec.open_files, spec.open_files};
+        if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) child_fail(errpipe, kRlimit, errno);
+    }
     // The host's daemon sockets (/run) are hidden while we still hold CAP_SYS_ADMIN. Slave
     // propagation: our mounts never reach the host; the sandbox cannot unmount them.
     bool hide = spec.hidden_dirs && !spec.hidden_dirs->empty();

@@ -18,6 +18,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cache_bound.h"
+#include "command_pin.h"
 #include "confinement.h"
 #include "enforcer.h"
 #include "error.h"
@@ -102,6 +104,7 @@ nlohmann::json limits_json(const Limits& l) {
     j["pids"] = l.pids ? nlohmann::json(*l.pids) : nlohmann::json(nullptr);
     j["cpu"] = l.cpu_millicores ? nlohmann::json(*l.cpu_millicores / 1000.0) : nlohmann::json(nullptr);
     j["timeout_ms"] = l.timeout ? nlohmann::json(l.timeout->count()) : nlohmann::json(nullptr);
+    j["open_files"] = l.open_files.value_or(Limits::kDefaultOpenFiles);
     return j;
 }
 
@@ -231,6 +234,7 @@ void Sandbox::terminate(const std::string& status) {
 
 RunReport Sandbox::run() {
     if (options_.command.empty()) throw Error(ErrorKind::usage, "no command given (mcpwarden run [options] -- CMD [ARGS...])");
+    check_command_pin(options_.policy, options_.command);
     if (::geteuid() != 0) {
         throw Error(ErrorKind::sandbox_unavailable,
                     "mcpwarden run must run as root: it creates cgroups, attaches BPF programs "
@@ -244,6 +248,7 @@ RunReport Sandbox::run() {
     RunReport report;
     report.policy = options_.policy.name;
     report.limits = options_.limits;
+    report.limits.open_files = options_.policy.limits.open_files;
 
     CgroupLayout layout = CgroupLayout::detect();
     CgroupPlan plan = plan_cgroups(layout, options_.cgroup_root);
@@ -279,6 +284,8 @@ RunReport Sandbox::run() {
     Workspace ws(options_.state_dir, options_.policy.name, user,
                  degraded.address_space ? std::nullopt : options_.limits.memory_bytes, options_.client_uid);
 
+    enforce_cache_bound(options_.policy.cache, ws.cache(), true, report.extra);
+
     for (auto& ext : extensions_) ext->before_spawn(*this);
 
     ChildSpec spec;
@@ -290,10 +297,12 @@ RunReport Sandbox::run() {
     spec.cgroup_fd = cgroup_->unified_fd();
     spec.v1_procs_fds = cgroup_->v1_procs_fds();
     spec.degraded = degraded;
+    spec.open_files = options_.policy.limits.open_files.value_or(Limits::kDefaultOpenFiles);
     spec.workspace_mount = ws.mount_point();
     spec.workspace_options = ws.mount_options();
     // seccomp filter and hidden /run (confinement.h); alive until spawn_child returned.
-    auto confinement = make_confinement({exe, ws.home(), ws.cache()});
+    auto confinement = make_confinement({exe, ws.home(), ws.cache()},
+                                        {.allow_user_namespaces = options_.policy.allow_user_namespaces});
     confinement->apply(spec);
     spec.parent_death_kill = !options_.hosted;
     spec.stdin_fd = options_.stdin_fd;
@@ -470,6 +479,12 @@ RunReport Sandbox::run() {
         report.exit_code.reset();
     }
     for (auto& ext : extensions_) ext->on_end(*this, report);
+    // Every process of the sandbox is gone: nothing writes the cache while it is measured.
+    try {
+        enforce_cache_bound(options_.policy.cache, ws.cache(), false, report.extra);
+    } catch (const Error& e) {
+        spdlog::warn("sandbox {}: {}", name, e.what());
+    }
     cgroup_.reset();
     // As a child subreaper (the CLI sets it), orphaned daemons of the sandbox became our
     // children: reap them so no zombie is left to a slow init.
