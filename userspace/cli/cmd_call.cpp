@@ -97,6 +97,7 @@ private:
 
     int call() {
         CallRequest request = build_request();
+        flags_.open_report();
         if (auto client = agent_for_cli(flags_.agent)) return through_agent(*client, request);
         RunOptions opts = flags_.run_options();
         std::string why;

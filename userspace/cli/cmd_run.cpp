@@ -46,6 +46,7 @@ public:
     }
 
     int execute() override {
+        flags_.open_report();
         if (auto client = agent_for_cli(flags_.agent)) return through_agent(*client);
         RunOptions opts = flags_.run_options();
 

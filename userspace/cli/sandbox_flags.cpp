@@ -1,6 +1,5 @@
 #include "sandbox_flags.h"
 
-#include <fstream>
 #include <iostream>
 
 #include <spdlog/spdlog.h>
@@ -8,6 +7,7 @@
 #include "error.h"
 #include "paths.h"
 #include "policy_dir.h"
+#include "safe_output.h"
 #include "units.h"
 
 namespace mcpwarden {
@@ -27,10 +27,14 @@ void SandboxFlags::define_sandbox(CLI::App& app, const std::string& timeout_help
     app.add_option("--user", user, "Unprivileged user to run as (default: the policy's, else nobody)");
     app.add_option("--env", env, "Pass NAME from mcpwarden's environment, or set NAME=VALUE (repeatable)")
         ->allow_extra_args(false);
-    app.add_option("--report", report, "Write the JSON report of the sandbox to FILE ('-' = stderr)");
+    app.add_option("--report", report,
+                   "Write the JSON report of the sandbox to FILE ('-' = stderr); FILE is opened before the server "
+                   "starts, never through a link, and refused in a directory others may write unless it is sticky");
     app.add_option("--state-dir", state_dir, "Where HOME, TMPDIR and per-policy caches live")->capture_default_str();
     app.add_option("--cgroup-root", cgroup_root, "Create sandbox cgroups beneath this cgroup path instead of mcpwarden's own");
-    app.add_option("--audit", audit_file, "Append egress audit events (JSON lines) to FILE instead of stderr");
+    app.add_option("--audit", audit_file,
+                   "Append egress audit events (JSON lines) to FILE (opened as --report's) instead of stderr, where "
+                   "each line starts with 'mcpwarden-audit: '");
     app.add_flag("--allow-degraded", allow_degraded,
                  "If a limit's cgroup controller is missing, fall back to rlimits (with a warning) instead of refusing");
     app.add_option("--agent", agent,
@@ -84,6 +88,10 @@ nlohmann::json SandboxFlags::agent_request(const std::string& op) const {
     return agent_sandbox_request(op, {policy_file, memory, pids, cpu, timeout, env, command});
 }
 
+void SandboxFlags::open_report() {
+    if (!report.empty() && report != "-") report_fd = open_output(report, OutputMode::truncate, "--report");
+}
+
 void SandboxFlags::write_report(const nlohmann::json& j) const {
     if (report.empty()) return;
     std::string text = j.dump() + "\n";
@@ -91,9 +99,8 @@ void SandboxFlags::write_report(const nlohmann::json& j) const {
         std::cerr << text;
         return;
     }
-    std::ofstream out(report, std::ios::trunc);
-    out << text;
-    if (!out) spdlog::error("could not write report to {}", report);
+    if (!report_fd || !write_all(report_fd.get(), text.data(), text.size()))
+        spdlog::error("could not write report to {}", report);
 }
 
 }  // namespace mcpwarden

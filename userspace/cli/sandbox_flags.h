@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "agent_client.h"
+#include "fd.h"
 #include "sandbox.h"
 
 namespace mcpwarden {
@@ -33,8 +34,12 @@ struct SandboxFlags {
     RunOptions run_options() const;
     // Through the agent: refuses the standalone-only flags, then the request's sandbox part.
     nlohmann::json agent_request(const std::string& op) const;
+    // Opens --report's FILE now, before the server starts (open_output): later writes go to
+    // this descriptor, never to the path again. Throws Error(usage) when it is unsafe.
+    void open_report();
     // The JSON report to --report (FILE, or '-' for stderr); nothing without --report.
     void write_report(const nlohmann::json& j) const;
+    UniqueFd report_fd;
 };
 
 }  // namespace mcpwarden

@@ -218,6 +218,9 @@ public:
                  if (v.is_scalar() && (v.text() == "json" || v.text() == "text")) config.json_logs = v.text() == "json";
                  else problem(v, "log_format must be json or text");
              }},
+            {"allow_unpinned_secrets", [&](const YamlNode& v) {
+                 if (auto b = boolean(v, "allow_unpinned_secrets")) config.allow_unpinned_secrets = *b;
+             }},
             {"on_restart", [&](const YamlNode& v) {
                  if (v.is_scalar() && (v.text() == "adopt" || v.text() == "kill"))
                      config.on_restart = v.text() == "kill" ? AgentConfig::OnRestart::kill : AgentConfig::OnRestart::adopt;

@@ -57,6 +57,9 @@ struct AgentConfig {
     AgentLimits limits;
     Limits default_limits;             // where neither the policy nor the request sets one
     bool allow_degraded = false;
+    // Clients may use a policy that hands its server secrets without pinning its command
+    // (policy `command:`); refused by default: such a client could run any program with them.
+    bool allow_unpinned_secrets = false;
     // What a restarted agent does with the sandboxes and attachments a previous one left
     // running (crash, SIGKILL): take them over, or end them and remove everything of theirs.
     enum class OnRestart { adopt, kill };

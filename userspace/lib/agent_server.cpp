@@ -26,6 +26,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cgroup.h"
+#include "command_pin.h"
 #include "egress_extension.h"
 #include "error.h"
 #include "mcp_proxy.h"
@@ -799,8 +800,14 @@ void Agent::on_audit_line(const std::string& line) {
     if (auto n = by_name_.find(sandbox); n != by_name_.end()) {
         if (auto r = records_.find(n->second); r != records_.end()) {
             owner = static_cast<long>(r->second->owner_uid);
-            ++r->second->denials[j.value("event", "egress_denied")];
-            ++metrics_.denials[{r->second->policy, j.value("event", "egress_denied")}];
+            // A rate-limited sandbox's summary line carries the counts of the lines it stands for.
+            std::map<std::string, std::uint64_t> counted{{j.value("event", "egress_denied"), 1}};
+            if (j.value("event", "") == "audit_suppressed" && j["by_event"].is_object())
+                counted = j["by_event"].get<std::map<std::string, std::uint64_t>>();
+            for (const auto& [kind, n] : counted) {
+                r->second->denials[kind] += n;
+                metrics_.denials[{r->second->policy, kind}] += n;
+            }
         }
     } else if (j.contains("uid") && j["uid"].is_number_unsigned()) {
         owner = j["uid"].get<long>();  // a refusal: the refused user sees it too
@@ -836,6 +843,15 @@ void Agent::op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, boo
                     {{"uid", conn.peer.uid}, {"policy", req.policy}});
     }
     auto pol = policy(req.policy);
+    check_command_pin(*pol, req.command);
+    if (conn.peer.uid != 0 && !config_.allow_unpinned_secrets && !policy_secrets(*pol).empty() && !pol->command.pinned()) {
+        audit_forbidden(conn, r.op, req.policy, "the policy hands out secrets without pinning its command");
+        throw Error(ErrorKind::forbidden,
+                    "policy " + req.policy + " hands its server secrets but does not pin its command (command:), so a "
+                        "client could run any program with them; the agent refuses it for clients unless its "
+                        "configuration sets allow_unpinned_secrets: true",
+                    {{"policy", req.policy}});
+    }
     auto rec = std::make_shared<Record>();
     rec->ticket = next_ticket_++;
     rec->policy = req.policy;

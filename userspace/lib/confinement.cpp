@@ -1,6 +1,8 @@
 #include "confinement.h"
 
 #include <linux/netlink.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <seccomp.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -34,9 +36,36 @@ struct Ctx {
     ~Ctx() { seccomp_release(ctx); }
 };
 
+// The system-call groups no MCP server needs (docs/security.md, "The seccomp filter"), after
+// systemd's SystemCallFilter=@system-service and Docker's default profile. Most need a
+// capability the server does not hold; refusing them anyway takes the kernel code behind them
+// out of reach (inside a user namespace a capability is easy to come by) and keeps a later
+// mistake in the privilege drop from turning into a host compromise.
+struct SyscallGroup {
+    const char* name;
+    std::initializer_list<const char*> calls;
+};
+const SyscallGroup kDeniedGroups[] = {
+    {"debug", {"perf_event_open", "lookup_dcookie", "kcmp"}},
+    {"module", {"init_module", "finit_module", "delete_module", "create_module", "query_module",
+                "get_kernel_syms"}},
+    {"mount", {"mount", "umount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount", "fspick",
+               "move_mount", "open_tree", "mount_setattr"}},
+    {"reboot", {"reboot", "kexec_load", "kexec_file_load"}},
+    {"swap", {"swapon", "swapoff"}},
+    {"clock", {"settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "stime"}},
+    {"raw-io", {"iopl", "ioperm", "pciconfig_iobase", "pciconfig_read", "pciconfig_write"}},
+    {"keyring", {"keyctl", "add_key", "request_key"}},
+    {"memory", {"userfaultfd"}},
+    {"handles", {"open_by_handle_at"}},
+    {"admin", {"acct", "quotactl", "quotactl_fd", "syslog", "vhangup", "nfsservctl"}},
+    {"obsolete", {"uselib", "_sysctl", "sysfs", "ustat", "afs_syscall", "tuxcall", "security",
+                  "vserver", "getpmsg", "putpmsg", "bdflush", "vm86", "vm86old"}},
+};
+
 }  // namespace
 
-std::vector<sock_filter> build_seccomp_filter() {
+std::vector<sock_filter> build_seccomp_filter(const SeccompOptions& options) {
     Ctx c{seccomp_init(SCMP_ACT_ALLOW)};
     if (!c.ctx) fail("seccomp_init", -ENOMEM);
     // Another ABI's system-call numbers (i386 socketcall through int 0x80, x32) would slip
@@ -64,6 +93,36 @@ std::vector<sock_filter> build_seccomp_filter() {
                    SCMP_SYS(bpf), SCMP_SYS(ptrace), SCMP_SYS(process_vm_readv),
                    SCMP_SYS(process_vm_writev), SCMP_SYS(pidfd_getfd)}) {
         check(seccomp_rule_add(c.ctx, deny, nr, 0), "system call rule");
+    }
+    for (const auto& group : kDeniedGroups) {
+        for (const char* call : group.calls) {
+            // A name this architecture lacks (vm86 on x86-64) has nothing to deny.
+            int nr = seccomp_syscall_resolve_name(call);
+            if (nr == __NR_SCMP_ERROR || nr < 0) continue;
+            check(seccomp_rule_add(c.ctx, deny, nr, 0), std::string(group.name) + " group: " + call);
+        }
+    }
+    // Pushing input into a terminal the server shares with a shell (TIOCSTI) runs commands in
+    // that shell; TIOCLINUX can do the same on a virtual console. The kernel reads the request
+    // as 32 bits: the mask catches a request with high bits set.
+    for (unsigned long request : {TIOCSTI, TIOCLINUX}) {
+        check(seccomp_rule_add(c.ctx, deny, SCMP_SYS(ioctl), 1,
+                               SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffUL, request)),
+              "terminal ioctl");
+    }
+    if (!options.allow_user_namespaces) {
+        // A user namespace hands its creator every capability inside it, and with them kernel
+        // code (netfilter, mount, ...) that is a frequent source of privilege escalations.
+        // clone3 takes its flags in memory, where a filter cannot read them: ENOSYS makes libcs
+        // (glibc, musl) and Go fall back to clone, whose flags are checked (as Docker and
+        // Chromium do).
+        check(seccomp_rule_add(c.ctx, deny, SCMP_SYS(unshare), 1,
+                               SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)),
+              "unshare rule");
+        check(seccomp_rule_add(c.ctx, deny, SCMP_SYS(clone), 1,
+                               SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER)),
+              "clone rule");
+        check(seccomp_rule_add(c.ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0), "clone3 rule");
     }
     int mfd = ::memfd_create("mcpwarden-seccomp", MFD_CLOEXEC);
     if (mfd < 0) fail("memfd_create", -errno);
@@ -103,12 +162,18 @@ int landlock_abi() {
     return abi > 0 ? static_cast<int>(abi) : 0;
 }
 
-std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible) {
-    // The filter is the same for every sandbox: built once per process (the agent spawns many).
-    // A failure is not kept: the next sandbox tries again, and fails closed again.
-    static const std::vector<sock_filter> filter = build_seccomp_filter();
+std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible,
+                                              const SeccompOptions& seccomp) {
+    // The filters are the same for every sandbox: built once per process (the agent spawns
+    // many). A failure is not kept: the next sandbox tries again, and fails closed again.
+    static const std::vector<sock_filter> filter = build_seccomp_filter({});
     auto c = std::make_unique<Confinement>();
-    c->filter = filter;
+    if (seccomp.allow_user_namespaces) {
+        static const std::vector<sock_filter> with_userns = build_seccomp_filter({.allow_user_namespaces = true});
+        c->filter = with_userns;
+    } else {
+        c->filter = filter;
+    }
     c->program.len = static_cast<unsigned short>(c->filter.size());
     c->program.filter = c->filter.data();
     c->hidden_dirs = dirs_to_hide(must_stay_visible);

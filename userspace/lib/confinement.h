@@ -5,8 +5,12 @@
 //   AF_NETLINK/NETLINK_ROUTE (AF_PACKET, AF_VSOCK, other netlink families, ... fail with
 //   EPERM); io_uring (its IORING_OP_SOCKET creates sockets behind seccomp's back); bpf();
 //   ptrace, process_vm_readv/writev and pidfd_getfd (another process of the same user could
-//   otherwise be made to connect, or hand over its sockets). System calls of another ABI
-//   (i386 int 0x80, x32) kill the process.
+//   otherwise be made to connect, or hand over its sockets); the groups of system calls no MCP
+//   server needs (module, mount, reboot, swap, clock, raw I/O, keyring, perf, userfaultfd,
+//   open_by_handle_at, obsolete ABIs), TIOCSTI/TIOCLINUX, and new user namespaces unless the
+//   policy allows them (clone3 fails with ENOSYS then, so libcs fall back to clone). All fail
+//   with EPERM rather than killing. System calls of another ABI (i386 int 0x80, x32) kill the
+//   process.
 // - a private mount namespace in which /run is an empty tmpfs: the sockets of the host's
 //   daemons (D-Bus, systemd-resolved, nscd, docker, ...) live there, and a daemon asked over
 //   AF_UNIX would make network requests for the sandbox.
@@ -40,8 +44,14 @@ struct Confinement {
     void apply(ChildSpec& spec) const;
 };
 
+struct SeccompOptions {
+    // clone/unshare with CLONE_NEWUSER and clone3 stay allowed (the policy's
+    // allow_user_namespaces: for servers that run a browser with its own namespace sandbox).
+    bool allow_user_namespaces = false;
+};
+
 // The seccomp program of every sandbox (native x86_64 ABI). Throws Error(sandbox_unavailable).
-std::vector<sock_filter> build_seccomp_filter();
+std::vector<sock_filter> build_seccomp_filter(const SeccompOptions& options = {});
 
 // Directories hidden from the sandbox: /run (and /var/run when it is not a link to it), unless
 // one of `must_stay_visible` (the command, the workspace) lies inside; then it stays, with a
@@ -55,6 +65,7 @@ int landlock_abi();
 // "ptrace, signal, abstract-unix", "ptrace" or "none (...why...)".
 std::string landlock_scope(int abi);
 
-std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible);
+std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible,
+                                              const SeccompOptions& seccomp = {});
 
 }  // namespace mcpwarden

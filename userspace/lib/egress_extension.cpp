@@ -1,6 +1,8 @@
 #include "egress_extension.h"
 
 #include "error.h"
+#include "fd.h"
+#include "safe_output.h"
 
 #include <arpa/inet.h>
 #include <sys/epoll.h>
@@ -10,7 +12,7 @@
 #include <cstring>
 #include <ctime>
 
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -79,14 +81,38 @@ std::string socktype_name(int t) {
 
 }  // namespace
 
+namespace {
+
+// Audit lines to a file opened once by open_output (no path is opened again later).
+class FdSink : public spdlog::sinks::base_sink<std::mutex> {
+public:
+    explicit FdSink(UniqueFd fd) : fd_(std::move(fd)) {}
+
+protected:
+    void sink_it_(const spdlog::details::log_msg& msg) override {
+        spdlog::memory_buf_t buf;
+        formatter_->format(msg, buf);
+        (void)write_all(fd_.get(), buf.data(), buf.size());
+    }
+    void flush_() override {}
+
+private:
+    UniqueFd fd_;
+};
+
+}  // namespace
+
 std::shared_ptr<spdlog::logger> make_audit_logger(const std::string& path) {
     std::shared_ptr<spdlog::logger> logger;
     if (path.empty()) {
         logger = std::make_shared<spdlog::logger>("audit", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+        // On a stderr the server shares, the prefix tells mcpwarden's audit from the server's
+        // own logs (a server could print lines that look like audit JSON).
+        logger->set_pattern(std::string(kAuditPrefix) + "%v");
     } else {
-        logger = std::make_shared<spdlog::logger>("audit", std::make_shared<spdlog::sinks::basic_file_sink_mt>(path));
+        logger = std::make_shared<spdlog::logger>("audit", std::make_shared<FdSink>(open_output(path, OutputMode::append, "--audit")));
+        logger->set_pattern("%v");
     }
-    logger->set_pattern("%v");
     logger->set_level(spdlog::level::info);
     logger->flush_on(spdlog::level::info);
     return logger;
@@ -121,9 +147,52 @@ std::shared_ptr<const CompiledEgress> EgressExtension::compiled() const {
 }
 
 void EgressExtension::audit_line(nlohmann::json j) {
-    if (!audit_) return;
+    if (!audit_ || !audit_admit(j.value("event", "audit"))) return;
     j["sandbox"] = sandbox_name_;
     j["policy"] = policy()->name;
+    audit_->info(j.dump());
+}
+
+void EgressExtension::audit_event(const mw_event& e) {
+    ++events_seen_;
+    if (audit_ && audit_admit(e.hook == MW_HOOK_SOCK_CREATE ? "socket_denied" : "egress_denied"))
+        audit_->info(event_json(e).dump());
+}
+
+bool EgressExtension::audit_admit(const std::string& kind) {
+    auto now = std::chrono::steady_clock::now();
+    std::map<std::string, std::uint64_t> summary;
+    {
+        std::lock_guard<std::mutex> lock(audit_mutex_);
+        // A token bucket: kAuditBurst lines at once, kAuditPerSecond a second after that.
+        auto since = std::chrono::duration<double>(now - audit_refilled_).count();
+        audit_tokens_ = std::min<double>(kAuditBurst, audit_tokens_ + since * kAuditPerSecond);
+        audit_refilled_ = now;
+        if (audit_tokens_ >= 1) {
+            audit_tokens_ -= 1;
+            return true;
+        }
+        if (audit_suppressed_window_.empty()) audit_window_start_ = now;
+        ++audit_suppressed_window_[kind];
+        ++audit_suppressed_total_;
+        if (now - audit_window_start_ < std::chrono::seconds(1)) return false;
+        summary = std::exchange(audit_suppressed_window_, {});
+    }
+    audit_summary(summary);
+    return false;
+}
+
+void EgressExtension::audit_summary(const std::map<std::string, std::uint64_t>& by_event) {
+    if (!audit_ || by_event.empty()) return;
+    std::uint64_t count = 0;
+    for (const auto& [k, n] : by_event) count += n;
+    nlohmann::json j = {{"time", iso_time(clock_ns(CLOCK_REALTIME))},
+                        {"event", "audit_suppressed"},
+                        {"suppressed", count},
+                        {"by_event", by_event},
+                        {"sandbox", sandbox_name_},
+                        {"policy", policy()->name},
+                        {"note", "audit lines over the rate limit; the report's and metrics' counts are exact"}};
     audit_->info(j.dump());
 }
 
@@ -247,10 +316,7 @@ void EgressExtension::bind(int cgroup_fd, std::uint64_t id, const std::string& n
     auto t1 = std::chrono::steady_clock::now();
     dns_ = std::make_unique<DnsProxy>(*pol, dns_upstreams(pol->dns), dns_hooks());
     enforcer_ = std::make_unique<CgroupEnforcer>(objects, cgroup_fd, id, *compiled_,
-                                                 audit_only_, [this](const mw_event& e) {
-                                                     ++events_seen_;
-                                                     if (audit_) audit_->info(event_json(e).dump());
-                                                 },
+                                                 audit_only_, [this](const mw_event& e) { audit_event(e); },
                                                  sandbox_name_, dns_->target(), shared_events_);
     auto t2 = std::chrono::steady_clock::now();
     spdlog::info("egress policy {}: {} rules compiled to {} entries in {} ms, loaded and bound in {} ms",
@@ -272,10 +338,7 @@ void EgressExtension::adopt(std::uint64_t id, const std::string& name, EventLoop
     auto pol = policy();
     compiled_ = std::make_shared<const CompiledEgress>(compile_egress(pol->egress, id));
     enforcer_ = std::make_unique<CgroupEnforcer>(CgroupEnforcer::Adopt{}, objects, id, *compiled_, audit_only_,
-                                                 [this](const mw_event& e) {
-                                                     ++events_seen_;
-                                                     if (audit_) audit_->info(event_json(e).dump());
-                                                 },
+                                                 [this](const mw_event& e) { audit_event(e); },
                                                  sandbox_name_, shared_events_);
     {
         // What the predecessor learned from DNS stays for dns.min_ttl (its TTLs are lost), then
@@ -432,6 +495,15 @@ void EgressExtension::unbind(nlohmann::json& extra) {
         events_fd_ = -1;
         std::lock_guard<std::mutex> lock(learned_mutex_);
         enforcer_.reset();
+    }
+    {
+        std::map<std::string, std::uint64_t> pending;
+        {
+            std::lock_guard<std::mutex> lock(audit_mutex_);
+            pending = std::exchange(audit_suppressed_window_, {});
+        }
+        audit_summary(pending);
+        extra["audit_lines_suppressed"] = audit_suppressed_total_;
     }
     extra["egress_denied"] = final_.denied;
     extra["egress_policy_id"] = compiled()->policy_id;

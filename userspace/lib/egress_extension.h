@@ -18,8 +18,10 @@
 
 namespace mcpwarden {
 
-// Where audit lines go: one JSON object per line.
-std::shared_ptr<spdlog::logger> make_audit_logger(const std::string& path);  // "" = stderr
+// Where audit lines go: one JSON object per line. To a file, opened now (open_output: no link
+// followed, no foreign file written); "" = stderr, each line prefixed with kAuditPrefix.
+inline constexpr const char* kAuditPrefix = "mcpwarden-audit: ";
+std::shared_ptr<spdlog::logger> make_audit_logger(const std::string& path);
 
 class EgressExtension : public SandboxExtension {
 public:
@@ -69,6 +71,11 @@ private:
         Cidr address;
     };
     void audit_line(nlohmann::json j);
+    void audit_event(const mw_event& e);
+    // Whether one more audit line may be written now (the rate limit); a suppressed one is
+    // counted, and at most once a second a summary line says how many were.
+    bool audit_admit(const std::string& kind);
+    void audit_summary(const std::map<std::string, std::uint64_t>& by_event);
     DnsProxy::Hooks dns_hooks();
     std::shared_ptr<const CompiledEgress> compiled() const;
 
@@ -94,6 +101,14 @@ private:
     int events_fd_ = -1;
     std::int64_t boot_to_real_ns_ = 0;
     std::atomic<std::uint64_t> events_seen_{0};
+    // Audit rate limit: a flooding sandbox costs its consumer a counter per event, not a line.
+    static constexpr double kAuditBurst = 200, kAuditPerSecond = 20;
+    std::mutex audit_mutex_;
+    double audit_tokens_ = kAuditBurst;
+    std::chrono::steady_clock::time_point audit_refilled_ = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::time_point audit_window_start_{};
+    std::map<std::string, std::uint64_t> audit_suppressed_window_;  // by event kind
+    std::uint64_t audit_suppressed_total_ = 0;
     SharedEventRing* shared_events_ = nullptr;
     EgressCounters final_{};
 };

@@ -344,6 +344,59 @@ void parse_filesystem(Checker& c, const YamlNode& v, Policy& p) {
     });
 }
 
+void parse_bool(Checker& c, const YamlNode& node, const std::string& what, bool& out) {
+    auto s = c.scalar(node, what);
+    if (!s) return;
+    if (*s == "true" || *s == "false") out = *s == "true";
+    else c.fail(node, what + " must be true or false");
+}
+
+// command: [argv...] or {prefix: [argv...], args: [globs...]}
+void parse_command(Checker& c, const YamlNode& node, CommandPin& pin) {
+    pin.where = c.at(node);
+    auto words = [&](const YamlNode& n, const std::string& what) {
+        std::vector<std::string> out;
+        if (!n.is_sequence()) {
+            c.fail(n, what + " must be a list of words, as [npx, -y, \"@modelcontextprotocol/server-github\"]");
+            return out;
+        }
+        out = parse_string_list(c, n, what);
+        if (out.empty()) c.fail(n, what + " must not be empty");
+        return out;
+    };
+    if (!node.is_mapping()) {
+        pin.argv = words(node, "command");
+        return;
+    }
+    bool has_args = false;
+    c.each_key(node, "command", {"prefix", "args"}, [&](const std::string& k, const YamlNode& n) {
+        if (k == "prefix") {
+            pin.argv = words(n, "command.prefix");
+            pin.prefix = true;
+        } else {
+            has_args = true;
+            pin.args = parse_string_list(c, n, "command.args");
+        }
+    });
+    if (!pin.prefix) c.fail(node, "command needs prefix: [words...] (or write the whole command as a list)");
+    else if (!has_args)
+        c.fail(node, "command.args must say which further arguments are allowed (globs; [\"*\"] for any)");
+}
+
+// cache: {max_size: 2G, on_full: trim|refuse}
+void parse_cache(Checker& c, const YamlNode& node, CachePolicy& cache) {
+    if (!c.is_map(node, "cache")) return;
+    c.each_key(node, "cache", {"max_size", "on_full"}, [&](const std::string& k, const YamlNode& n) {
+        if (k == "max_size") {
+            cache.max_size = parse_with<std::uint64_t>(c, n, "cache.max_size", parse_size);
+        } else if (auto s = c.scalar(n, "cache.on_full")) {
+            if (*s == "trim") cache.on_full = CachePolicy::OnFull::trim;
+            else if (*s == "refuse") cache.on_full = CachePolicy::OnFull::refuse;
+            else c.fail(n, "cache.on_full must be trim or refuse, not '" + *s + "'");
+        }
+    });
+}
+
 Policy parse_document(Checker& c, const YamlNode& root, const std::string& file) {
     Policy p;
     p.source = file;
@@ -354,7 +407,8 @@ Policy parse_document(Checker& c, const YamlNode& root, const std::string& file)
     if (!c.is_map(root, "a policy")) return p;
     bool named = false;
     c.each_key(root, "the policy",
-               {"name", "description", "limits", "egress", "dns", "env", "mcp", "user", "filesystem"},
+               {"name", "description", "limits", "egress", "dns", "env", "mcp", "user", "filesystem",
+                "allow_user_namespaces", "command", "cache"},
                [&](const std::string& key, const YamlNode& v) {
         if (key == "name") {
             auto s = c.scalar(v, "name");
@@ -371,9 +425,15 @@ Policy parse_document(Checker& c, const YamlNode& root, const std::string& file)
             parse_user(c, v, p);
         } else if (key == "filesystem") {
             parse_filesystem(c, v, p);
+        } else if (key == "allow_user_namespaces") {
+            parse_bool(c, v, "allow_user_namespaces", p.allow_user_namespaces);
+        } else if (key == "command") {
+            parse_command(c, v, p.command);
+        } else if (key == "cache") {
+            parse_cache(c, v, p.cache);
         } else if (key == "limits") {
             if (!c.is_map(v, "limits")) return;
-            c.each_key(v, "limits", {"memory", "pids", "cpu", "timeout"},
+            c.each_key(v, "limits", {"memory", "pids", "cpu", "timeout", "open_files"},
                        [&](const std::string& k, const YamlNode& n) {
                 if (k == "memory") {
                     p.limits.memory_bytes = parse_with<std::uint64_t>(c, n, "limits.memory", parse_size);
@@ -383,6 +443,9 @@ Policy parse_document(Checker& c, const YamlNode& root, const std::string& file)
                     }
                 } else if (k == "pids") {
                     p.limits.pids = parse_count(c, n, "limits.pids", 1, 4194304);
+                } else if (k == "open_files") {
+                    // Below 16 not even a runtime starts; above the kernel's nr_open setrlimit fails.
+                    p.limits.open_files = parse_count(c, n, "limits.open_files", 16, 1u << 20);
                 } else if (k == "cpu") {
                     p.limits.cpu_millicores = parse_with<std::uint32_t>(c, n, "limits.cpu", parse_cpu);
                 } else if (k == "timeout") {

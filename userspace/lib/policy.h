@@ -21,10 +21,14 @@ struct SourceLocation {
 };
 
 struct Limits {
+    static constexpr std::uint64_t kDefaultOpenFiles = 4096;
+
     std::optional<std::uint64_t> memory_bytes;
     std::optional<std::uint64_t> pids;
     std::optional<std::uint32_t> cpu_millicores;
     std::optional<std::chrono::milliseconds> timeout;
+    // RLIMIT_NOFILE of the server (each of its processes); nullopt = kDefaultOpenFiles.
+    std::optional<std::uint64_t> open_files;
 };
 
 struct EgressRule {
@@ -88,6 +92,26 @@ struct FilesystemPolicy {
     std::vector<std::string> hide;
 };
 
+// The command a policy is for (`command:`): servers given secrets run only as meant. Either
+// the exact argv (`command: [npx, -y, "@modelcontextprotocol/server-github"]`), or a prefix
+// whose further arguments each match one of `args` (fnmatch globs):
+// `command: {prefix: [npx, -y, "@modelcontextprotocol/server-filesystem"], args: ["/srv/*"]}`.
+struct CommandPin {
+    std::vector<std::string> argv;  // empty = not pinned
+    bool prefix = false;
+    std::vector<std::string> args;
+    SourceLocation where;
+    bool pinned() const { return !argv.empty(); }
+};
+
+// The persistent cache (`cache:`): its size is checked at the start and end of each run.
+struct CachePolicy {
+    static constexpr std::uint64_t kDefaultMaxSize = 2ull << 30;  // 2 GiB
+    std::optional<std::uint64_t> max_size;  // nullopt = kDefaultMaxSize
+    // Over the bound: trim the oldest files until it fits (default), or refuse the run.
+    enum class OnFull { trim, refuse } on_full = OnFull::trim;
+};
+
 struct Policy {
     std::string name = "default";
     std::string description;
@@ -99,6 +123,11 @@ struct Policy {
     McpLimits mcp;
     FilesystemPolicy filesystem;
     std::string user;  // default user for the server; empty = nobody
+    // New user namespaces (clone/unshare with CLONE_NEWUSER, clone3) for servers that run a
+    // browser with its own namespace sandbox; refused by the seccomp filter otherwise.
+    bool allow_user_namespaces = false;
+    CommandPin command;
+    CachePolicy cache;
     std::string source;  // file it was read from
 };
 

@@ -12,6 +12,7 @@
 #include <map>
 #include <sstream>
 
+#include "command_pin.h"
 #include "egress_compiler.h"
 #include "error.h"
 #include "fs_rules.h"
@@ -481,6 +482,7 @@ PolicyCheck check_policy_text(const std::string& text, const std::string& file) 
     }
     Locator at = [&](const std::vector<std::string>& path) { return locate_key(text, file, path); };
     check.warnings = lint(*check.policy, at);
+    if (auto w = unpinned_secrets_warning(*check.policy); !w.empty()) check.warnings.push_back({at({"env"}), w});
     try {
         (void)compile_egress(check.policy->egress, 1);
     } catch (const Error& e) {

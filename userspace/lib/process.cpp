@@ -249,6 +249,10 @@ int enter_landlock(int abi) {
         struct rlimit rl{*spec.degraded.nproc, *spec.degraded.nproc};
         if (::setrlimit(RLIMIT_NPROC, &rl) != 0) fail(kRlimit, errno);
     }
+    if (spec.open_files) {
+        struct rlimit rl{spec.open_files, spec.open_files};
+        if (::setrlimit(RLIMIT_NOFILE, &rl) != 0) fail(kRlimit, errno);
+    }
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
         fail(kCaps, errno);
     if (::syscall(SYS_setgroups, 0, nullptr) != 0) fail(kGroups, errno);

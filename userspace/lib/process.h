@@ -38,6 +38,7 @@ struct ChildSpec {
     int cgroup_fd = -1;              // unified cgroup directory (CLONE_INTO_CGROUP)
     std::vector<int> v1_procs_fds;   // the child writes "0" to each before dropping privileges
     DegradedLimits degraded;
+    std::uint64_t open_files = 0;    // RLIMIT_NOFILE (soft and hard) of the server; 0 = inherited
     // Stdio of the child: -1 = inherit mcpwarden's own fd, otherwise dup2'ed onto 0/1/2.
     int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;
     // End the sandbox when mcpwarden ends (the CLI): its init watches the status pipe, whose

@@ -19,6 +19,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cache_bound.h"
+#include "command_pin.h"
 #include "confinement.h"
 #include "enforcer.h"
 #include "error.h"
@@ -106,6 +108,7 @@ nlohmann::json limits_json(const Limits& l) {
     j["pids"] = l.pids ? nlohmann::json(*l.pids) : nlohmann::json(nullptr);
     j["cpu"] = l.cpu_millicores ? nlohmann::json(*l.cpu_millicores / 1000.0) : nlohmann::json(nullptr);
     j["timeout_ms"] = l.timeout ? nlohmann::json(l.timeout->count()) : nlohmann::json(nullptr);
+    j["open_files"] = l.open_files.value_or(Limits::kDefaultOpenFiles);
     return j;
 }
 
@@ -236,6 +239,7 @@ void Sandbox::terminate(const std::string& status) {
 
 RunReport Sandbox::run() {
     if (options_.command.empty()) throw Error(ErrorKind::usage, "no command given (mcpwarden run [options] -- CMD [ARGS...])");
+    check_command_pin(options_.policy, options_.command);
     if (::geteuid() != 0) {
         throw Error(ErrorKind::sandbox_unavailable,
                     "mcpwarden run must run as root: it creates cgroups, attaches BPF programs "
@@ -249,6 +253,7 @@ RunReport Sandbox::run() {
     RunReport report;
     report.policy = options_.policy.name;
     report.limits = options_.limits;
+    report.limits.open_files = options_.policy.limits.open_files;
 
     CgroupLayout layout = CgroupLayout::detect();
     CgroupPlan plan = plan_cgroups(layout, options_.cgroup_root);
@@ -302,6 +307,8 @@ RunReport Sandbox::run() {
                  degraded.address_space ? std::nullopt : options_.limits.memory_bytes, options_.client_uid,
                  lease.has_value());
 
+    enforce_cache_bound(options_.policy.cache, ws.cache(), true, report.extra);
+
     for (auto& ext : extensions_) ext->before_spawn(*this);
 
     ChildSpec spec;
@@ -313,10 +320,12 @@ RunReport Sandbox::run() {
     spec.cgroup_fd = cgroup_->unified_fd();
     spec.v1_procs_fds = cgroup_->v1_procs_fds();
     spec.degraded = degraded;
+    spec.open_files = options_.policy.limits.open_files.value_or(Limits::kDefaultOpenFiles);
     spec.workspace_mount = ws.mount_point();
     spec.workspace_options = ws.mount_options();
     // seccomp filter and hidden /run (confinement.h); alive until spawn_child returned.
-    auto confinement = make_confinement({exe, ws.home(), ws.cache()});
+    auto confinement = make_confinement({exe, ws.home(), ws.cache()},
+                                        {.allow_user_namespaces = options_.policy.allow_user_namespaces});
     confinement->apply(spec);
     report.extra["confinement"] = {{"pid_namespace", true}, {"ipc_namespace", true}, {"session", "new"},
                                    {"session_keyring", "new"}, {"landlock_abi", landlock_abi()},
@@ -524,6 +533,12 @@ RunReport Sandbox::run() {
         report.exit_code.reset();
     }
     for (auto& ext : extensions_) ext->on_end(*this, report);
+    // Every process of the sandbox is gone: nothing writes the cache while it is measured.
+    try {
+        enforce_cache_bound(options_.policy.cache, ws.cache(), false, report.extra);
+    } catch (const Error& e) {
+        spdlog::warn("sandbox {}: {}", name, e.what());
+    }
     cgroup_.reset();
     // As a child subreaper (the CLI sets it), orphaned daemons of the sandbox became our
     // children: reap them so no zombie is left to a slow init.

@@ -1,0 +1,141 @@
+// Bounded costs and pinned commands of standalone runs (docs/security.md): RLIMIT_NOFILE of
+// the server, the persistent cache's disk bound, `command:` refusing other commands, and audit
+// lines on a shared stderr that cannot pass for the server's.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "fd.h"
+#include "net_fixtures.h"
+
+using namespace harness;
+using namespace netfix;
+namespace fs = std::filesystem;
+
+namespace {
+
+class Hardening : public KernelTest {};
+
+// A file of `size` bytes owned by the sandbox user, last used `age` seconds ago.
+void cache_file(const std::string& path, std::size_t size, int age) {
+    fs::create_directories(fs::path(path).parent_path());
+    std::ofstream(path) << std::string(size, 'x');
+    ::chown(path.c_str(), 65534, 65534);
+    auto when = std::chrono::system_clock::now() - std::chrono::seconds(age);
+    struct timespec times[2];
+    times[0].tv_sec = times[1].tv_sec = std::chrono::system_clock::to_time_t(when);
+    times[0].tv_nsec = times[1].tv_nsec = 0;
+    ::utimensat(AT_FDCWD, path.c_str(), times, 0);
+}
+
+std::uint64_t disk_use(const std::string& dir) {
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator(); ++it) {
+        struct stat st {};
+        if (::lstat(it->path().c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+    }
+    return total;
+}
+
+}  // namespace
+
+TEST_F(Hardening, OpenFilesLimitOfTheServer) {
+    REQUIRE_ROOT();
+    auto dflt = warden({"run", "--policy", write_policy("hard-nofile-default", ""), "--", "sh", "-c", "ulimit -Sn; ulimit -Hn"});
+    EXPECT_EQ(dflt.exit_code, 0) << dflt.err;
+    EXPECT_EQ(dflt.out, "4096\n4096\n");
+    EXPECT_EQ(dflt.report["limits"]["open_files"], 4096);
+    auto low = warden({"run", "--policy", write_policy("hard-nofile", "limits:\n  open_files: 64\n"), "--", "sh", "-c",
+                       "ulimit -Sn; ulimit -Hn; ulimit -n 100000 2>/dev/null || echo refused"});
+    EXPECT_EQ(low.exit_code, 0) << low.err;
+    EXPECT_EQ(low.out, "64\n64\nrefused\n") << "the server cannot raise its own limit";
+    EXPECT_EQ(low.report["limits"]["open_files"], 64);
+}
+
+TEST_F(Hardening, CacheOverItsBoundIsTrimmedOldestFirst) {
+    REQUIRE_ROOT();
+    std::string policy = write_policy("hard-cache", "cache:\n  max_size: 1M\n");
+    std::string cache = state_dir() + "/cache/hard-cache/65534";
+    fs::remove_all(cache);
+    // Before the run: 1.5 MiB, the oldest file must go.
+    cache_file(cache + "/npm/old", 512 << 10, 3000);
+    cache_file(cache + "/npm/mid", 512 << 10, 2000);
+    cache_file(cache + "/pip/new", 512 << 10, 1000);
+    // A link in the cache to a file outside it: never followed, never removed through.
+    std::string outside = state_dir() + "/hard-cache-outside";
+    std::ofstream(outside) << std::string(4 << 20, 'y');
+    fs::create_symlink(outside, cache + "/link");
+    // The run itself writes 2 MiB more.
+    auto r = warden({"run", "--policy", policy, "--", "sh", "-c",
+                     "test -f $XDG_CACHE_HOME/npm/old && echo old-kept; head -c 2097152 /dev/zero > $XDG_CACHE_HOME/fresh; echo wrote"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "wrote\n") << "the oldest file went before the server started";
+    EXPECT_LE(disk_use(cache), 1u << 20);
+    EXPECT_TRUE(fs::exists(outside));
+    EXPECT_EQ(fs::file_size(outside), 4u << 20);
+    EXPECT_FALSE(fs::exists(cache + "/npm/old"));
+    EXPECT_EQ(r.report["cache"]["max_size"], 1 << 20);
+    EXPECT_GT(r.report["cache"]["trimmed_bytes"].get<std::uint64_t>(), 2u << 20) << r.report.dump();
+    EXPECT_LE(r.report["cache"]["bytes"].get<std::uint64_t>(), 1u << 20);
+    fs::remove(outside);
+    fs::remove_all(cache);
+}
+
+TEST_F(Hardening, CacheOverItsBoundRefusesTheRunWhenAsked) {
+    REQUIRE_ROOT();
+    std::string policy = write_policy("hard-cache-refuse", "cache:\n  max_size: 256K\n  on_full: refuse\n");
+    std::string cache = state_dir() + "/cache/hard-cache-refuse/65534";
+    fs::remove_all(cache);
+    cache_file(cache + "/blob", 512 << 10, 10);
+    std::string marker = state_dir() + "/hard-cache-ran";
+    auto r = warden({"run", "--policy", policy, "--", "touch", marker});
+    EXPECT_EQ(r.exit_code, 125) << r.err;
+    EXPECT_NE(r.err.find("cache.max_size"), std::string::npos) << r.err;
+    EXPECT_FALSE(fs::exists(marker));
+    EXPECT_TRUE(fs::exists(cache + "/blob")) << "refuse mode removes nothing";
+    fs::remove_all(cache);
+}
+
+TEST_F(Hardening, PinnedCommandIsTheOnlyOneThatRuns) {
+    REQUIRE_ROOT();
+    std::string policy = write_policy("hard-pinned", "command:\n  prefix: [sh, -c]\n  args: [\"echo *\"]\n");
+    auto ok = warden({"run", "--policy", policy, "--", "sh", "-c", "echo hello"});
+    EXPECT_EQ(ok.exit_code, 0) << ok.err;
+    EXPECT_EQ(ok.out, "hello\n");
+    auto full_path = warden({"run", "--policy", policy, "--", "/bin/sh", "-c", "echo by-path"});
+    EXPECT_EQ(full_path.exit_code, 0) << full_path.err;
+    for (const std::vector<std::string>& cmd : {std::vector<std::string>{"/usr/bin/env"},
+                                                std::vector<std::string>{"sh", "-c", "id"},
+                                                std::vector<std::string>{"sh", "-c", "echo x", "extra"},
+                                                std::vector<std::string>{"bash", "-c", "echo x"}}) {
+        std::vector<std::string> args{"run", "--policy", policy, "--"};
+        args.insert(args.end(), cmd.begin(), cmd.end());
+        auto r = warden(args);
+        EXPECT_EQ(r.exit_code, 67) << cmd[0] << ": " << r.err;
+        EXPECT_NE(r.err.find("runs only `sh -c ...`"), std::string::npos) << r.err;
+        EXPECT_EQ(r.out, "");
+    }
+}
+
+TEST_F(Hardening, AuditOnSharedStderrIsPrefixed) {
+    REQUIRE_ROOT();
+    std::string np = program("netprobe");
+    auto r = command({MCPWARDEN_BIN, "run", "--state-dir", state_dir(), "--policy",
+                      write_policy("hard-prefix", "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n"), "--", "sh", "-c",
+                      np + " tcp4 127.0.0.7 9 >/dev/null; echo '{\"event\":\"egress_denied\",\"fake\":true}' >&2"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    bool audited = false, fake_prefixed = false;
+    for (const auto& line : split_lines(r.err)) {
+        if (line.rfind("mcpwarden-audit: {", 0) == 0) {
+            auto j = nlohmann::json::parse(line.substr(17), nullptr, false);
+            audited = audited || (j.is_object() && j.value("address", "") == "127.0.0.7");
+            fake_prefixed = fake_prefixed || line.find("\"fake\"") != std::string::npos;
+        }
+    }
+    EXPECT_TRUE(audited) << r.err;
+    EXPECT_FALSE(fake_prefixed) << "the server's own line passed for an audit line";
+}
