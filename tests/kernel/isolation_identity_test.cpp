@@ -173,7 +173,7 @@ TEST_F(Isolation, IdentityTheSamePairGetsItsUidAndCacheBackAndNoOtherPairReaches
 
 TEST_F(Isolation, IdentityRootMinusOneAndLoginAccountsAreRefused) {
     for (const char* user : {"0", "root", "4294967295", "4294967296", "-1"}) {
-        auto r = warden({"run", "--user", user, "--", "id", "-u"});
+        auto r = warden({"run", std::string("--user=") + user, "--", "id", "-u"});
         EXPECT_EQ(r.exit_code, 64) << user << ": " << r.out << r.err;
         EXPECT_EQ(r.out, "") << user << " ran";
         EXPECT_TRUE(r.err.find("root") != std::string::npos || r.err.find("not a valid uid") != std::string::npos)
