@@ -33,6 +33,8 @@ std::vector<Entry> entries_of(int fd) {
         ::close(copy);
         return out;
     }
+    // The copy shares the offset of `fd`, which an earlier pass left at the end.
+    ::rewinddir(d);
     while (auto* e = ::readdir(d)) {
         std::string n = e->d_name;
         if (n == "." || n == "..") continue;
