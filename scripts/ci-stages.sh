@@ -4,7 +4,7 @@
 # stage with its counts and time. Every stage runs even when an earlier one failed; the exit
 # status is non-zero when any failed.
 #
-#   scripts/ci-stages.sh [STAGE...]     stages: unit kernel vm bypass sanitize fuzz release
+#   scripts/ci-stages.sh [STAGE...]     stages: unit kernel soak vm bypass sanitize fuzz release
 #                                       package (default: all but release and package)
 #
 #   unit      ctest -L 'unit|cli' in build/ (no privileges; fuzz corpus replays, policy CLI)
@@ -12,6 +12,10 @@
 #             the few about the other cgroup layout (scripts/kernel-layout.sh) and, when the
 #             bypass stage runs too, Bypass.*; then scripts/kernel-hygiene.sh: no sandbox
 #             cgroup, process or pin left, no kernel warning logged during the stage
+#   soak      ctest -L soak: the agent under load and injected faults for 2 x
+#             MCPWARDEN_SOAK_SECONDS (60; about 3 minutes in all), as root; prints its figures
+#             (requests answered, descriptors, threads and RSS against the baseline); then
+#             scripts/kernel-hygiene.sh as for kernel
 #   vm        ctest -L vm: the kernel tests in a QEMU guest, Linux 6.1, pure cgroup v2
 #   bypass    the Bypass.* suite on this host (with the hygiene check) and its results from the
 #             vm stage's guest (or a guest booted for Bypass.* alone when the vm stage did not
@@ -27,7 +31,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 STAGES=("$@")
 # release and package run when named (not yet by default: see their lines above).
-[ ${#STAGES[@]} -gt 0 ] || STAGES=(unit kernel vm bypass sanitize fuzz)
+[ ${#STAGES[@]} -gt 0 ] || STAGES=(unit kernel soak vm bypass sanitize fuzz)
 LOGDIR=build/stage-logs
 mkdir -p "$LOGDIR"
 
@@ -64,6 +68,18 @@ stage_kernel() {
   rc=$?
   scripts/kernel-hygiene.sh check "$LOGDIR/kernel.dmesg" 2>&1 | tee -a "$LOGDIR/kernel.log"
   if [ "${PIPESTATUS[0]}" != 0 ]; then rc=1; COUNTS[kernel]="${COUNTS[kernel]}; left-behind or kernel warnings"; fi
+  return "$rc"
+}
+stage_soak() {
+  local rc
+  scripts/kernel-hygiene.sh mark "$LOGDIR/soak.dmesg"
+  run_ctest_stage soak soak -V
+  rc=$?
+  scripts/kernel-hygiene.sh check "$LOGDIR/soak.dmesg" 2>&1 | tee -a "$LOGDIR/soak.log"
+  [ "${PIPESTATUS[0]}" = 0 ] || rc=1
+  local figures
+  figures=$(grep -E 'soak: ' "$LOGDIR/soak.log" | sed -E 's/^.*soak: //' | paste -sd ';' -)
+  COUNTS[soak]="${COUNTS[soak]}${figures:+; $figures}"
   return "$rc"
 }
 stage_vm() {
@@ -146,7 +162,7 @@ stage_package() { run_ctest_stage package package; }
 failed=0
 for stage in "${STAGES[@]}"; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "scripts/ci-stages.sh: unknown stage '$stage' (unit kernel vm bypass sanitize fuzz release package)" >&2
+    echo "scripts/ci-stages.sh: unknown stage '$stage' (unit kernel soak vm bypass sanitize fuzz release package)" >&2
     exit 64
   fi
   echo "=================== stage: $stage ===================" >&2

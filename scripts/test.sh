@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # Installs what is needed, builds, and runs every test stage (scripts/ci-stages.sh): unit;
-# kernel tests as root on this host; the same kernel tests in a QEMU guest (Linux 6.1, pure
+# kernel tests as root on this host; the agent's soak test; the same kernel tests in a QEMU guest (Linux 6.1, pure
 # cgroup v2); the bypass suite on both, into docs/security.md; unit and kernel tests built
 # with ASan+UBSan; each fuzz target for a bounded time. Ends with one line of counts per
 # stage. In CI (CI=true) a kernel test that cannot run fails instead of being skipped.

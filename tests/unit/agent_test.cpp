@@ -257,7 +257,8 @@ TEST(AgentProtocol, RejectsBadSandboxFields) {
               "env entries must be NAME=VALUE (the agent's own environment is not passed on): NAME");
     EXPECT_EQ(err(base + R"("policy":"p","limits":{"memory":"lots"}})"),
               "limits.memory must be a size, as \"256Mi\", or bytes");
-    EXPECT_EQ(err(base + R"("policy":"p","limits":{"pids":0}})"), "limits.pids must be a whole number above 0");
+    EXPECT_EQ(err(base + R"("policy":"p","limits":{"pids":0}})"), "limits.pids must be a whole number from 1 to 4194304");
+    EXPECT_EQ(err(base + R"("policy":"p","limits":{"pids":4194305}})"), "limits.pids must be a whole number from 1 to 4194304");
     EXPECT_EQ(err(base + R"("policy":"p","limits":{"disk":1}})"),
               "unknown limit \"disk\" (known: memory, pids, cpu, timeout)");
     EXPECT_EQ(err(base + R"("policy":"p","stdio":"tty"})"),
@@ -349,4 +350,64 @@ TEST(AgentProtocol, ReloadAttachDetachFields) {
     EXPECT_TRUE(parse_api_request(R"({"v":1,"id":1,"op":"attach","cgroup":"/sys/fs/cgroup/x","policy":"github"})", 1 << 20).request);
     EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"detach"})", 1 << 20).request);
     EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"detach","cgroup":"/x","extra":1})", 1 << 20).request);
+}
+
+// One client's share counts what it runs and what it queued; at the cap it is refused at once
+// (never queued), and the share frees with each end, expiry or cancel. Others are not held up.
+TEST(AgentAdmission, PerClientShare) {
+    using C = Admission::Clock;
+    Admission a({4, 0, 8, std::chrono::milliseconds(1000), 2});
+    auto t0 = C::now();
+    EXPECT_EQ(a.request(1, "p", t0, 1000), Admission::Verdict::admitted);
+    EXPECT_EQ(a.request(2, "p", t0, 1000), Admission::Verdict::admitted);
+    EXPECT_EQ(a.request(3, "p", t0, 1000), Admission::Verdict::client_busy);
+    EXPECT_EQ(a.held_by(1000), 2u);
+    EXPECT_EQ(a.request(4, "p", t0, 1001), Admission::Verdict::admitted) << "another client";
+    EXPECT_EQ(a.request(5, "p", t0), Admission::Verdict::admitted) << "root has no share";
+    EXPECT_EQ(a.request(6, "p", t0, 1001), Admission::Verdict::queued);
+    EXPECT_EQ(a.request(7, "p", t0, 1001), Admission::Verdict::client_busy) << "queued counts";
+    EXPECT_EQ(a.release("p", 1), (std::vector<Admission::Ticket>{6}));
+    EXPECT_EQ(a.held_by(1000), 1u);
+    EXPECT_EQ(a.request(8, "p", t0, 1000), Admission::Verdict::queued);
+    EXPECT_TRUE(a.cancel(8));
+    EXPECT_EQ(a.held_by(1000), 1u);
+    a.adopt("p", 9, 1002);
+    EXPECT_EQ(a.held_by(1002), 1u);
+    a.release("p", 9);
+    EXPECT_EQ(a.held_by(1002), 0u);
+}
+
+TEST(AgentConfig, FairShareKeys) {
+    auto c = parse_agent_config("limits: { max_connections_per_uid: 8, idle_timeout: 2s, max_per_client: 3 }\n", "a.yaml");
+    EXPECT_EQ(c.limits.max_connections_per_uid, 8u);
+    EXPECT_EQ(c.limits.idle_timeout, std::chrono::milliseconds(2000));
+    EXPECT_EQ(c.limits.max_per_client, 3u);
+    auto d = parse_agent_config("", "a.yaml");
+    EXPECT_EQ(d.limits.max_connections_per_uid, 64u);
+    EXPECT_EQ(d.limits.idle_timeout, std::chrono::milliseconds(5000));
+    EXPECT_EQ(d.limits.max_per_client, 16u);
+    EXPECT_NE(config_error("limits: { max_connections_per_uid: 0 }\n"), "");
+    EXPECT_NE(config_error("limits: { idle_timeout: 0s }\n"), "");
+}
+
+// A signal beyond an int is refused, not truncated (4294967305 would be 9).
+TEST(AgentProtocol, KillSignalRange) {
+    auto kill = [](const json& sig) {
+        ApiRequest r;
+        r.op = "kill";
+        r.params = {{"sandbox", "x"}};
+        if (!sig.is_null()) r.params["signal"] = sig;
+        return kill_signal(r);
+    };
+    EXPECT_EQ(kill(nullptr), 15);
+    EXPECT_EQ(kill(9), 9);
+    EXPECT_EQ(kill(64), 64);
+    for (const json& bad : {json(0), json(65), json(-9), json(4294967305ull), json(18446744073709551615ull)}) {
+        try {
+            kill(bad);
+            ADD_FAILURE() << bad.dump() << " accepted";
+        } catch (const Error& e) {
+            EXPECT_EQ(e.kind(), ErrorKind::input_invalid) << bad.dump();
+        }
+    }
 }

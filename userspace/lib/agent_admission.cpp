@@ -19,21 +19,52 @@ std::size_t Admission::running(const std::string& policy) const {
     return it == per_policy_.end() ? 0 : it->second;
 }
 
-Admission::Verdict Admission::request(Ticket ticket, const std::string& policy, Clock::time_point now) {
+void Admission::count_for(Ticket ticket, Client client) {
+    if (client == kNoClient) return;
+    client_of_[ticket] = client;
+    ++held_[client];
+}
+
+void Admission::uncount(Ticket ticket) {
+    auto it = client_of_.find(ticket);
+    if (it == client_of_.end()) return;
+    auto h = held_.find(it->second);
+    if (h != held_.end() && --h->second == 0) held_.erase(h);
+    client_of_.erase(it);
+}
+
+std::size_t Admission::held_by(Client client) const {
+    auto it = held_.find(client);
+    return it == held_.end() ? 0 : it->second;
+}
+
+void Admission::adopt(const std::string& policy, Ticket ticket, Client client) {
+    take(policy);
+    count_for(ticket, client);
+}
+
+Admission::Verdict Admission::request(Ticket ticket, const std::string& policy, Clock::time_point now, Client client) {
+    // One client's share is checked first: past it, nothing it asks waits in the queue either,
+    // so one client can neither take every slot nor fill the queue.
+    if (client != kNoClient && config_.max_per_client > 0 && held_by(client) >= config_.max_per_client)
+        return Verdict::client_busy;
     // A waiting request of the same policy (or, under the overall cap, any) goes first.
     bool ahead = std::any_of(queue_.begin(), queue_.end(), [&](const Waiting& w) {
         return config_.max_per_policy == 0 || w.policy == policy || running_ >= config_.max_total;
     });
     if (!ahead && fits(policy)) {
         take(policy);
+        count_for(ticket, client);
         return Verdict::admitted;
     }
     if (queue_.size() >= config_.queue_length) return Verdict::busy;
     queue_.push_back({ticket, policy, now + config_.queue_timeout});
+    count_for(ticket, client);
     return Verdict::queued;
 }
 
-std::vector<Admission::Ticket> Admission::release(const std::string& policy) {
+std::vector<Admission::Ticket> Admission::release(const std::string& policy, Ticket ticket) {
+    uncount(ticket);
     if (running_ > 0) --running_;
     auto it = per_policy_.find(policy);
     if (it != per_policy_.end() && --it->second == 0) per_policy_.erase(it);
@@ -55,6 +86,7 @@ std::vector<Admission::Ticket> Admission::expire(Clock::time_point now) {
     for (auto w = queue_.begin(); w != queue_.end();) {
         if (w->deadline <= now) {
             out.push_back(w->ticket);
+            uncount(w->ticket);
             w = queue_.erase(w);
         } else {
             ++w;
@@ -66,6 +98,7 @@ std::vector<Admission::Ticket> Admission::expire(Clock::time_point now) {
 bool Admission::cancel(Ticket ticket) {
     auto w = std::find_if(queue_.begin(), queue_.end(), [&](const Waiting& x) { return x.ticket == ticket; });
     if (w == queue_.end()) return false;
+    uncount(ticket);
     queue_.erase(w);
     return true;
 }

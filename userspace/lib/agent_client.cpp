@@ -68,6 +68,9 @@ void AgentClient::send(const json& request, std::span<const int> fds) {
         ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EINTR) continue;
+            // The agent may answer and close before reading (a refused caller): that answer is
+            // still to be read, and receive() then sees the end.
+            if (errno == EPIPE || errno == ECONNRESET) return;
             throw Error(ErrorKind::sandbox_unavailable, errno_text("the mcpwarden agent went away", errno));
         }
         first = false;
@@ -123,11 +126,22 @@ std::optional<json> AgentClient::receive(std::vector<UniqueFd>* fds, int timeout
     }
 }
 
+namespace {
+
+// Whether `m` is the final answer to request `id`. An error with id null answers the
+// connection, not one request (the agent refused the caller as it connected): every request's.
+bool answers(const json& m, const json& id) {
+    if (!m.contains("ok")) return false;
+    return m["id"] == id || (m["id"].is_null() && m["ok"] == false);
+}
+
+}  // namespace
+
 json AgentClient::result(const json& id) {
     for (;;) {
         auto m = receive();
         if (!m) throw Error(ErrorKind::sandbox_unavailable, "the mcpwarden agent closed the connection");
-        if (!m->contains("ok") || (*m)["id"] != id) continue;
+        if (!answers(*m, id)) continue;
         if ((*m)["ok"] == true) return m->value("result", json::object());
         throw error_from_json(m->value("error", json::object()));
     }
@@ -214,7 +228,7 @@ json agent_run(AgentClient& client, const json& request) {
                 if (pending) kill(pending);
                 continue;
             }
-            if (!m->contains("ok") || (*m)["id"] != id) continue;  // the kill's answer, queue events
+            if (!answers(*m, id)) continue;  // the kill's answer, queue events
             if ((*m)["ok"] == true) return m->value("result", json::object());
             throw error_from_json(m->value("error", json::object()));
         }

@@ -247,6 +247,11 @@ public:
                           else l.max_request_bytes = *s;
                       }},
                      {"max_connections", [&](const YamlNode& n) { if (auto c = count(n, "max_connections", 1)) l.max_connections = *c; }},
+                     {"max_connections_per_uid", [&](const YamlNode& n) {
+                          if (auto c = count(n, "max_connections_per_uid", 1)) l.max_connections_per_uid = *c;
+                      }},
+                     {"idle_timeout", [&](const YamlNode& n) { if (auto d = duration(n, "idle_timeout")) l.idle_timeout = *d; }},
+                     {"max_per_client", [&](const YamlNode& n) { if (auto c = count(n, "max_per_client", 0)) l.max_per_client = *c; }},
                  });
              }},
             {"defaults", [&](const YamlNode& v) {

@@ -40,6 +40,13 @@ struct AgentLimits {
     std::chrono::milliseconds queue_timeout{30000};  // how long one may wait
     std::size_t max_request_bytes = 1u << 20;        // one API request line
     std::size_t max_connections = 4096;
+    // Fair shares between local users (root is exempt from these three): connections one uid
+    // holds at once; how long a connection may go without a whole request while nothing of
+    // its own runs, is queued or is subscribed; sandboxes running plus queued per client uid
+    // (0 = only the other caps).
+    std::size_t max_connections_per_uid = 64;
+    std::chrono::milliseconds idle_timeout{5000};
+    std::size_t max_per_client = 16;
 };
 
 struct AgentConfig {

@@ -193,7 +193,9 @@ void Agent::adopt_sandbox(const json& record) {
     rec->control.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     records_[rec->ticket] = rec;
     by_name_[name] = rec->ticket;
-    admission_.adopt(rec->policy);  // it runs: it holds a slot like any, even above the caps
+    // It runs: it holds a slot like any, even above the caps, and counts in its client's share.
+    admission_.adopt(rec->policy, rec->ticket,
+                     rec->owner_uid == 0 ? Admission::kNoClient : static_cast<Admission::Client>(rec->owner_uid));
     threads_.fetch_add(1);  // the shutdown waits for its end like for a sandbox thread
     loop_.add(rec->pidfd.get(), EPOLLIN, [this, rec](std::uint32_t) { end_adopted(rec); });
     loop_.add(rec->control.get(), EPOLLIN, [this, rec](std::uint32_t) { signal_adopted(rec); });
@@ -259,10 +261,10 @@ void Agent::op_attach(Conn& conn, ApiRequest& r) {
     attachments_[att->cgroup_id()] = att;
     std::error_code ec;
     fs::create_directories(config_.state_dir + "/agent/attachments", ec);
-    std::ofstream(attachment_record(config_, att->cgroup_id()))
-        << json{{"cgroup", att->path()}, {"cgroup_id", att->cgroup_id()}, {"policy", policy_name},
-                {"audit_only", audit_only}}.dump()
-        << "\n";
+    ::chmod((config_.state_dir + "/agent/attachments").c_str(), 0700);
+    write_private_file(attachment_record(config_, att->cgroup_id()),
+                       json{{"cgroup", att->path()}, {"cgroup_id", att->cgroup_id()}, {"policy", policy_name},
+                            {"audit_only", audit_only}}.dump() + "\n");
     reply(conn, api_result(r.id, att->info()));
 }
 

@@ -232,7 +232,9 @@ SandboxRequest sandbox_request(const ApiRequest& request) {
                 if (!s || *s == 0) throw bad("limits.memory must be a size, as \"256Mi\", or bytes", "limits.memory");
                 r.limits.memory_bytes = *s;
             } else if (k == "pids") {
-                if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0) throw bad("limits.pids must be a whole number above 0", "limits.pids");
+                // At most the kernel's PID_MAX_LIMIT: a larger pids.max could never be reached.
+                if (!v.is_number_unsigned() || v.get<std::uint64_t>() == 0 || v.get<std::uint64_t>() > 4194304)
+                    throw bad("limits.pids must be a whole number from 1 to 4194304", "limits.pids");
                 r.limits.pids = v.get<std::uint64_t>();
             } else if (k == "cpu") {
                 if (v.is_number() && !v.is_string()) text = v.dump();
@@ -277,6 +279,16 @@ ApiCall call_request(const ApiRequest& request) {
         out.call_timeout = *d;
     }
     return out;
+}
+
+int kill_signal(const ApiRequest& request) {
+    auto it = request.params.find("signal");
+    if (it == request.params.end()) return 15;
+    // Compared as the 64-bit number it is: taken as an int, 4294967305 would be 9.
+    if (!it->is_number_integer() || it->get<std::int64_t>() < 1 || it->get<std::int64_t>() > 64 ||
+        (it->is_number_unsigned() && it->get<std::uint64_t>() > 64))
+        throw Error(ErrorKind::input_invalid, "signal must be a number from 1 to 64", {{"field", "signal"}, {"observed", *it}});
+    return static_cast<int>(it->get<std::int64_t>());
 }
 
 json api_result(const json& id, json result) {

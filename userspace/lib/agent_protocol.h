@@ -72,6 +72,10 @@ struct ApiCall {
 };
 ApiCall call_request(const ApiRequest& request);
 
+// The signal of a kill request (default SIGTERM): 1..64, or Error(input_invalid) naming the
+// field (a number beyond an int is refused, not truncated).
+int kill_signal(const ApiRequest& request);
+
 // Answers: {"v":1,"id":ID,"ok":true,"result":{...}}, {"v":1,"id":ID,"ok":false,"error":{...}};
 // lifecycle messages of a create: {"v":1,"id":ID,"event":"queued"|"started",...}.
 nlohmann::json api_result(const nlohmann::json& id, nlohmann::json result);

@@ -11,10 +11,12 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/un.h>
 #include <netdb.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -185,6 +187,53 @@ std::string iso_now() {
     return buf;
 }
 
+// The client's filesystem identity on this thread only, for the lookup of its command: what it
+// cannot reach is "not an executable file", whether it exists or not (as root, the lookup would
+// tell the client whether files exist in directories only root may search). setfsuid,
+// setfsgid and the raw setgroups system call change the calling thread alone (glibc's
+// setgroups would change every thread of the agent).
+void check_command_as(uid_t uid, gid_t gid, const std::vector<gid_t>& groups, const std::string& command) {
+    long n = ::syscall(SYS_getgroups, 0, nullptr);
+    std::vector<gid_t> saved(static_cast<std::size_t>(std::max(n, 0L)));
+    if (n < 0 || ::syscall(SYS_getgroups, saved.size(), saved.data()) != n)
+        throw Error(ErrorKind::internal, errno_text("getgroups", errno));
+    auto restore = [&] {
+        ::syscall(SYS_setfsuid, 0);
+        ::syscall(SYS_setfsgid, 0);
+        ::syscall(SYS_setgroups, saved.size(), saved.data());
+    };
+    bool switched = ::syscall(SYS_setgroups, groups.size(), groups.data()) == 0;
+    if (switched) {
+        ::syscall(SYS_setfsgid, gid);
+        ::syscall(SYS_setfsuid, uid);
+        // setfsuid says nothing of a failure: read both back (-1 changes nothing).
+        switched = static_cast<uid_t>(::syscall(SYS_setfsuid, -1)) == uid &&
+                   static_cast<gid_t>(::syscall(SYS_setfsgid, -1)) == gid;
+    }
+    if (!switched) {
+        int err = errno;
+        restore();
+        throw Error(ErrorKind::internal, errno_text("cannot take the client's identity to look up its command", err));
+    }
+    std::optional<Error> refused;
+    try {
+        resolve_executable(command, kSandboxPath);
+    } catch (const Error& e) {
+        refused = e;
+    }
+    restore();
+    if (static_cast<uid_t>(::syscall(SYS_setfsuid, -1)) != 0)
+        throw Error(ErrorKind::internal, "cannot return to the agent's own identity after the command lookup");
+    if (refused) throw *refused;
+}
+
+Error unlisted_error(const PeerIdentity& peer) {
+    return Error(ErrorKind::forbidden,
+                 "uid " + std::to_string(peer.uid) + (peer.user.empty() ? "" : " (" + peer.user + ")") +
+                     " may not use this agent: its configuration (clients:) does not list the user or one of its groups",
+                 {{"uid", peer.uid}});
+}
+
 UniqueFd open_null() {
     UniqueFd fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
     if (!fd) throw Error(ErrorKind::internal, errno_text("open /dev/null", errno));
@@ -215,7 +264,8 @@ void use_json_logs() {
 Agent::Agent(AgentConfig config)
     : config_(std::move(config)),
       admission_(Admission::Config{config_.limits.max_sandboxes, config_.limits.max_per_policy,
-                                   config_.limits.queue_length, config_.limits.queue_timeout}) {
+                                   config_.limits.queue_length, config_.limits.queue_timeout,
+                                   config_.limits.max_per_client}) {
     if (config_.policy_dir.empty()) config_.policy_dir = default_policy_dir();
     add_op("create", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>& fds) { op_create(c, r, fds, false); });
     add_op("call", [this](Conn& c, ApiRequest& r, std::vector<UniqueFd>& fds) { op_create(c, r, fds, true); });
@@ -231,7 +281,14 @@ Agent::Agent(AgentConfig config)
     sinks.push_back(std::make_shared<ForwardSink>([this](std::string line) {
         post([this, line = std::move(line)] { on_audit_line(line); });
     }));
-    if (!config_.audit.empty()) sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(config_.audit));
+    if (!config_.audit.empty()) {
+        // Every client's commands and refusals: readable by root and the file's group only.
+        UniqueFd audit(::open(config_.audit.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640));
+        struct stat st {};
+        if (audit && ::fstat(audit.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid())
+            ::fchmod(audit.get(), st.st_mode & 0640);
+        sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(config_.audit));
+    }
     audit_ = std::make_shared<spdlog::logger>("audit", sinks.begin(), sinks.end());
     audit_->set_pattern("%v");
     audit_->set_level(spdlog::level::info);
@@ -258,6 +315,9 @@ void Agent::recover() {
     sweep_stale_workspaces(config_.state_dir);
     std::error_code ec;
     fs::create_directories(config_.state_dir + "/agent/sandboxes", ec);
+    // The records show every client's commands: root's alone.
+    ::chmod((config_.state_dir + "/agent").c_str(), 0700);
+    ::chmod((config_.state_dir + "/agent/sandboxes").c_str(), 0700);
     for (const auto& e : fs::directory_iterator(config_.state_dir + "/agent/sandboxes", ec)) {
         std::string name = e.path().stem().string();
         if (!sandbox_owner_alive(name)) fs::remove(e.path(), ec);
@@ -379,7 +439,10 @@ int Agent::serve() {
     signals_.reset(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
     mailbox_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     queue_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-    if (!signals_ || !mailbox_fd_ || !queue_timer_) throw Error(ErrorKind::internal, errno_text("agent setup", errno));
+    idle_timer_ = make_timer(std::clamp<std::chrono::milliseconds>(config_.limits.idle_timeout / 4,
+                                                                   std::chrono::milliseconds(100), std::chrono::seconds(1)),
+                             true);
+    if (!signals_ || !mailbox_fd_ || !queue_timer_ || !idle_timer_) throw Error(ErrorKind::internal, errno_text("agent setup", errno));
     // Every sandbox holds a few dozen descriptors here (stdio, cgroups, its loop, its resolver's
     // sockets): the soft limit of 1024 would cap the agent near 40 sandboxes.
     // Root may raise the hard limit too (up to fs.nr_open); else the soft one goes to the hard.
@@ -404,6 +467,7 @@ int Agent::serve() {
     if (!config_.metrics.empty()) metrics_listen();
     loop_.add(mailbox_fd_.get(), EPOLLIN, [this](std::uint32_t) { drain_mailbox(); });
     loop_.add(queue_timer_.get(), EPOLLIN, [this](std::uint32_t) { on_queue_timer(); });
+    loop_.add(idle_timer_.get(), EPOLLIN, [this](std::uint32_t) { on_idle_timer(); });
     loop_.add(signals_.get(), EPOLLIN, [this](std::uint32_t) {
         struct signalfd_siginfo si {};
         while (::read(signals_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
@@ -505,6 +569,28 @@ void Agent::on_accept() {
             spdlog::warn("agent: {}", e.what());
             continue;
         }
+        // Nothing a user the configuration does not list sends is served: it is answered and
+        // closed now, so it holds no connection (however many it opens, a listed client is
+        // still taken in).
+        if (!peer_known(config_, conn->peer)) {
+            audit_forbidden(*conn, "connect", "", "the agent's configuration does not list this user or its groups");
+            refuse_connection(*conn, unlisted_error(conn->peer));
+            continue;
+        }
+        uid_t uid = conn->peer.uid;
+        if (uid != 0 && conns_per_uid_[uid] >= config_.limits.max_connections_per_uid) {
+            spdlog::warn("agent: uid {} (pid {}) holds {} connections already (limits.max_connections_per_uid); refused one",
+                         uid, conn->peer.pid, conns_per_uid_[uid]);
+            refuse_connection(*conn, Error(ErrorKind::busy,
+                                           "uid " + std::to_string(uid) + " holds " +
+                                               std::to_string(config_.limits.max_connections_per_uid) +
+                                               " connections to the agent already (its limits.max_connections_per_uid); "
+                                               "close one or use several requests per connection",
+                                           {{"limit_name", "max_connections_per_uid"},
+                                            {"limit", config_.limits.max_connections_per_uid}}));
+            continue;
+        }
+        ++conns_per_uid_[uid];
         std::uint64_t id = conn->id;
         Conn* c = conn.get();
         conns_[id] = std::move(conn);
@@ -634,17 +720,7 @@ void Agent::handle_line(Conn& conn, std::string_view line, std::vector<UniqueFd>
         return;
     }
     ApiRequest& r = *parse.request;
-    if (!peer_known(config_, conn.peer)) {
-        audit_forbidden(conn, r.op, "", "the agent's configuration does not list this user or its groups");
-        reply_error(conn, r.id, Error(ErrorKind::forbidden,
-                                      "uid " + std::to_string(conn.peer.uid) +
-                                          (conn.peer.user.empty() ? "" : " (" + conn.peer.user + ")") +
-                                          " may not use this agent: its configuration (clients:) does not list "
-                                          "the user or one of its groups",
-                                      {{"uid", conn.peer.uid}}));
-        conn.closing = true;  // nothing else it asks will be served: closed once this is sent
-        return;
-    }
+    conn.idle_since = Clock::now();
     auto it = ops_.find(r.op);
     if (it == ops_.end()) {
         reply_error(conn, r.id, Error(ErrorKind::input_invalid, "op " + r.op + " is not served by this agent"));
@@ -760,7 +836,39 @@ void Agent::close_conn(std::uint64_t id) {
         }
     }
     loop_.remove(conn.fd.get());
+    if (auto n = conns_per_uid_.find(conn.peer.uid); n != conns_per_uid_.end() && --n->second == 0) conns_per_uid_.erase(n);
     conns_.erase(it);
+}
+
+void Agent::refuse_connection(Conn& conn, const Error& why) {
+    ++metrics_.errors[std::string(to_string(why.kind()))];
+    std::string msg = api_error(nullptr, why).dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+    (void)!::send(conn.fd.get(), msg.data(), msg.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    // Its requests are not read: shut down both ways, the peer reads the answer, then the end.
+    ::shutdown(conn.fd.get(), SHUT_RDWR);
+}
+
+void Agent::on_idle_timer() {
+    std::uint64_t n;
+    (void)!::read(idle_timer_.get(), &n, sizeof n);
+    auto now = Clock::now();
+    std::vector<std::uint64_t> idle;
+    for (const auto& [id, c] : conns_) {
+        // Root's connections, and those waiting for a sandbox, events or their answers, are
+        // not idle.
+        if (c->peer.uid == 0 || !c->owned.empty() || c->events || !c->out.empty() || c->closing) continue;
+        if (now - c->idle_since >= config_.limits.idle_timeout) idle.push_back(id);
+    }
+    for (auto id : idle) {
+        auto it = conns_.find(id);
+        spdlog::debug("agent: closing an idle connection of uid {} (pid {})", it->second->peer.uid, it->second->peer.pid);
+        refuse_connection(*it->second,
+                          Error(ErrorKind::input_invalid,
+                                "no whole request within " + std::to_string(config_.limits.idle_timeout.count()) +
+                                    " ms (the agent's limits.idle_timeout); the connection is closed",
+                                {{"limit_name", "idle_timeout"}, {"limit", config_.limits.idle_timeout.count()}}));
+        close_conn(id);
+    }
 }
 
 void Agent::audit_forbidden(const Conn& conn, const std::string& op, const std::string& policy, const std::string& why) {
@@ -857,6 +965,8 @@ void Agent::op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, boo
     rec->policy = req.policy;
     rec->owner_uid = conn.peer.uid;
     rec->owner_pid = conn.peer.pid;
+    rec->owner_gid = conn.peer.gid;
+    for (const auto& [g, name] : conn.peer.groups) rec->owner_groups.push_back(g);
     rec->conn = conn.id;
     rec->request_id = r.id;
     rec->keep = req.keep;
@@ -902,7 +1012,16 @@ void Agent::op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, boo
     rec->control.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!rec->control) throw Error(ErrorKind::internal, errno_text("eventfd", errno));
 
-    auto verdict = admission_.request(rec->ticket, rec->policy, Clock::now());
+    auto client = rec->owner_uid == 0 ? Admission::kNoClient : static_cast<Admission::Client>(rec->owner_uid);
+    auto verdict = admission_.request(rec->ticket, rec->policy, Clock::now(), client);
+    if (verdict == Admission::Verdict::client_busy) {
+        throw Error(ErrorKind::busy,
+                    "uid " + std::to_string(rec->owner_uid) + " has its share of " +
+                        std::to_string(config_.limits.max_per_client) +
+                        " sandboxes running or queued (the agent's limits.max_per_client); try again once one ended",
+                    {{"limit_name", "max_per_client"}, {"limit", config_.limits.max_per_client},
+                     {"observed", admission_.held_by(client)}});
+    }
     if (verdict == Admission::Verdict::busy) {
         throw Error(ErrorKind::busy,
                     "the agent runs its maximum of sandboxes and its wait queue is full; try again later",
@@ -988,6 +1107,8 @@ void Agent::run_thread(std::shared_ptr<Record> rec) {
     json final_message;
     std::string status;
     try {
+        if (rec->owner_uid != 0)
+            check_command_as(rec->owner_uid, rec->owner_gid, rec->owner_groups, rec->options.command.at(0));
         Sandbox sandbox(rec->options);
         auto egress = std::make_shared<EgressExtension>(sandbox.options().policy, false, audit_);
         egress->use_shared_events(shared_events_.get());
@@ -1066,6 +1187,7 @@ void Agent::on_ended(const std::shared_ptr<Record>& rec, json final_message, con
     if (rec->conn) {
         if (auto c = conns_.find(rec->conn); c != conns_.end()) {
             c->second->owned.erase(rec->ticket);
+            if (c->second->owned.empty()) c->second->idle_since = Clock::now();
             reply(*c->second, final_message);
             close_if_done(*c->second);
         }
@@ -1079,7 +1201,7 @@ void Agent::on_ended(const std::shared_ptr<Record>& rec, json final_message, con
                   rec->name, static_cast<long>(rec->owner_uid));
     }
     records_.erase(rec->ticket);
-    if (was_running) finish_admissions(admission_.release(rec->policy));
+    if (was_running) finish_admissions(admission_.release(rec->policy, rec->ticket));
 }
 
 void Agent::write_record(const Record& rec) {
@@ -1088,18 +1210,21 @@ void Agent::write_record(const Record& rec) {
               {"owner_pid", rec.owner_pid}, {"keep", rec.keep}, {"cgroups", rec.cgroup_paths},
               {"limits", limits_json(rec.options.limits)}, {"command", rec.options.command},
               {"policy_file", rec.options.policy.source}, {"created", iso_now()}};
-    std::string path = record_path(rec.name);
+    if (!write_private_file(record_path(rec.name), j.dump() + "\n")) spdlog::warn("agent: cannot write {}", record_path(rec.name));
+}
+
+bool write_private_file(const std::string& path, const std::string& text) {
+    // Root's alone (0600), replaced whole (rename); a link planted at the temporary name is
+    // not followed.
     std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << j.dump() << "\n";
-        if (!out) {
-            spdlog::warn("agent: cannot write {}", tmp);
-            return;
-        }
-    }
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
+    ::unlink(tmp.c_str());
+    UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd) return false;
+    bool ok = ::fchmod(fd.get(), 0600) == 0 && ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    fd.reset();
+    if (ok) ok = ::rename(tmp.c_str(), path.c_str()) == 0;
+    if (!ok) ::unlink(tmp.c_str());
+    return ok;
 }
 
 json Agent::describe(const Record& rec, bool usage) const {
@@ -1154,8 +1279,7 @@ void Agent::op_inspect(Conn& conn, ApiRequest& r) {
 
 void Agent::op_kill(Conn& conn, ApiRequest& r) {
     std::string name = r.params["sandbox"];
-    int sig = r.params.value("signal", SIGTERM);
-    if (sig < 1 || sig > 64) throw Error(ErrorKind::input_invalid, "signal must be 1..64", {{"field", "signal"}});
+    int sig = kill_signal(r);
     auto rec = find_visible(conn, name);
     if (!rec) throw Error(ErrorKind::usage, "no sandbox " + name + " (mcpwarden ps lists yours)", {{"sandbox", name}});
     rec->kill_signal = sig;

@@ -46,6 +46,9 @@ std::string agent_sandbox_name();
 // The default logger writes one JSON object per line: time (UTC), level, pid, msg.
 void use_json_logs();
 
+// Writes a file of the agent's state only root may read (0600), replaced whole; false on failure.
+bool write_private_file(const std::string& path, const std::string& text);
+
 class Agent {
 public:
     using Clock = std::chrono::steady_clock;
@@ -77,6 +80,9 @@ public:
         bool events = false;            // subscribed to events
         nlohmann::json events_id;
         std::string events_sandbox;     // "" = every sandbox the peer may see
+        // Since when nothing keeps it open: set by a whole request and by the end of its last
+        // sandbox (config limits.idle_timeout).
+        std::chrono::steady_clock::time_point idle_since = std::chrono::steady_clock::now();
     };
 
     // One sandbox, from its admission request to its report.
@@ -88,6 +94,8 @@ public:
         State state = State::queued;
         uid_t owner_uid = 0;
         pid_t owner_pid = 0;
+        gid_t owner_gid = 0;
+        std::vector<gid_t> owner_groups;  // the client's groups: its command is looked up as it
         std::uint64_t conn = 0;  // the creating connection (0 once it went away)
         nlohmann::json request_id;
         bool keep = false;
@@ -157,6 +165,9 @@ private:
     void drain_mailbox();
     void arm_queue_timer();
     void on_queue_timer();
+    void on_idle_timer();
+    // Answers `message` to a connection not taken in, and closes it (unlisted peer, over a cap).
+    void refuse_connection(Conn& conn, const Error& why);
 
     void op_create(Conn& conn, ApiRequest& r, std::vector<UniqueFd>& fds, bool is_call);
     void op_list(Conn& conn, ApiRequest& r);
@@ -206,7 +217,8 @@ private:
     Metrics metrics_;
     UniqueFd metrics_listen_;
     std::map<int, UniqueFd> metrics_conns_;
-    UniqueFd listen_, signals_, mailbox_fd_, queue_timer_;
+    UniqueFd listen_, signals_, mailbox_fd_, queue_timer_, idle_timer_;
+    std::map<uid_t, std::size_t> conns_per_uid_;
     UniqueFd spare_fd_;  // given up to accept (and refuse) a connection when out of descriptors
     std::mutex mailbox_mutex_;
     std::vector<std::function<void()>> mailbox_;

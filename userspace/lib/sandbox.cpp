@@ -342,6 +342,19 @@ RunReport Sandbox::run() {
     bool raw_relay = !ext_pipes && (is_inet_socket(options_.stdio_fd(0)) ||
                                     is_inet_socket(options_.stdio_fd(1)) ||
                                     is_inet_socket(options_.stdio_fd(2)));
+    // The relay watches stdin with epoll, which refuses what cannot be polled (a regular file, a
+    // directory, /dev/null): refused here, before anything was spawned.
+    if (raw_relay) {
+        UniqueFd probe(::epoll_create1(EPOLL_CLOEXEC));
+        epoll_event ev{};
+        ev.events = EPOLLIN;
+        if (probe && ::epoll_ctl(probe.get(), EPOLL_CTL_ADD, options_.stdio_fd(0), &ev) != 0 && errno == EPERM)
+            throw Error(ErrorKind::usage,
+                        "stdin cannot be relayed (a regular file, a directory or a device such as /dev/null) "
+                        "while another stdio descriptor is a TCP/UDP socket, which mcpwarden relays through "
+                        "pipes: give stdin as a pipe, a socket or a terminal",
+                        {{"field", "stdio"}});
+    }
     std::optional<Pipe> in, out, err;
     if (ext_pipes || raw_relay) {
         in = make_pipe();
@@ -355,8 +368,31 @@ RunReport Sandbox::run() {
     auto started = Clock::now();
     child_ = spawn_child(spec);
     spdlog::debug("sandbox {} started pid {} as {}", name, child_.pid, user.name);
+    // Whatever fails from here on, the server does not outlive run() and is reaped (a hosted
+    // run's host reaps nothing else: an unreaped child would stay a zombie of the agent).
+    struct ChildReaper {
+        Sandbox& sandbox;
+        bool armed = true;
+        ~ChildReaper() {
+            if (!armed || !sandbox.child_.pidfd) return;
+            if (sandbox.cgroup_) sandbox.cgroup_->kill();
+            ::syscall(SYS_pidfd_send_signal, sandbox.child_.pidfd.get(), SIGKILL, nullptr, 0);
+            siginfo_t info{};
+            while (::waitid(P_PIDFD, static_cast<id_t>(sandbox.child_.pidfd.get()), &info, WEXITED) != 0 &&
+                   errno == EINTR) {
+            }
+        }
+    } reaper{*this};
 
     std::vector<std::unique_ptr<Pump>> pumps;
+    // Pumps that did not reach their end (a stdin that never closes) close their descriptors
+    // too, on every way out.
+    struct PumpsFinish {
+        std::vector<std::unique_ptr<Pump>>& pumps;
+        ~PumpsFinish() {
+            for (auto& p : pumps) p->finish();
+        }
+    } pumps_finish{pumps};
     if (in) {
         in->read.reset();
         out->write.reset();
@@ -369,13 +405,19 @@ RunReport Sandbox::run() {
             }
         } else {
             // Our own stdio is left blocking-agnostic: dup it so O_NONBLOCK stays on our copy.
-            int my_in = ::fcntl(options_.stdio_fd(0), F_DUPFD_CLOEXEC, 3),
-                my_out = ::fcntl(options_.stdio_fd(1), F_DUPFD_CLOEXEC, 3),
-                my_err = ::fcntl(options_.stdio_fd(2), F_DUPFD_CLOEXEC, 3);
-            pumps.push_back(std::make_unique<Pump>(loop_, my_in, in->write.release(), true,
-                                                   [my_in] { ::close(my_in); }));
-            pumps.push_back(std::make_unique<Pump>(loop_, out->read.get(), my_out, true));
-            pumps.push_back(std::make_unique<Pump>(loop_, err->read.get(), my_err, true));
+            // Each copy is owned here until its pump took it (a pump that cannot start leaks none).
+            UniqueFd my_in(::fcntl(options_.stdio_fd(0), F_DUPFD_CLOEXEC, 3)),
+                my_out(::fcntl(options_.stdio_fd(1), F_DUPFD_CLOEXEC, 3)),
+                my_err(::fcntl(options_.stdio_fd(2), F_DUPFD_CLOEXEC, 3));
+            if (!my_in || !my_out || !my_err) throw Error(ErrorKind::internal, errno_text("dup of stdio", errno));
+            int in_fd = my_in.get();
+            pumps.push_back(std::make_unique<Pump>(loop_, in_fd, in->write.get(), true, [in_fd] { ::close(in_fd); }));
+            my_in.release();
+            in->write.release();
+            pumps.push_back(std::make_unique<Pump>(loop_, out->read.get(), my_out.get(), true));
+            my_out.release();
+            pumps.push_back(std::make_unique<Pump>(loop_, err->read.get(), my_err.get(), true));
+            my_err.release();
             for (auto& ext : extensions_) ext->after_spawn(*this, -1, -1, -1);
         }
     } else {
@@ -480,6 +522,7 @@ RunReport Sandbox::run() {
     // frame goes back to the kernel before the long wait: ~20 KiB per sandbox.
     if (options_.hosted) release_stack_below_here();
     while (!exited) loop_.run_once(-1);
+    reaper.armed = false;  // reaped by the pidfd's handler
     report.duration = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
 
     // The main process is gone: nothing else of the sandbox may outlive it.
@@ -505,6 +548,7 @@ RunReport Sandbox::run() {
         return false;
     };
     while (output_pending() && Clock::now() < drain_until) loop_.run_once(20);
+    for (auto& p : pumps) p->finish();
     pumps.clear();
 
     auto counters = cgroup_->counters();
