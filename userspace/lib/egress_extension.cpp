@@ -224,6 +224,8 @@ DnsProxy::Hooks EgressExtension::dns_hooks() {
     hooks.admit = [this](const std::string& name, const std::vector<std::uint32_t>& rules,
                          const std::vector<DnsAddress>& addrs) { return admit(name, rules, addrs); };
     hooks.refused = [this](const std::string& name, std::uint16_t qtype) {
+        ++dns_refused_;
+        note_refusal(name);
         audit_line({{"event", "dns_refused"}, {"name", name}, {"qtype", qtype},
                     {"rule", "no host rule allows this name"}});
     };
@@ -249,7 +251,14 @@ void EgressExtension::bind(int cgroup_fd, std::uint64_t id, const std::string& n
     enforcer_ = std::make_unique<CgroupEnforcer>(objects, cgroup_fd, id, *compiled_,
                                                  audit_only_, [this](const mw_event& e) {
                                                      ++events_seen_;
-                                                     if (audit_) audit_->info(event_json(e).dump());
+                                                     auto j = event_json(e);
+                                                     if (j.contains("address")) {
+                                                         std::string to = j["address"].get<std::string>() + ":" +
+                                                                          std::to_string(j["port"].get<int>()) + "/" +
+                                                                          j["protocol"].get<std::string>();
+                                                         note_refusal(j.contains("name") ? j["name"].get<std::string>() + " (" + to + ")" : to);
+                                                     }
+                                                     if (audit_) audit_->info(j.dump());
                                                  },
                                                  sandbox_name_, dns_->target(), shared_events_);
     auto t2 = std::chrono::steady_clock::now();
@@ -441,6 +450,17 @@ void EgressExtension::unbind(nlohmann::json& extra) {
     extra["dns"] = {{"answered", dns_final_.answered}, {"refused", dns_final_.refused},
                     {"malformed", dns_final_.malformed}, {"failed", dns_final_.failed},
                     {"addresses_learned", learned_total_}, {"answers_blocked", answers_blocked_}};
+}
+
+void EgressExtension::note_refusal(std::string what) {
+    std::lock_guard<std::mutex> lock(refusals_mutex_);
+    if (refusals_.size() < kMaxRefusals && std::find(refusals_.begin(), refusals_.end(), what) == refusals_.end())
+        refusals_.push_back(std::move(what));
+}
+
+std::vector<std::string> EgressExtension::refused_destinations() const {
+    std::lock_guard<std::mutex> lock(refusals_mutex_);
+    return refusals_;
 }
 
 std::uint64_t EgressExtension::egress_denied() const {

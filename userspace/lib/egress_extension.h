@@ -8,6 +8,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <spdlog/logger.h>
 
@@ -29,6 +30,8 @@ public:
     void before_spawn(Sandbox& sandbox) override;
     void on_end(Sandbox& sandbox, RunReport& report) override;
     std::uint64_t egress_denied() const override;
+    std::uint64_t dns_refused() const override { return dns_refused_; }
+    std::vector<std::string> refused_destinations() const override;
 
     // The same without a Sandbox (cgroup-scoped deployments, an agent's adopted sandboxes):
     // bind puts the policy, the DNS redirection and audit on a cgroup, pinned as `name`;
@@ -69,6 +72,7 @@ private:
         Cidr address;
     };
     void audit_line(nlohmann::json j);
+    void note_refusal(std::string what);  // from the resolver thread or the event loop
     DnsProxy::Hooks dns_hooks();
     std::shared_ptr<const CompiledEgress> compiled() const;
 
@@ -96,6 +100,10 @@ private:
     std::atomic<std::uint64_t> events_seen_{0};
     SharedEventRing* shared_events_ = nullptr;
     EgressCounters final_{};
+    std::atomic<std::uint64_t> dns_refused_{0};
+    mutable std::mutex refusals_mutex_;
+    std::vector<std::string> refusals_;  // at most kMaxRefusals
+    static constexpr std::size_t kMaxRefusals = 16;
 };
 
 }  // namespace mcpwarden
