@@ -5,9 +5,12 @@
 //   (1 and 2 also through plain `mcpwarden run`, whose stdio is the server's own: the cost of
 //   the sandbox alone, to attribute the difference between relay and sandbox)
 //   3. `mcpwarden call` end to end against starting the server and calling it directly (and
-//      `mcpwarden run -- /bin/true`, the sandbox alone, to attribute the difference).
+//      `mcpwarden run -- /bin/true`, the sandbox alone, to attribute the difference);
+//   4. with a fourth argument (server-everything's dist/index.js, run by $NODE or /usr/bin/node):
+//      a whole client session of a real server (spawn, initialize, tools/list, close stdin,
+//      wait for the exit), directly and through `mcpwarden run --policy` (MCP mode).
 // Prints medians and ratios. Run as root:
-//   build/bin/bench_mcp build/bin/mcpwarden build/bin/mcpwarden-example-server
+//   build/bin/bench_mcp build/bin/mcpwarden build/bin/mcpwarden-example-server [ROUNDS [SERVER_JS]]
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
@@ -250,6 +253,32 @@ int main(int argc, char** argv) {
             sandbox_only.push_back(t0);
         }
     }
+    // 4: a real server's whole session, as a client's start-up and shut-down see it.
+    std::vector<double> session_direct, session_warden;
+    if (argc > 4) {
+        const char* node_env = std::getenv("NODE");
+        std::string node = node_env ? node_env : "/usr/bin/node";
+        std::vector<std::string> direct_argv{node, argv[4], "stdio"};
+        std::vector<std::string> warden_argv{warden, "run", "--policy", policy, "--state-dir", state, node, argv[4], "stdio"};
+        const std::string list = R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})" "\n";
+        auto session = [&](const std::vector<std::string>& a) {
+            auto t = Clock::now();
+            Peer p(a);
+            handshake(p);
+            if (p.call(list).find("\"tools\"") == std::string::npos) die("tools/list failed");
+            int status = p.close();
+            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("session did not end cleanly: " + a[0]);
+            return us_since(t);
+        };
+        for (int i = 0; i < 2 * rounds + 3; ++i) {
+            bool warden_first = i % 2 == 1;  // alternate the order as well
+            double a = session(warden_first ? warden_argv : direct_argv);
+            double b = session(warden_first ? direct_argv : warden_argv);
+            if (i < 3) continue;  // warm-up
+            session_direct.push_back(warden_first ? b : a);
+            session_warden.push_back(warden_first ? a : b);
+        }
+    }
     holder.reset();
     std::string rm = "rm -rf '" + dir + "'";
     if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "bench_mcp: could not remove %s\n", dir.c_str());
@@ -274,5 +303,14 @@ int main(int argc, char** argv) {
     std::printf("                               added   median %7.2f ms  ratio %.1fx\n", (cw - cd) / 1000, cw / cd);
     std::printf("  for reference: run -- /bin/true  median %7.2f ms (sandbox set-up and tear-down alone)\n",
                 bench::median(sandbox_only) / 1000);
+    if (!session_direct.empty()) {
+        double sd = bench::median(session_direct), sw = bench::median(session_warden);
+        std::printf("  server-everything session    direct  median %7.2f ms  p90 %7.2f ms  (%zu sessions)\n", sd / 1000,
+                    bench::percentile(session_direct, 0.9) / 1000, session_direct.size());
+        std::printf("  (spawn, initialize,          run     median %7.2f ms  p90 %7.2f ms\n", sw / 1000,
+                    bench::percentile(session_warden, 0.9) / 1000);
+        std::printf("   tools/list, close)          added   median %7.2f ms   goal <= 30 ms: %s\n", (sw - sd) / 1000,
+                    sw - sd <= 30000 ? "met" : "NOT met");
+    }
     return 0;
 }

@@ -44,7 +44,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         [&](std::string_view m) {
             if (m != last_client_line) forwarded_ok = forwarded_ok && json::parse(m, nullptr, false).is_object();
         },
-        [] { return std::uint64_t{0}; }});
+        [] { return std::uint64_t{0}; }, [] { return std::uint64_t{0}; }});
     auto now = McpSession::Clock::now();
     std::string_view input(reinterpret_cast<const char*>(data + 2), size - 2);
     // Lines alternate by their first byte: '>' client, '<' server, '!' time passes.

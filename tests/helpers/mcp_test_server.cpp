@@ -8,6 +8,7 @@
 // after stdin closes), --ignore-term (ignore SIGTERM), --modern (stateless 2026-07-28 only:
 // no initialize; server/discover; requests must carry _meta).
 #include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -290,11 +291,27 @@ void handle(const std::string& line) {
 
 int main(int argc, char** argv) {
     bool ignore_eof = false;
+    std::string resolve_first;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--ignore-eof") ignore_eof = true;
         else if (a == "--ignore-term") ::signal(SIGTERM, SIG_IGN);
         else if (a == "--modern") g_modern = true;
+        else if (a == "--resolve-first" && i + 1 < argc) resolve_first = argv[++i];
+    }
+    // Like `npx` fetching its package: no answer to anything until the name resolves (a
+    // refused name is retried, as npm retries a refused registry).
+    while (!resolve_first.empty()) {
+        struct addrinfo hints {};
+        hints.ai_socktype = SOCK_STREAM;
+        struct addrinfo* res = nullptr;
+        int rc = ::getaddrinfo(resolve_first.c_str(), "443", &hints, &res);
+        if (rc == 0) {
+            ::freeaddrinfo(res);
+            break;
+        }
+        std::fprintf(stderr, "test-server: %s: %s; retrying\n", resolve_first.c_str(), ::gai_strerror(rc));
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     std::fprintf(stderr, "test-server: ready\n");
     for (;;) {

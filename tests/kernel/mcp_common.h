@@ -88,9 +88,11 @@ public:
         report_ = harness::state_dir() + "/live-report-" + std::to_string(::getpid()) + ".json";
         ::unlink(report_.c_str());
         std::vector<std::string> argv{MCPWARDEN_BIN};
+        bool added = false;
         for (size_t i = 0; i < args.size(); ++i) {
             argv.push_back(args[i]);
-            if (i == 0 && args[0] == "run") argv.insert(argv.end(), {"--report", report_, "--state-dir", harness::state_dir()});
+            if (!added && args[i] == "run") argv.insert(argv.end(), {"--report", report_, "--state-dir", harness::state_dir()});
+            added = added || args[i] == "run";
         }
         int in[2], out[2], err[2];
         if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC) || ::pipe2(err, O_CLOEXEC)) throw std::runtime_error("pipe2");
@@ -138,6 +140,16 @@ public:
             pump(100);
         }
     }
+    // Reads until stderr holds `text` (or the time is up); true when it does.
+    bool wait_for_err(const std::string& text, std::chrono::milliseconds max = std::chrono::seconds(20)) {
+        auto until = std::chrono::steady_clock::now() + max;
+        while (err.find(text) == std::string::npos) {
+            if (std::chrono::steady_clock::now() > until || (out_ < 0 && err_ < 0)) return false;
+            pump(100);
+        }
+        return true;
+    }
+    void signal(int sig) { ::kill(pid_, sig); }
     void close_stdin() {
         ::close(in_);
         in_ = -1;

@@ -294,6 +294,7 @@ TEST_F(McpRun, ShutdownClosesStdinThenSigtermThenKills) {
     EXPECT_LT(polite.elapsed, 1500ms);
 
     auto deaf = run({}, handshake(), {"--ignore-eof"});
+    EXPECT_EQ(deaf.exit_code, 0) << "the shutdown sequence is the expected end";
     EXPECT_EQ(deaf.report["status"], "signaled");
     EXPECT_EQ(deaf.report["signal"], SIGTERM);
     EXPECT_GE(deaf.elapsed, 1900ms);
@@ -304,4 +305,84 @@ TEST_F(McpRun, ShutdownClosesStdinThenSigtermThenKills) {
     EXPECT_EQ(stubborn.report["signal"], SIGKILL);
     EXPECT_GE(stubborn.elapsed, 3900ms);
     EXPECT_LT(stubborn.elapsed, 5500ms);
+}
+
+TEST_F(McpRun, CommandLinesAsClientsWriteThem) {
+    // mcpwarden's options end at the command: what follows is the command's, flags included.
+    std::string policy = policy_file("argv", "name: argv\n");
+    std::vector<std::string> print = {"/bin/sh", "-c", "printf '[%s]' \"$@\"", "sh"};
+    auto with = [&](std::vector<std::string> head, std::vector<std::string> tail) {
+        head.insert(head.end(), print.begin(), print.end());
+        head.insert(head.end(), tail.begin(), tail.end());
+        return head;
+    };
+    auto r = warden(with({"run", "--policy", policy}, {"-y", "x"}));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "[-y][x]");
+    r = warden(with({"run", "--policy", policy, "--"}, {"--help"}));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "[--help]");
+    r = warden(with({"run", "--policy=" + policy}, {"--help"}));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "[--help]");
+    // Options with values before the command, mcpwarden's own names after it.
+    r = warden(with({"--log-level", "error", "run", "--state-dir", state_dir(), "--timeout", "30s", "--env", "A=1", "--policy", policy},
+                    {"--policy", "other", "--timeout=1s", "-h"}));
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "[--policy][other][--timeout=1s][-h]");
+    // `call` the same way: the server gets its own flags.
+    r = warden({"call", "--state-dir", state_dir(), "--policy", policy, "--method", "tools/list", program("mcp_test_server"),
+               "--ignore-term"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"tools\""), std::string::npos) << r.out;
+    // mcpwarden's own --help still works where no command was given.
+    r = warden({"run", "--help"});
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(r.out.find("Run CMD in a fresh sandbox"), std::string::npos);
+}
+
+TEST_F(McpRun, RequestIdsBeyondDoublePrecisionComeBackExactly) {
+    std::string policy = policy_file("bigid", "name: bigid\nmcp:\n  tools: { deny: [\"delete_*\"] }\n");
+    std::string input = handshake() + R"({"jsonrpc":"2.0","id":1152921504606846977,"method":"tools/list"})" "\n" +
+                        R"({"jsonrpc":"2.0","id":9007199254740993,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}})" "\n";
+    auto r = run({"--policy", policy}, input);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    // Filtered (the tool list is edited) and passed through: both ids exactly as sent.
+    EXPECT_NE(r.out.find(R"("id":1152921504606846977,)"), std::string::npos) << r.out;
+    EXPECT_EQ(r.out.find("delete_everything"), std::string::npos);
+    EXPECT_NE(r.out.find(R"("id":9007199254740993,)"), std::string::npos) << r.out;
+}
+
+TEST_F(McpRun, RefusedNameBeforeTheHandshakeFailsFastAndSaysWhy) {
+    // A server that retries a name the policy does not allow (as npx retries its registry)
+    // and answers nothing meanwhile: its initialize gets an error naming it within seconds.
+    Live live({"run", "--mcp", "--", program("mcp_test_server"), "--resolve-first", "registry.npmjs.org"});
+    live.send(handshake());
+    auto started = std::chrono::steady_clock::now();
+    json e = live.wait_for(0, 30s);
+    auto took = std::chrono::steady_clock::now() - started;
+    ASSERT_TRUE(e.contains("error")) << e << live.err;
+    EXPECT_LT(took, 15s);  // the grace is 3 s; the VM is slow
+    EXPECT_EQ(e["error"]["code"], -31010);
+    EXPECT_EQ(e["error"]["data"]["kind"], "egress_denied");
+    EXPECT_EQ(e["error"]["data"]["method"], "initialize");
+    EXPECT_GE(e["error"]["data"]["dns_refused"].get<int>(), 1) << e;
+    EXPECT_NE(e["error"]["message"].get<std::string>().find("registry.npmjs.org"), std::string::npos) << e;
+    EXPECT_EQ(e["error"]["data"]["refused"][0], "registry.npmjs.org");
+    // One human line on stderr.
+    EXPECT_NE(live.err.find("the policy refused: registry.npmjs.org"), std::string::npos) << live.err;
+    live.finish();
+}
+
+TEST_F(McpRun, ClientSigtermDuringTheShutdownSequenceIsANormalEnd) {
+    // The SDKs close stdin, then SIGTERM mcpwarden 2 s later when the server has not exited.
+    Live live({"--log-level", "debug", "run", "--mcp", "--", program("mcp_test_server"), "--ignore-eof"});
+    live.send(handshake());
+    ASSERT_FALSE(live.wait_for(0).is_null());
+    live.close_stdin();
+    ASSERT_TRUE(live.wait_for_err("closing the server's stdin")) << live.err;
+    live.signal(SIGTERM);
+    EXPECT_EQ(live.finish(), 0) << live.err;
+    EXPECT_EQ(live.err.find("sandbox ended: interrupted"), std::string::npos) << live.err;
+    EXPECT_NE(live.err.find("sandbox ended by the MCP shutdown sequence"), std::string::npos) << live.err;
 }

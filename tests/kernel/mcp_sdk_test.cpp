@@ -1,5 +1,7 @@
 // The official MCP TypeScript SDK client against @modelcontextprotocol/server-everything, both
-// from npm, through `mcpwarden run` (tests/mcp-sdk/sdk.test.mjs). The packages are installed
+// from npm, through `mcpwarden run` (tests/mcp-sdk/sdk.test.mjs); server-everything,
+// server-memory and server-sequential-thinking run directly and through mcpwarden and compared
+// (tests/mcp-sdk/servers.test.mjs). The packages are installed
 // here with `npm ci` from the committed lock file when node_modules is missing or stale, so a
 // fresh clone works. In CI a missing node or npm is a failure, like every kernel test.
 #include <sys/stat.h>
@@ -35,22 +37,33 @@ protected:
 };
 Result McpSdk::install_ = {0, "", "", nullptr, std::chrono::milliseconds(0)};
 
-}  // namespace
-
-TEST_F(McpSdk, OfficialClientAgainstServerEverything) {
-    ASSERT_EQ(install_.exit_code, 0) << "npm ci in tests/mcp-sdk failed (node 20 and the npm registry are needed):\n"
-                                     << install_.out << install_.err;
+// node --test FILE as the SDK tests run it; the sandboxes' teardown is awaited afterwards.
+Result node_test(const std::string& file) {
     Options o;
     o.env = {{"MCPWARDEN_BIN", MCPWARDEN_BIN}, {"MCPWARDEN_STATE_DIR", state_dir()}};
     o.kill_after = std::chrono::seconds(180);
-    auto r = command({"node", "--test", "--test-reporter=spec", kDir + "/sdk.test.mjs"}, o);
-    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
-    EXPECT_NE(r.out.find("pass 9"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("fail 0"), std::string::npos) << r.out;
+    auto r = command({"node", "--test", "--test-concurrency=1", "--test-reporter=spec", kDir + "/" + file}, o);
     // The SDK's close() resolves when mcpwarden's process closes; its teardown (the sandbox
     // killed and removed) is awaited here rather than assumed: a sandbox that outlives it for
     // more than a few seconds fails the leftover check of the fixture.
     auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
     while ((!leftover_processes().empty() || !leftover_cgroups().empty()) && std::chrono::steady_clock::now() < until)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return r;
 }
+
+// Runs FILE's tests (npm ci must have worked) and expects all `passes` of them to pass.
+void expect_node_tests(const Result& install, const std::string& file, int passes) {
+    ASSERT_EQ(install.exit_code, 0) << "npm ci in tests/mcp-sdk failed (node 20 and the npm registry are needed):\n"
+                                    << install.out << install.err;
+    auto r = node_test(file);
+    EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+    EXPECT_NE(r.out.find("pass " + std::to_string(passes)), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("fail 0"), std::string::npos) << r.out;
+}
+
+}  // namespace
+
+TEST_F(McpSdk, OfficialClientAgainstServerEverything) { expect_node_tests(install_, "sdk.test.mjs", 9); }
+
+TEST_F(McpSdk, RealServersDirectAndThroughMcpwarden) { expect_node_tests(install_, "servers.test.mjs", 7); }

@@ -16,7 +16,8 @@ protected:
     void make(McpConfig c = {}) {
         session = std::make_unique<McpSession>(
             c, McpSession::Io{[this](std::string_view m) { client.emplace_back(m); },
-                              [this](std::string_view m) { server.emplace_back(m); }, [this] { return egress; }});
+                              [this](std::string_view m) { server.emplace_back(m); }, [this] { return egress; },
+                              [this] { return dns; }});
     }
     void SetUp() override { make(); }
     void from_client(const json& j) { session->client_line(j.dump(), now); }
@@ -34,7 +35,7 @@ protected:
 
     std::unique_ptr<McpSession> session;
     std::vector<std::string> client, server;
-    std::uint64_t egress = 0;
+    std::uint64_t egress = 0, dns = 0;
     McpSession::Clock::time_point now = McpSession::Clock::now();
 };
 
@@ -216,7 +217,11 @@ TEST_F(Session, TruncatesTextOnCharacterBoundariesWithMetadata) {
     std::string cut = r["content"][2]["text"];
     EXPECT_EQ(cut.rfind("\n[mcpwarden: output truncated to 5 of 8 characters]", 0), 0u) << cut;
     EXPECT_EQ(r["content"][1]["data"], "AAAA");
-    EXPECT_EQ(r["structuredContent"]["summary"], std::string(50, 's'));  // valid for its outputSchema
+    // Structured strings get the same budget, cut without a note (still a string for its
+    // outputSchema).
+    EXPECT_EQ(r["structuredContent"]["summary"], std::string(5, 's'));
+    EXPECT_EQ(r["_meta"]["mcpwarden/structured_truncated"], true);
+    EXPECT_EQ(r["_meta"]["mcpwarden/total_structured_chars"], 50);
     EXPECT_EQ(r["_meta"]["other"], 1);
     EXPECT_EQ(r["_meta"]["mcpwarden/truncated"], true);
     EXPECT_EQ(r["_meta"]["mcpwarden/max_content_chars"], 5);
@@ -299,8 +304,9 @@ TEST_F(Session, UncheckableResultsDoNotBypassThePolicy) {
     c.max_content_chars = 5;
     make(c);
     from_client({{"jsonrpc", "2.0"}, {"id", 1}, {"method", "tools/list"}});
+    // The tool filter reads only the names: the rest passes as the server wrote it.
     session->server_line(R"({"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"secret"}],"x":1e999}})", now);
-    EXPECT_EQ(last_client()["error"]["data"]["kind"], "result_invalid");
+    EXPECT_EQ(client.back(), R"({"jsonrpc":"2.0","id":1,"result":{"tools":[],"x":1e999}})");
     from_client(call(2, "big"));
     session->server_line(R"({"jsonrpc":"2.0","id":2,"result":{"content":[{"type":"text","text":"0123456789"}],"n":-1e400}})", now);
     EXPECT_EQ(last_client()["error"]["data"]["kind"], "result_invalid");
@@ -367,6 +373,148 @@ TEST_F(Session, EgressDenialsDuringACallAreCounted) {
     std::string raw = text_result(2, "x").dump();
     session->server_line(raw, now);
     EXPECT_EQ(client.back(), raw);  // none during this one
+}
+
+TEST_F(Session, ToolFilterKeepsTheServersBytesAndKeyOrder) {
+    McpConfig c;
+    c.tools_deny = {"get-env"};
+    make(c);
+    // An id beyond 2^53, keys in the server's order, its spacing and number forms.
+    session->client_line(R"({"jsonrpc":"2.0","id":1152921504606846977,"method":"tools/list"})", now);
+    std::string tool_a = R"({"name":"zeta", "inputSchema":{"type":"object","properties":{"z":{"type":"string"},"a":{"type":"number","minimum":1.50}}}})";
+    std::string tool_b = R"({"description":"d","name":"get-env"})";
+    std::string tool_c = R"({"name":"alpha","annotations":{"title":"\u00e9"}})";
+    session->server_line(R"({"result":{"tools":[ )" + tool_a + " , " + tool_b + "," + tool_c +
+                             R"( ],"nextCursor":"n"},"jsonrpc":"2.0","id":1152921504606846977})",
+                         now);
+    ASSERT_EQ(client.size(), 1u);
+    EXPECT_EQ(client[0], R"({"result":{"tools":[)" + tool_a + "," + tool_c +
+                             R"(],"nextCursor":"n"},"jsonrpc":"2.0","id":1152921504606846977})");
+    // Nothing filtered: the line itself.
+    session->client_line(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", now);
+    std::string same = R"({"jsonrpc":"2.0","id":2,"result":{"tools":[)" + tool_a + "]}}";
+    session->server_line(same, now);
+    EXPECT_EQ(client.back(), same);
+    // Every tool refused.
+    session->client_line(R"({"jsonrpc":"2.0","id":3,"method":"tools/list"})", now);
+    session->server_line(R"({"jsonrpc":"2.0","id":3,"result":{"tools":[)" + tool_b + "]}}", now);
+    EXPECT_EQ(client.back(), R"({"jsonrpc":"2.0","id":3,"result":{"tools":[]}})");
+}
+
+TEST_F(Session, EgressFiguresAreSplicedIntoTheServersMeta) {
+    from_client(call(1, "connect"));
+    egress = 1;
+    session->server_line(R"({"jsonrpc":"2.0","id":1,"result":{"z":1.0,"_meta":{"b":2},"content":[]}})", now);
+    EXPECT_EQ(client.back(), R"({"jsonrpc":"2.0","id":1,"result":{"z":1.0,"_meta":{"mcpwarden/egress_denied":1,"b":2},"content":[]}})");
+    from_client(call(2, "connect"));
+    egress = 3;
+    session->server_line(R"({"jsonrpc":"2.0","id":2,"result":{ }})", now);
+    EXPECT_EQ(client.back(), R"({"jsonrpc":"2.0","id":2,"result":{"_meta":{"mcpwarden/egress_denied":2} }})");
+}
+
+TEST_F(Session, TruncationKeepsKeyOrderAndBoundsStructuredContent) {
+    McpConfig c;
+    c.max_content_chars = 4;
+    make(c);
+    from_client(call(1, "read"));
+    session->server_line(R"({"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"content":"0123456789","n":[1,"ab"]},)"
+                         R"("content":[{"type":"text","text":"0123456789"}],"isError":false}})",
+                         now);
+    ASSERT_EQ(client.size(), 1u);
+    std::string out = client[0];
+    // The server's order: structuredContent, content, isError, then mcpwarden's _meta.
+    EXPECT_LT(out.find("structuredContent"), out.find("\"content\":["));
+    EXPECT_LT(out.find("\"content\":["), out.find("isError"));
+    json r = json::parse(out)["result"];
+    EXPECT_EQ(r["content"][0]["text"], "0123\n[mcpwarden: output truncated to 4 of 10 characters]");
+    // One budget of max_content_chars over the structured strings, in document order, no note.
+    EXPECT_EQ(r["structuredContent"]["content"], "0123");
+    EXPECT_EQ(r["structuredContent"]["n"], json::array({1, ""}));
+    EXPECT_EQ(r["_meta"]["mcpwarden/truncated"], true);
+    EXPECT_EQ(r["_meta"]["mcpwarden/structured_truncated"], true);
+    EXPECT_EQ(r["_meta"]["mcpwarden/total_structured_chars"], 12);
+    EXPECT_EQ(r["_meta"]["mcpwarden/total_content_chars"], 10);
+}
+
+TEST_F(Session, ClockStopsWhileTheClientAnswersTheServer) {
+    McpConfig c;
+    c.call_timeout = 1000ms;
+    make(c);
+    from_client(call(1, "ask_client"));
+    // After 500 ms the server asks the user something (elicitation); the user takes 5 s.
+    session->server_line(R"({"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{}})", now + 500ms);
+    EXPECT_FALSE(session->next_deadline());
+    session->expire(now + 5000ms);
+    EXPECT_EQ(client.size(), 1u);  // only the elicitation
+    session->client_line(R"({"jsonrpc":"2.0","id":"e1","result":{"action":"accept"}})", now + 5500ms);
+    ASSERT_TRUE(session->next_deadline());
+    EXPECT_EQ(*session->next_deadline(), now + 6000ms);  // the 500 ms left
+    session->expire(now + 5999ms);
+    EXPECT_EQ(client.size(), 1u);
+    session->expire(now + 6000ms);
+    EXPECT_EQ(last_client()["error"]["data"]["kind"], "call_timeout");
+    // A server request the server itself cancels restarts the clock too.
+    session->client_line(call(2, "ask_client").dump(), now + 6500ms);
+    session->server_line(R"({"jsonrpc":"2.0","id":7,"method":"sampling/createMessage","params":{}})", now + 7000ms);
+    EXPECT_FALSE(session->next_deadline());
+    session->server_line(R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}})", now + 9000ms);
+    ASSERT_TRUE(session->next_deadline());
+    EXPECT_EQ(*session->next_deadline(), now + 9500ms);
+}
+
+TEST_F(Session, ACancelledCallCancelsItsRequestsToTheClient) {
+    from_client(call(1, "ask_client"));
+    from_client(call(2, "other"));
+    session->server_line(R"({"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{}})", now);
+    client.clear();
+    // Request 2 ends: "e1" may still belong to 1.
+    from_server(text_result(2, "done"));
+    ASSERT_EQ(client.size(), 1u);
+    from_client({{"jsonrpc", "2.0"}, {"method", "notifications/cancelled"}, {"params", {{"requestId", 1}}}});
+    ASSERT_EQ(client.size(), 2u);
+    json n = json::parse(client[1]);
+    EXPECT_EQ(n["method"], "notifications/cancelled");
+    EXPECT_EQ(n["params"]["requestId"], "e1");
+    EXPECT_FALSE(n.contains("id"));
+    EXPECT_EQ(session->stats().nested_cancelled, 1u);
+    // A server request made when no call was pending is nobody's to cancel.
+    session->server_line(R"({"jsonrpc":"2.0","id":"r","method":"roots/list"})", now);
+    session->fail_pending(ErrorKind::timeout, "x", json::object(), now);
+    EXPECT_EQ(session->stats().nested_cancelled, 1u);
+}
+
+TEST_F(Session, DnsRefusalsAreCountedLikeEgressDenials) {
+    from_client(call(1, "fetch"));
+    dns = 2;
+    egress = 1;
+    session->server_line(text_result(1, "fetch failed").dump(), now);
+    json r = last_client()["result"];
+    EXPECT_EQ(r["_meta"]["mcpwarden/dns_refused"], 2);
+    EXPECT_EQ(r["_meta"]["mcpwarden/egress_denied"], 1);
+}
+
+TEST_F(Session, AHandshakeTheServerWillNotAnswerIsFailedWithWhatWasRefused) {
+    from_client({{"jsonrpc", "2.0"}, {"id", "init"}, {"method", "initialize"}, {"params", json::object()}});
+    from_client(call(2, "echo"));
+    EXPECT_TRUE(session->handshake_pending());
+    EXPECT_FALSE(session->server_answered());
+    dns = 3;
+    EXPECT_EQ(session->fail_handshake(Error(ErrorKind::egress_denied, "refused registry.npmjs.org",
+                                            {{"refused", json::array({"registry.npmjs.org"})}}),
+                                      now + 3s),
+              1u);
+    json e = last_client();
+    EXPECT_EQ(e["id"], "init");
+    EXPECT_EQ(e["error"]["code"], mcp_code::egress_refused);
+    EXPECT_EQ(e["error"]["data"]["kind"], "egress_denied");
+    EXPECT_EQ(e["error"]["data"]["refused"][0], "registry.npmjs.org");
+    EXPECT_EQ(e["error"]["data"]["dns_refused"], 3);
+    EXPECT_EQ(e["error"]["data"]["method"], "initialize");
+    EXPECT_FALSE(session->handshake_pending());
+    EXPECT_EQ(session->pending(), 1u);  // the call is not the handshake's
+    // The server's late answer is dropped.
+    session->server_line(R"({"jsonrpc":"2.0","id":"init","result":{}})", now + 4s);
+    EXPECT_EQ(client.size(), 1u);
 }
 
 TEST(McpConfigTest, FromPolicyDefaults) {

@@ -544,9 +544,7 @@ TEST(ShippedPolicies, EachParsesWithoutWarningsAndAllowsOnlyNamedHttps) {
             EXPECT_EQ(r.ports, (std::vector<PortRange>{{443, 443}})) << r.describe();
             EXPECT_EQ(r.protocol, Protocol::tcp) << r.describe();
         }
-        if (p.name != "example") {
-            EXPECT_TRUE(p.mcp.enabled) << p.name << " has no mcp section";
-        }
+        EXPECT_TRUE(p.mcp.enabled) << p.name << " has no mcp section";
     }
     for (const char* n : {"example", "github", "gitlab", "slack", "linear", "atlassian", "notion", "openai",
                           "anthropic", "package-fetch", "deny-all"}) {

@@ -41,11 +41,15 @@ public:
                          "Deadline of each request, as 30s or 2m (default: the policy's "
                          "mcp.call_timeout or tool_timeouts, else 60s)");
         flags_.define_sandbox(*app_, "Wall-clock limit of the whole sandbox, as 30s, 10m or 1h");
-        app_->add_option("command", flags_.command, "The server command and its arguments (after --)")->required();
+        app_->add_option("command", flags_.command,
+                         "The server command and its arguments: mcpwarden's options end at the "
+                         "first argument that is not one of them (a -- before it is accepted too)")
+            ->required();
         app_->footer(
             "Exit status: 0 result; 1 result with isError (the tool failed); 2 the server answered "
             "with a JSON-RPC error; 65 input refused (input_too_large, input_invalid); 69 the "
-            "server ended before answering; 76 the answer was not JSON-RPC; 77 tool denied by the "
+            "server ended before answering, or never answered its handshake after the policy "
+            "refused its network (egress_denied); 76 the answer was not JSON-RPC; 77 tool denied by the "
             "policy; 122 call timeout; 123 result too large; 120 memory exceeded; 121 pids "
             "exceeded; 124 sandbox timeout; 125 sandbox unavailable; 78 invalid policy; 64 usage "
             "error; 70 internal error; through the agent also 67 forbidden, 75 busy. Shutdown: the server's stdin is closed, then SIGTERM after "

@@ -1,4 +1,5 @@
 // mcpwarden run: one command in a fresh sandbox.
+#include <signal.h>
 #include <sys/prctl.h>
 
 #include <spdlog/spdlog.h>
@@ -37,9 +38,13 @@ public:
         app_->add_flag("--mcp", mcp_,
                        "Speak MCP on the relayed stdio (also on when the policy has an mcp section): "
                        "input limits, per-call timeouts, tool filters, truncation, structured errors");
-        app_->add_option("command", flags_.command, "The command and its arguments (after --)")->required();
+        app_->add_option("command", flags_.command,
+                         "The command and its arguments: mcpwarden's options end at the first "
+                         "argument that is not one of them (a -- before it is accepted too)")
+            ->required();
         app_->footer(
-            "Exit status: the command's own status; 128+N if signal N ended it; 124 timeout, "
+            "Exit status: the command's own status (in MCP mode 0 when the shutdown sequence, after "
+            "the client closed stdin, ended a server that ignored EOF); 128+N if signal N ended it; 124 timeout, "
             "120 memory exceeded, 121 pids exceeded, 125 sandbox unavailable (refused), "
             "78 invalid policy, 64 usage error, 126/127 command not executable/not found; through the "
             "agent also 67 forbidden by its configuration, 75 busy (at its sandbox cap).");
@@ -57,8 +62,11 @@ public:
         sandbox.add_extension(std::make_shared<EgressExtension>(sandbox.options().policy, audit_only_,
                                                                 make_audit_logger(flags_.audit_file)));
         // MCP-aware relay: by flag, or by the policy's mcp section.
-        if (mcp_ || opts.policy.mcp.enabled)
-            sandbox.add_extension(std::make_shared<McpProxy>(McpConfig::from_policy(opts.policy.mcp)));
+        std::shared_ptr<McpProxy> proxy;
+        if (mcp_ || opts.policy.mcp.enabled) {
+            proxy = std::make_shared<McpProxy>(McpConfig::from_policy(opts.policy.mcp));
+            sandbox.add_extension(proxy);
+        }
         RunReport report;
         try {
             report = sandbox.run();
@@ -67,6 +75,13 @@ public:
             throw;
         }
         write_report(report.to_json());
+        bool ended_by_us = report.status == "interrupted" ||
+                           (report.status == "signaled" && (report.signal == SIGTERM || report.signal == SIGKILL));
+        if (proxy && proxy->ended_by_shutdown() && ended_by_us) {
+            // A server that ignores EOF is ended by the shutdown sequence: its normal end.
+            spdlog::info("sandbox ended by the MCP shutdown sequence ({})", report.status);
+            return 0;
+        }
         if (report.status != "exited" && report.status != "signaled") {
             spdlog::warn("sandbox ended: {}", report.status);
         }

@@ -18,6 +18,39 @@ std::vector<std::unique_ptr<Command>> all_commands() {
     return out;
 }
 
+namespace {
+
+// Index of the first argument from `i` on that is not an option of `app` (or an option's value);
+// args.size() when there is none, or the index of "--" itself.
+std::size_t first_positional(const CLI::App& app, const std::vector<std::string>& args, std::size_t i) {
+    while (i < args.size()) {
+        const std::string& a = args[i];
+        if (a == "--" || a.size() < 2 || a[0] != '-') return i;
+        bool is_long = a[1] == '-';
+        std::string name = is_long ? a.substr(0, a.find('=')) : a.substr(0, 2);
+        bool value_attached = is_long ? a.find('=') != std::string::npos : a.size() > 2;
+        const CLI::Option* opt = app.get_option_no_throw(name);
+        bool takes_value = opt && opt->get_type_size_max() > 0;
+        i += (takes_value && !value_attached) ? 2 : 1;
+    }
+    return args.size();
+}
+
+}  // namespace
+
+std::vector<std::string> command_line_args(const CLI::App& app, std::vector<std::string> args) {
+    std::size_t i = first_positional(app, args, 0);
+    if (i >= args.size() || args[i] == "--") return args;
+    const std::string& name = args[i];
+    auto subs = app.get_subcommands([&](const CLI::App* s) { return s->get_name() == name; });
+    if (subs.empty()) return args;
+    const CLI::Option* command = subs.front()->get_option_no_throw("command");
+    if (!command || !command->get_positional()) return args;
+    std::size_t at = first_positional(*subs.front(), args, i + 1);
+    if (at < args.size() && args[at] != "--") args.insert(args.begin() + static_cast<std::ptrdiff_t>(at), "--");
+    return args;
+}
+
 int exit_code_for(ErrorKind kind) {
     switch (kind) {
         case ErrorKind::policy_invalid: return exit_code::policy_invalid;

@@ -23,6 +23,13 @@ protected:
 
 std::vector<std::unique_ptr<Command>> all_commands();
 
+// The arguments (argv without argv[0]) as CLI11 should parse them. A subcommand that runs a
+// command line (a positional option named "command": run, call) takes its own options only up to
+// the first positional argument, as clients write it (`run --policy P npx -y pkg`): a "--" is
+// inserted there, so that the command's own flags (`-y`, `--help`) are never mcpwarden's.
+// An explicit "--" is kept as it is.
+std::vector<std::string> command_line_args(const CLI::App& app, std::vector<std::string> args);
+
 // Every Error kind maps to one documented exit code.
 int exit_code_for(ErrorKind kind);
 

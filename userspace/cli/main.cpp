@@ -1,6 +1,7 @@
 // mcpwarden: command dispatch only; the work is in the library.
 #include <signal.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -40,7 +41,10 @@ int main(int argc, char** argv) {
     for (auto& cmd : commands) cmd->define(app);
 
     try {
-        app.parse(argc, argv);
+        // CLI11 takes the arguments last first.
+        std::vector<std::string> args = command_line_args(app, std::vector<std::string>(argv + 1, argv + argc));
+        std::reverse(args.begin(), args.end());
+        app.parse(args);
     } catch (const CLI::ParseError& e) {
         int code = app.exit(e);
         return code == 0 ? 0 : exit_code::usage;

@@ -155,8 +155,14 @@ void EgressExtension::audit_line(nlohmann::json j) {
 
 void EgressExtension::audit_event(const mw_event& e) {
     ++events_seen_;
+    auto j = event_json(e);
+    if (j.contains("address")) {
+        std::string to = j["address"].get<std::string>() + ":" + std::to_string(j["port"].get<int>()) +
+                         "/" + j["protocol"].get<std::string>();
+        note_refusal(j.contains("name") ? j["name"].get<std::string>() + " (" + to + ")" : to);
+    }
     if (audit_ && audit_admit(e.hook == MW_HOOK_SOCK_CREATE ? "socket_denied" : "egress_denied"))
-        audit_->info(event_json(e).dump());
+        audit_->info(j.dump());
 }
 
 bool EgressExtension::audit_admit(const std::string& kind) {
@@ -293,6 +299,8 @@ DnsProxy::Hooks EgressExtension::dns_hooks() {
     hooks.admit = [this](const std::string& name, const std::vector<std::uint32_t>& rules,
                          const std::vector<DnsAddress>& addrs) { return admit(name, rules, addrs); };
     hooks.refused = [this](const std::string& name, std::uint16_t qtype) {
+        ++dns_refused_;
+        note_refusal(name);
         audit_line({{"event", "dns_refused"}, {"name", name}, {"qtype", qtype},
                     {"rule", "no host rule allows this name"}});
     };
@@ -513,6 +521,17 @@ void EgressExtension::unbind(nlohmann::json& extra) {
     extra["dns"] = {{"answered", dns_final_.answered}, {"refused", dns_final_.refused},
                     {"malformed", dns_final_.malformed}, {"failed", dns_final_.failed},
                     {"addresses_learned", learned_total_}, {"answers_blocked", answers_blocked_}};
+}
+
+void EgressExtension::note_refusal(std::string what) {
+    std::lock_guard<std::mutex> lock(refusals_mutex_);
+    if (refusals_.size() < kMaxRefusals && std::find(refusals_.begin(), refusals_.end(), what) == refusals_.end())
+        refusals_.push_back(std::move(what));
+}
+
+std::vector<std::string> EgressExtension::refused_destinations() const {
+    std::lock_guard<std::mutex> lock(refusals_mutex_);
+    return refusals_;
 }
 
 std::uint64_t EgressExtension::egress_denied() const {

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <vector>
 
 #include <spdlog/logger.h>
 
@@ -31,6 +32,8 @@ public:
     void before_spawn(Sandbox& sandbox) override;
     void on_end(Sandbox& sandbox, RunReport& report) override;
     std::uint64_t egress_denied() const override;
+    std::uint64_t dns_refused() const override { return dns_refused_; }
+    std::vector<std::string> refused_destinations() const override;
 
     // The same without a Sandbox (cgroup-scoped deployments, an agent's adopted sandboxes):
     // bind puts the policy, the DNS redirection and audit on a cgroup, pinned as `name`;
@@ -76,6 +79,7 @@ private:
     // counted, and at most once a second a summary line says how many were.
     bool audit_admit(const std::string& kind);
     void audit_summary(const std::map<std::string, std::uint64_t>& by_event);
+    void note_refusal(std::string what);  // from the resolver thread or the event loop
     DnsProxy::Hooks dns_hooks();
     std::shared_ptr<const CompiledEgress> compiled() const;
 
@@ -111,6 +115,10 @@ private:
     std::uint64_t audit_suppressed_total_ = 0;
     SharedEventRing* shared_events_ = nullptr;
     EgressCounters final_{};
+    std::atomic<std::uint64_t> dns_refused_{0};
+    mutable std::mutex refusals_mutex_;
+    std::vector<std::string> refusals_;  // at most kMaxRefusals
+    static constexpr std::size_t kMaxRefusals = 16;
 };
 
 }  // namespace mcpwarden

@@ -634,3 +634,93 @@ std::optional<std::string> recover_id_from_tail(std::string_view t) {
 }
 
 }  // namespace mcpwarden
+
+namespace mcpwarden {
+
+namespace {
+
+bool json_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+std::size_t skip_ws(std::string_view t, std::size_t i) {
+    while (i < t.size() && json_ws(t[i])) ++i;
+    return i;
+}
+
+// Past the closing quote of the string whose opening quote is at i.
+std::size_t string_end(std::string_view t, std::size_t i) {
+    for (++i; i < t.size(); ++i) {
+        if (t[i] == '\\') ++i;
+        else if (t[i] == '"') return i + 1;
+    }
+    return t.size();
+}
+
+}  // namespace
+
+JsonSpan json_value_at(std::string_view t, std::size_t pos) {
+    std::size_t i = skip_ws(t, pos);
+    JsonSpan s{i, i};
+    if (i >= t.size()) return s;
+    if (t[i] == '"') {
+        s.end = string_end(t, i);
+        return s;
+    }
+    if (t[i] == '{' || t[i] == '[') {
+        std::size_t depth = 0;
+        for (; i < t.size(); ++i) {
+            char c = t[i];
+            if (c == '"') {
+                i = string_end(t, i) - 1;
+            } else if (c == '{' || c == '[') {
+                ++depth;
+            } else if ((c == '}' || c == ']') && --depth == 0) {
+                s.end = i + 1;
+                return s;
+            }
+        }
+        s.end = t.size();
+        return s;
+    }
+    while (i < t.size() && !json_ws(t[i]) && t[i] != ',' && t[i] != '}' && t[i] != ']') ++i;
+    s.end = i;
+    return s;
+}
+
+std::optional<JsonSpan> json_member(std::string_view t, JsonSpan object, std::string_view key) {
+    if (object.end <= object.begin || t[object.begin] != '{') return std::nullopt;
+    std::optional<JsonSpan> found;
+    std::size_t i = object.begin + 1;
+    for (;;) {
+        i = skip_ws(t, i);
+        if (i >= object.end || t[i] != '"') return found;
+        JsonSpan k = json_value_at(t, i);
+        std::string_view raw = t.substr(k.begin + 1, k.end - k.begin - 2);
+        bool match = raw == key;
+        if (!match && raw.find('\\') != std::string_view::npos) {
+            auto decoded = nlohmann::json::parse(t.substr(k.begin, k.end - k.begin), nullptr, false);
+            match = decoded.is_string() && decoded.get_ref<const std::string&>() == key;
+        }
+        i = skip_ws(t, k.end) + 1;  // past ':'
+        JsonSpan v = json_value_at(t, i);
+        if (match) found = v;
+        i = skip_ws(t, v.end);
+        if (i >= object.end || t[i] != ',') return found;
+        ++i;
+    }
+}
+
+std::vector<JsonSpan> json_elements(std::string_view t, JsonSpan array) {
+    std::vector<JsonSpan> out;
+    if (array.end <= array.begin || t[array.begin] != '[') return out;
+    std::size_t i = skip_ws(t, array.begin + 1);
+    if (i < array.end && t[i] == ']') return out;
+    for (;;) {
+        JsonSpan v = json_value_at(t, i);
+        out.push_back(v);
+        i = skip_ws(t, v.end);
+        if (i >= array.end || t[i] != ',') return out;
+        ++i;
+    }
+}
+
+}  // namespace mcpwarden

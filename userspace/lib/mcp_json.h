@@ -121,3 +121,21 @@ std::optional<std::string> recover_id_from_tail(std::string_view tail);
 std::optional<std::string> canonical_id(std::string_view raw);
 
 }  // namespace mcpwarden
+
+namespace mcpwarden {
+
+// Editing a valid JSON document in place, so that everything around an edit keeps the bytes
+// and key order its writer gave it (a re-serialisation would sort keys and reformat numbers).
+// Every function expects text that is valid JSON (the scanner said so); offsets are bytes.
+struct JsonSpan {
+    std::size_t begin = 0, end = 0;  // [begin, end)
+};
+// The value that starts at or after `pos` (whitespace skipped).
+JsonSpan json_value_at(std::string_view text, std::size_t pos);
+// Member `key` of the object `object` (the last one when it is duplicated); nullopt when absent
+// or when `object` is not an object.
+std::optional<JsonSpan> json_member(std::string_view text, JsonSpan object, std::string_view key);
+// The elements of the array `array` (empty when it is not an array).
+std::vector<JsonSpan> json_elements(std::string_view text, JsonSpan array);
+
+}  // namespace mcpwarden

@@ -185,7 +185,7 @@ void McpChannel::after_spawn(Sandbox& sandbox, int child_stdin, int child_stdout
                                 [this](std::string_view m) {
                                     if (server_in_) server_in_->push(m);
                                 },
-                                [sb] { return sb->egress_denied(); }});
+                                [sb] { return sb->egress_denied(); }, [sb] { return sb->dns_refused(); }});
     server_in_ = std::make_unique<MessageQueue>(*loop_, UniqueFd(child_stdin), [this] { update(); });
     server_out_.reset(child_stdout);
     server_err_.reset(child_stderr);
@@ -201,6 +201,9 @@ void McpChannel::after_spawn(Sandbox& sandbox, int child_stdin, int child_stdout
     deadline_timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
     if (!deadline_timer_) throw Error(ErrorKind::internal, errno_text("timerfd_create", errno));
     loop_->add(deadline_timer_.get(), EPOLLIN, [this](std::uint32_t) { on_deadline(); });
+    // Until the server first answers, refusals are watched for (a few wake-ups a second).
+    refusal_timer_ = make_timer(std::chrono::milliseconds(250), true);
+    loop_->add(refusal_timer_.get(), EPOLLIN, [this](std::uint32_t) { on_refusal_tick(); });
     client_start();
     update();
 }
@@ -306,6 +309,38 @@ void McpChannel::on_deadline() {
     drain_timer(deadline_timer_.get());
     armed_.reset();
     session_->expire(Clock::now());
+    update();
+}
+
+void McpChannel::on_refusal_tick() {
+    drain_timer(refusal_timer_.get());
+    auto stop = [this] {
+        loop_->remove(refusal_timer_.get());
+        refusal_timer_.reset();
+    };
+    if (session_->server_answered() || shutting_down()) return stop();
+    auto now = Clock::now();
+    std::uint64_t dns = sandbox_->dns_refused(), denied = sandbox_->egress_denied();
+    if (dns + denied == 0) return;
+    if (!first_refusal_) first_refusal_ = now;
+    if (now - *first_refusal_ < kRefusalGrace || !session_->handshake_pending()) return;
+    auto refused = sandbox_->refused_destinations();
+    std::string list;
+    for (const auto& r : refused) list += (list.empty() ? "" : ", ") + r;
+    std::string what = "the server has not answered its handshake " + format_duration(kRefusalGrace) +
+                       " after the policy refused its network access to " + (list.empty() ? "a destination" : list) +
+                       " (" + std::to_string(dns) + " DNS queries refused, " + std::to_string(denied) +
+                       " connections denied); allow what it needs with egress rules in the policy (egress.allow: "
+                       "- host: NAME, ports: [443], protocol: tcp; policies/package-fetch.yaml has the package "
+                       "registries' rules)";
+    // One line for the person watching stderr; the client gets the same in its error.
+    spdlog::warn("the policy refused: {}; the server has not started (add egress rules for what it needs)",
+                 list.empty() ? "a destination" : list);
+    session_->fail_handshake(Error(ErrorKind::egress_denied, what,
+                                   {{"refused", refused}, {"dns_refused", dns}, {"egress_denied", denied},
+                                    {"rule", "egress.allow"}}),
+                             now);
+    stop();
     update();
 }
 
@@ -434,8 +469,10 @@ void McpChannel::cleanup() {
     }
     if (deadline_timer_) loop_->remove(deadline_timer_.get());
     if (shutdown_timer_) loop_->remove(shutdown_timer_.get());
+    if (refusal_timer_) loop_->remove(refusal_timer_.get());
     deadline_timer_.reset();
     shutdown_timer_.reset();
+    refusal_timer_.reset();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -539,7 +576,8 @@ int CallOutcome::exit_code() const {
         case ErrorKind::memory_exceeded: return exit_code::memory_exceeded;
         case ErrorKind::pids_exceeded: return exit_code::pids_exceeded;
         case ErrorKind::timeout: return exit_code::timeout;
-        case ErrorKind::server_exited: return exit_code::server_exited;
+        case ErrorKind::server_exited:
+        case ErrorKind::egress_denied: return exit_code::server_exited;  // it never answered
         case ErrorKind::server_error: return exit_code::call_server_error;
         default: return exit_code::internal;
     }
@@ -616,7 +654,7 @@ void McpCall::finish_error(const json& err, bool from_server) {
         for (auto k : {ErrorKind::input_too_large, ErrorKind::input_invalid, ErrorKind::tool_denied,
                        ErrorKind::call_timeout, ErrorKind::result_too_large, ErrorKind::result_invalid,
                        ErrorKind::memory_exceeded, ErrorKind::pids_exceeded, ErrorKind::timeout,
-                       ErrorKind::server_exited}) {
+                       ErrorKind::server_exited, ErrorKind::egress_denied}) {
             if (kind == to_string(k)) outcome_.kind = k;
         }
     } else {

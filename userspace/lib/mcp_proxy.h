@@ -26,6 +26,11 @@ namespace mcpwarden {
 // The shutdown waits (the MCP stdio convention; both official SDKs wait 2 s at each step).
 inline constexpr std::chrono::milliseconds kShutdownStdinWait{2000};  // after closing stdin
 inline constexpr std::chrono::milliseconds kShutdownTermWait{2000};   // after SIGTERM, then kill
+// A server that has not answered its handshake this long after the policy first refused it
+// something (a DNS name, a destination) is taken to be stuck on it: `npx` retries a refused
+// registry for over a minute, long after every client gave up. The handshake is answered with
+// what was refused instead (see McpChannel::on_refusal_tick).
+inline constexpr std::chrono::milliseconds kRefusalGrace{3000};
 
 // Newline-terminated messages to a non-blocking fd; queues what the fd does not take at once.
 class MessageQueue {
@@ -68,6 +73,10 @@ public:
     void on_end(Sandbox& sandbox, RunReport& report) override;
 
     const McpStats& stats() const { return session_->stats(); }
+    // The MCP stdio shutdown had begun (the client closed stdin, or `call` had its answer)
+    // when the sandbox ended: a client's SIGTERM to mcpwarden then is that sequence's next step
+    // (the SDKs send it 2 s after closing stdin), not an interruption.
+    bool ended_by_shutdown() const { return shutdown_phase_ > 0; }
 
 protected:
     using Clock = McpSession::Clock;
@@ -100,6 +109,7 @@ private:
     void on_stderr_readable();
     void flush_stderr();
     void on_deadline();
+    void on_refusal_tick();
     void on_shutdown_timer();
     void server_eof();
     void signal_sandbox(int sig);
@@ -113,7 +123,8 @@ private:
     bool server_out_watched_ = false, server_out_eof_ = false, stderr_eof_ = false, stderr_watched_ = false;
     std::string stderr_queue_;
     std::uint64_t stderr_dropped_ = 0;
-    UniqueFd deadline_timer_, shutdown_timer_;
+    UniqueFd deadline_timer_, shutdown_timer_, refusal_timer_;
+    std::optional<Clock::time_point> first_refusal_;
     std::optional<Clock::time_point> armed_;
     int shutdown_phase_ = 0;
     bool cleaned_ = false;

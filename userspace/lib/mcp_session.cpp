@@ -11,6 +11,7 @@
 namespace mcpwarden {
 
 using nlohmann::json;
+using nlohmann::ordered_json;
 
 namespace {
 
@@ -52,6 +53,7 @@ int for_kind(ErrorKind kind) {
         case ErrorKind::memory_exceeded: return memory_exceeded;
         case ErrorKind::pids_exceeded: return pids_exceeded;
         case ErrorKind::timeout: return timeout;
+        case ErrorKind::egress_denied: return egress_refused;
         default: return server_exited;
     }
 }
@@ -99,7 +101,8 @@ json McpStats::to_json() const {
             {"tool_denied", tool_denied},         {"call_timeouts", timeouts},
             {"truncated", truncated},             {"results_too_large", results_too_large},
             {"dropped_late_responses", dropped_late}, {"dropped_progress", dropped_progress},
-            {"server_invalid_lines", server_invalid}, {"failed_at_end", failed_at_end}};
+            {"server_invalid_lines", server_invalid}, {"failed_at_end", failed_at_end},
+            {"nested_requests_cancelled", nested_cancelled}};
 }
 
 std::uint64_t utf8_chars(std::string_view text) {
@@ -142,13 +145,42 @@ void McpSession::reply_error_to_server(const std::string& raw_id, int code, cons
     io_.to_server(jsonrpc_error(raw_id, code, error));
 }
 
-McpSession::Pending McpSession::take(const std::string& canonical) {
+McpSession::Pending McpSession::take(const std::string& canonical, bool cancel_nested) {
     auto it = pending_.find(canonical);
     Pending p = std::move(it->second);
     pending_.erase(it);
     if (p.deadline) deadlines_.erase({*p.deadline, canonical});
     if (p.progress_token) progress_.erase(*p.progress_token);
+    if (p.nested == 0) return p;
+    for (auto s = server_pending_.begin(); s != server_pending_.end();) {
+        auto& calls = s->second.calls;
+        calls.erase(std::remove(calls.begin(), calls.end(), canonical), calls.end());
+        if (!calls.empty() || !cancel_nested) {
+            ++s;
+            continue;
+        }
+        ++stats_.nested_cancelled;
+        std::string reason = "mcpwarden: " + p.method + (p.target.empty() ? "" : " " + p.target) + " ended";
+        io_.to_client(R"({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":)" + s->second.raw_id +
+                      ",\"reason\":" + json(reason).dump(-1, ' ', false, json::error_handler_t::replace) + "}}");
+        s = server_pending_.erase(s);
+    }
     return p;
+}
+
+void McpSession::server_request_done(const std::string& canonical, Clock::time_point now) {
+    auto s = server_pending_.find(canonical);
+    if (s == server_pending_.end()) return;
+    for (const auto& c : s->second.calls) {
+        auto it = pending_.find(c);
+        if (it == pending_.end()) continue;
+        Pending& p = it->second;
+        if (--p.nested > 0 || !p.left) continue;
+        p.deadline = now + *p.left;
+        p.left.reset();
+        deadlines_.insert({*p.deadline, c});
+    }
+    server_pending_.erase(s);
 }
 
 json McpSession::request_figures(const Pending& p, Clock::time_point now) const {
@@ -157,6 +189,8 @@ json McpSession::request_figures(const Pending& p, Clock::time_point now) const 
     if (!p.target.empty()) j[p.method == "tools/call" ? "tool" : p.method == "resources/read" ? "uri" : "name"] = p.target;
     std::uint64_t denied = egress_now() - p.egress_at_start;
     if (denied > 0) j["egress_denied"] = denied;
+    std::uint64_t refused = dns_now() - p.dns_at_start;
+    if (refused > 0) j["dns_refused"] = refused;
     return j;
 }
 
@@ -238,7 +272,8 @@ void McpSession::client_line(std::string_view line, Clock::time_point now) {
     if (msg.contains("id") && (msg.contains("result") || msg.contains("error"))) {
         // The client's answer to a server->client request (the other id space).
         if (auto c = canonical_of(msg["id"])) {
-            if (!server_pending_.erase(*c)) spdlog::debug("mcp: client answered unknown server request {}", *c);
+            if (server_pending_.count(*c)) server_request_done(*c, now);
+            else spdlog::debug("mcp: client answered unknown server request {}", *c);
         }
         io_.to_server(line);
         return;
@@ -294,6 +329,7 @@ void McpSession::client_request(std::string_view line, const json& msg, const Js
         deadlines_.insert({*p.deadline, *canonical});
     }
     p.egress_at_start = egress_now();
+    p.dns_at_start = dns_now();
     p.seq = ++seq_;
     pending_.emplace(*canonical, std::move(p));
     ++stats_.requests;
@@ -345,7 +381,7 @@ void McpSession::server_line(std::string_view line, Clock::time_point now) {
         auto id = recover_id(line);
         if (id && !env.has_method) {
             if (auto c = canonical_id(*id); c && pending_.count(*c)) {
-                Pending p = take(*c);
+                Pending p = take(*c, false);
                 json figures = request_figures(p, now);
                 figures["reason"] = why;
                 io_.to_client(jsonrpc_error(p.raw_id, mcp_code::result_invalid,
@@ -367,7 +403,18 @@ void McpSession::server_line(std::string_view line, Clock::time_point now) {
         }
         if (env.has_id) {
             // A server->client request (sampling, roots, elicitation, ping): its own id space.
-            if (server_pending_.size() < config_.max_pending) server_pending_.insert(*c);
+            if (server_pending_.size() < config_.max_pending && !server_pending_.count(*c)) {
+                ServerRequest r{env.id, {}};
+                for (auto& [id, p] : pending_) {
+                    r.calls.push_back(id);
+                    if (++p.nested == 1 && p.deadline) {
+                        p.left = *p.deadline - now;
+                        deadlines_.erase({*p.deadline, id});
+                        p.deadline.reset();
+                    }
+                }
+                server_pending_.emplace(*c, std::move(r));
+            }
             io_.to_client(line);
             return;
         }
@@ -383,7 +430,7 @@ void McpSession::server_line(std::string_view line, Clock::time_point now) {
                     return;
                 }
             } else if (params.is_object() && params.contains("requestId")) {
-                if (auto c = canonical_of(params["requestId"])) server_pending_.erase(*c);
+                if (auto c = canonical_of(params["requestId"])) server_request_done(*c, now);
             }
         }
         io_.to_client(line);
@@ -405,47 +452,48 @@ void McpSession::server_response(std::string_view line, const JsonEnvelope& env,
         spdlog::debug("mcp: dropped a response to {} (not pending)", env.id);
         return;
     }
-    Pending p = take(*canonical);
+    Pending p = take(*canonical, false);
+    server_answered_ = true;
     std::uint64_t denied = egress_now() - p.egress_at_start;
+    std::uint64_t refused = dns_now() - p.dns_at_start;
     bool filter = p.method == "tools/list" && config_.filters_tools();
     bool trunc = is_content_method(p.method) && config_.max_content_chars > 0 && line.size() > config_.max_content_chars;
-    if (env.has_error || (!filter && !trunc && denied == 0)) {
+    if (env.has_error || (!filter && !trunc && denied == 0 && refused == 0)) {
         io_.to_client(line);
         return;
     }
-    json msg = json::parse(line, nullptr, false);
-    if (msg.is_discarded() && (filter || trunc)) {
-        // Valid JSON our parser cannot hold (a number beyond a double): it cannot be filtered
-        // or truncated, so it does not pass.
-        json figures = request_figures(p, now);
-        figures["reason"] = "a number out of range";
-        io_.to_client(jsonrpc_error(p.raw_id, mcp_code::result_invalid,
-                                    Error(ErrorKind::result_invalid,
-                                          "the server's answer to " + p.method + " could not be checked against the policy (a number out of range)",
-                                          figures)));
-        return;
-    }
-    if (!msg.is_object() || !msg.contains("result") || !msg["result"].is_object()) {
-        io_.to_client(line);
-        return;
-    }
-    json& result = msg["result"];
+    // Everything mcpwarden does not change keeps the server's bytes: the tool filter and the
+    // _meta figures are spliced into the line, and only a truncated result is re-serialised
+    // (in the server's key order).
+    std::string text(line);
     bool changed = false;
-    if (filter) changed = filter_tools(result) || changed;
-    if (trunc) changed = truncate(p.method, result) || changed;
-    if (denied > 0) {
-        if (!result.contains("_meta") || !result["_meta"].is_object()) result["_meta"] = json::object();
-        result["_meta"][std::string(kMetaPrefix) + "egress_denied"] = denied;
-        changed = true;
+    if (filter) changed = filter_tools(text) || changed;
+    if (trunc) {
+        ordered_json msg = ordered_json::parse(text, nullptr, false);
+        if (msg.is_discarded()) {
+            // Valid JSON our parser cannot hold (a number beyond a double): it cannot be
+            // truncated, so it does not pass.
+            json figures = request_figures(p, now);
+            figures["reason"] = "a number out of range";
+            io_.to_client(jsonrpc_error(p.raw_id, mcp_code::result_invalid,
+                                        Error(ErrorKind::result_invalid,
+                                              "the server's answer to " + p.method + " could not be checked against the policy (a number out of range)",
+                                              figures)));
+            return;
+        }
+        if (msg.is_object() && msg.contains("result") && msg["result"].is_object() && truncate(p.method, msg["result"])) {
+            // Rebuilt with the id exactly as the server wrote it (integers beyond 2^53 stay exact).
+            text = R"({"jsonrpc":"2.0","id":)" + env.id + ",\"result\":" +
+                   msg["result"].dump(-1, ' ', false, json::error_handler_t::replace) + "}";
+            changed = true;
+        }
     }
-    if (!changed) {
-        io_.to_client(line);
-        return;
-    }
-    // Rebuilt with the id exactly as the server wrote it (integers beyond 2^53 stay exact).
-    std::string out = R"({"jsonrpc":"2.0","id":)" + env.id + ",\"result\":" +
-                      result.dump(-1, ' ', false, json::error_handler_t::replace) + "}";
-    io_.to_client(out);
+    std::string figures;
+    if (denied > 0) figures = std::string("\"") + kMetaPrefix + "egress_denied\":" + std::to_string(denied);
+    if (refused > 0)
+        figures += (figures.empty() ? "\"" : ",\"") + std::string(kMetaPrefix) + "dns_refused\":" + std::to_string(refused);
+    if (!figures.empty()) changed = add_meta(text, figures) || changed;
+    io_.to_client(changed ? std::string_view(text) : line);
 }
 
 void McpSession::server_oversized(const LineFramer::Oversized& o, Clock::time_point now) {
@@ -463,7 +511,7 @@ void McpSession::server_oversized(const LineFramer::Oversized& o, Clock::time_po
                      config_.max_result_bytes);
         return;
     }
-    Pending p = take(*c);
+    Pending p = take(*c, false);
     ++stats_.results_too_large;
     json figures = request_figures(p, now);
     figures["limit_name"] = "max_result_bytes";
@@ -477,26 +525,54 @@ void McpSession::server_oversized(const LineFramer::Oversized& o, Clock::time_po
                                       figures)));
 }
 
-bool McpSession::filter_tools(json& result) {
-    if (!result.contains("tools") || !result["tools"].is_array()) return false;
-    auto& tools = result["tools"];
-    std::size_t before = tools.size();
-    json kept = json::array();
-    for (auto& t : tools) {
-        if (t.is_object() && t.contains("name") && t["name"].is_string() &&
-            config_.tool_refusal(t["name"].get<std::string>()))
-            continue;
-        kept.push_back(std::move(t));
+bool McpSession::filter_tools(std::string& text) {
+    auto result = json_member(text, json_value_at(text, 0), "result");
+    if (!result) return false;
+    auto tools = json_member(text, *result, "tools");
+    if (!tools || text[tools->begin] != '[') return false;
+    std::string kept;
+    bool dropped = false;
+    for (const JsonSpan& t : json_elements(text, *tools)) {
+        // Only the name is parsed: the rest of the tool is kept as the server wrote it.
+        if (auto name = json_member(text, t, "name")) {
+            json n = json::parse(std::string_view(text).substr(name->begin, name->end - name->begin), nullptr, false);
+            if (n.is_string() && config_.tool_refusal(n.get<std::string>())) {
+                dropped = true;
+                continue;
+            }
+        }
+        if (!kept.empty()) kept += ',';
+        kept.append(text, t.begin, t.end - t.begin);
     }
-    tools = std::move(kept);
-    return tools.size() != before;
+    if (dropped) text.replace(tools->begin + 1, tools->end - tools->begin - 2, kept);
+    return dropped;
 }
 
-bool McpSession::truncate(const std::string& method, json& result) {
+bool McpSession::add_meta(std::string& text, const std::string& members) {
+    auto result = json_member(text, json_value_at(text, 0), "result");
+    if (!result || text[result->begin] != '{') return false;
+    std::size_t at;
+    std::string insert;
+    auto meta = json_member(text, *result, "_meta");
+    auto empty = [&](JsonSpan o) { return json_value_at(text, o.begin + 1).begin == o.end - 1; };
+    if (meta && text[meta->begin] == '{') {
+        at = meta->begin + 1;
+        insert = members + (empty(*meta) ? "" : ",");
+    } else if (!meta) {
+        at = result->begin + 1;
+        insert = "\"_meta\":{" + members + "}" + (empty(*result) ? "" : ",");
+    } else {
+        return false;  // a _meta that is not an object is the server's business
+    }
+    text.insert(at, insert);
+    return true;
+}
+
+bool McpSession::truncate(const std::string& method, ordered_json& result) {
     // The text fields of the result, in order: content blocks of a tool result, contents of a
     // resource, the message content of a prompt (and text of embedded resources in them).
-    std::vector<json*> texts;
-    auto block = [&](json& b) {
+    std::vector<ordered_json*> texts;
+    auto block = [&](ordered_json& b) {
         if (!b.is_object()) return;
         if (b.value("type", "") == "text" && b.contains("text") && b["text"].is_string()) texts.push_back(&b["text"]);
         if (b.value("type", "") == "resource" && b.contains("resource") && b["resource"].is_object() &&
@@ -514,35 +590,64 @@ bool McpSession::truncate(const std::string& method, json& result) {
             if (m.is_object() && m.contains("content")) block(m["content"]);
         }
     }
-    std::uint64_t total = 0;
-    for (auto* t : texts) total += utf8_chars(t->get_ref<const std::string&>());
-    const std::uint64_t max = config_.max_content_chars;
-    if (total <= max) return false;
-    // One budget for the whole result; the text that ends it is cut on a character boundary
-    // and says so, so a model reading it knows there was more.
-    std::uint64_t left = max;
-    std::string note = "\n[mcpwarden: output truncated to " + std::to_string(max) + " of " + std::to_string(total) +
-                       " characters]";
-    bool noted = false;
-    for (auto* t : texts) {
-        auto& s = t->get_ref<std::string&>();
-        std::uint64_t n = utf8_chars(s);
-        if (n <= left) {
-            left -= n;
-            continue;
-        }
-        s.resize(utf8_prefix_bytes(s, left));
-        left = 0;
-        if (!noted) {
-            s += note;
-            noted = true;
+    // structuredContent usually repeats the text: its strings (in document order) get a budget
+    // of the same size, so that the bound holds for what a client shows or hands to a model.
+    // They are cut without a note, which keeps a string a string for the tool's outputSchema.
+    std::vector<ordered_json*> structured;
+    std::vector<ordered_json*> todo;
+    if (method == "tools/call" && result.contains("structuredContent")) todo.push_back(&result["structuredContent"]);
+    while (!todo.empty()) {
+        ordered_json* v = todo.back();
+        todo.pop_back();
+        if (v->is_string()) {
+            structured.push_back(v);
+        } else if (v->is_structured()) {
+            // Pushed in reverse so that they are visited in document order.
+            std::vector<ordered_json*> children;
+            for (auto& c : *v) children.push_back(&c);
+            todo.insert(todo.end(), children.rbegin(), children.rend());
         }
     }
+    auto chars = [](const std::vector<ordered_json*>& v) {
+        std::uint64_t n = 0;
+        for (auto* t : v) n += utf8_chars(t->get_ref<const std::string&>());
+        return n;
+    };
+    const std::uint64_t max = config_.max_content_chars;
+    const std::uint64_t total = chars(texts), structured_total = chars(structured);
+    if (total <= max && structured_total <= max) return false;
+    // One budget for the whole result; the text that ends it is cut on a character boundary
+    // and (for the content) says so, so a model reading it knows there was more.
+    auto cut = [max](const std::vector<ordered_json*>& v, const std::string& note) {
+        std::uint64_t left = max;
+        bool noted = false;
+        for (auto* t : v) {
+            auto& s = t->get_ref<std::string&>();
+            std::uint64_t n = utf8_chars(s);
+            if (n <= left) {
+                left -= n;
+                continue;
+            }
+            s.resize(utf8_prefix_bytes(s, left));
+            left = 0;
+            if (!noted) {
+                s += note;
+                noted = true;
+            }
+        }
+    };
+    if (total > max)
+        cut(texts, "\n[mcpwarden: output truncated to " + std::to_string(max) + " of " + std::to_string(total) + " characters]");
+    if (structured_total > max) cut(structured, "");
     if (!result.contains("_meta") || !result["_meta"].is_object()) result["_meta"] = json::object();
     auto& meta = result["_meta"];
     meta[std::string(kMetaPrefix) + "truncated"] = true;
     meta[std::string(kMetaPrefix) + "max_content_chars"] = max;
     meta[std::string(kMetaPrefix) + "total_content_chars"] = total;
+    if (structured_total > max) {
+        meta[std::string(kMetaPrefix) + "structured_truncated"] = true;
+        meta[std::string(kMetaPrefix) + "total_structured_chars"] = structured_total;
+    }
     ++stats_.truncated;
     return true;
 }
@@ -566,6 +671,27 @@ void McpSession::expire(Clock::time_point now) {
                        {"params", {{"requestId", json::parse(p.raw_id)}, {"reason", "mcpwarden: call timeout of " + ms_text(p.timeout)}}}};
         io_.to_server(cancel.dump());
     }
+}
+
+bool McpSession::handshake_pending() const {
+    for (const auto& [c, p] : pending_) {
+        if (p.method == "initialize" || p.method == "server/discover") return true;
+    }
+    return false;
+}
+
+std::size_t McpSession::fail_handshake(const Error& error, Clock::time_point now) {
+    std::vector<std::string> ids;
+    for (const auto& [c, p] : pending_) {
+        if (p.method == "initialize" || p.method == "server/discover") ids.push_back(c);
+    }
+    for (const auto& c : ids) {
+        Pending p = take(c);
+        json figures = error.details().is_object() ? error.details() : json::object();
+        figures.update(request_figures(p, now));
+        io_.to_client(jsonrpc_error(p.raw_id, mcp_code::for_kind(error.kind()), Error(error.kind(), error.what(), figures)));
+    }
+    return ids.size();
 }
 
 std::optional<McpSession::Clock::time_point> McpSession::next_deadline() const {

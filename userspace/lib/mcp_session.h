@@ -66,6 +66,7 @@ constexpr int memory_exceeded = -31006;
 constexpr int pids_exceeded = -31007;
 constexpr int timeout = -31008;
 constexpr int server_exited = -31009;
+constexpr int egress_refused = -31010;  // the server did not start: the policy refused its network
 int for_kind(ErrorKind kind);
 }  // namespace mcp_code
 
@@ -84,6 +85,7 @@ struct McpStats {
     std::uint64_t dropped_progress = 0;  // progress for requests no longer pending
     std::uint64_t server_invalid = 0;    // server lines that were not JSON-RPC
     std::uint64_t failed_at_end = 0;     // pending requests answered when the sandbox ended
+    std::uint64_t nested_cancelled = 0;  // server->client requests cancelled with their call
     nlohmann::json to_json() const;
 };
 
@@ -98,10 +100,14 @@ public:
         std::function<void(std::string_view)> to_client;  // one message, no newline
         std::function<void(std::string_view)> to_server;
         std::function<std::uint64_t()> egress_denied;  // total so far; may be empty
+        std::function<std::uint64_t()> dns_refused;    // total so far; may be empty
     };
 
     McpSession(McpConfig config, Io io);
 
+    // Deadlines: every request the policy times (call_timeout, tool_timeouts) has one, and its
+    // clock is stopped while a server->client request of it is pending (time the client spends
+    // answering an elicitation or a sampling request is not the server's).
     void client_line(std::string_view line, Clock::time_point now);
     void client_oversized(const LineFramer::Oversized& o, Clock::time_point now);
     void server_line(std::string_view line, Clock::time_point now);
@@ -116,6 +122,14 @@ public:
     void fail_pending(ErrorKind kind, const std::string& message, const nlohmann::json& details,
                       Clock::time_point now);
 
+    // The server has answered a request (its handshake, for a legacy client) yet.
+    bool server_answered() const { return server_answered_; }
+    // A handshake request (initialize, server/discover) is pending.
+    bool handshake_pending() const;
+    // Answers the pending handshake requests with `error` (the server will not answer them:
+    // the policy refused what it needs to start). Returns how many.
+    std::size_t fail_handshake(const Error& error, Clock::time_point now);
+
     std::size_t pending() const { return pending_.size(); }
     const McpStats& stats() const { return stats_; }
     const McpConfig& config() const { return config_; }
@@ -129,20 +143,38 @@ private:
         Clock::time_point started;
         std::optional<Clock::time_point> deadline;
         std::chrono::milliseconds timeout{0};
-        std::uint64_t egress_at_start = 0;
+        std::uint64_t egress_at_start = 0, dns_at_start = 0;
         std::uint64_t seq = 0;  // arrival order
+        // Server->client requests of this call still pending (an elicitation the user is
+        // answering, sampling): the call's clock is stopped meanwhile, with `left` to go.
+        int nested = 0;
+        std::optional<Clock::duration> left;
+    };
+    // A server->client request, and the client requests it may belong to: stdio carries no
+    // link between them, so it is counted against every request pending when it was sent.
+    struct ServerRequest {
+        std::string raw_id;
+        std::vector<std::string> calls;  // canonical ids
     };
 
     std::uint64_t egress_now() const { return io_.egress_denied ? io_.egress_denied() : 0; }
+    std::uint64_t dns_now() const { return io_.dns_refused ? io_.dns_refused() : 0; }
     void reply_error(const std::optional<std::string>& raw_id, int code, const Error& error);
     void reply_error_to_server(const std::string& raw_id, int code, const Error& error);
-    Pending take(const std::string& canonical);
+    // Removes a pending request. Its server->client requests that belong to no other request
+    // are cancelled towards the client when `cancel_nested` (the call was cancelled, timed out
+    // or failed: nobody waits for their answers any more).
+    Pending take(const std::string& canonical, bool cancel_nested = true);
+    void server_request_done(const std::string& canonical, Clock::time_point now);
     nlohmann::json request_figures(const Pending& p, Clock::time_point now) const;
     void client_request(std::string_view line, const nlohmann::json& msg, const JsonEnvelope& env,
                         Clock::time_point now);
     void server_response(std::string_view line, const JsonEnvelope& env, Clock::time_point now);
-    bool truncate(const std::string& method, nlohmann::json& result);
-    bool filter_tools(nlohmann::json& result);
+    bool truncate(const std::string& method, nlohmann::ordered_json& result);
+    // In place on the raw response line: the refused tools cut out of result.tools, and
+    // members added to result._meta; false when nothing changed.
+    bool filter_tools(std::string& text);
+    static bool add_meta(std::string& text, const std::string& members);
 
     McpConfig config_;
     Io io_;
@@ -151,9 +183,10 @@ private:
     std::unordered_map<std::string, Pending> pending_;  // by canonical id
     std::set<std::pair<Clock::time_point, std::string>> deadlines_;
     std::unordered_map<std::string, std::string> progress_;  // canonical token -> canonical id
-    std::unordered_set<std::string> server_pending_;         // server->client request ids
+    std::unordered_map<std::string, ServerRequest> server_pending_;  // by canonical id
     McpStats stats_;
     std::uint64_t seq_ = 0;
+    bool server_answered_ = false;
 };
 
 // A JSON-RPC error response; the id is left out when unknown (never null: SDK clients reject

@@ -14,7 +14,9 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 
 #include <spdlog/spdlog.h>
@@ -216,6 +218,20 @@ std::vector<std::string> Sandbox::build_env(const UserIdentity& user, const Work
             env[arg.substr(0, eq)] = arg.substr(eq + 1);
         }
     }
+    // What the server does not get, said once: a server failing for want of an API key is
+    // otherwise a mystery.
+    std::vector<std::string> source;
+    if (options_.source_env) {
+        for (const auto& kv : *options_.source_env) source.push_back(kv.first);
+    } else {
+        for (char** e = environ; e && *e; ++e) source.emplace_back(*e, std::strcspn(*e, "="));
+    }
+    std::sort(source.begin(), source.end());
+    std::string dropped;
+    for (const auto& name : source) {
+        if (!name.empty() && !env.count(name)) dropped += (dropped.empty() ? "" : ", ") + name;
+    }
+    if (!dropped.empty()) spdlog::info("not passed: {} (add it to env.pass)", dropped);
     std::vector<std::string> out;
     for (const auto& [k, v] : env) out.push_back(k + "=" + v);
     return out;
@@ -225,6 +241,21 @@ std::uint64_t Sandbox::egress_denied() const {
     std::uint64_t n = 0;
     for (const auto& ext : extensions_) n += ext->egress_denied();
     return n;
+}
+
+std::uint64_t Sandbox::dns_refused() const {
+    std::uint64_t n = 0;
+    for (const auto& ext : extensions_) n += ext->dns_refused();
+    return n;
+}
+
+std::vector<std::string> Sandbox::refused_destinations() const {
+    std::vector<std::string> out;
+    for (const auto& ext : extensions_) {
+        auto v = ext->refused_destinations();
+        out.insert(out.end(), v.begin(), v.end());
+    }
+    return out;
 }
 
 void Sandbox::interrupt(int signal) {

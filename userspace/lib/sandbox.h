@@ -96,6 +96,11 @@ public:
     virtual void on_end(Sandbox&, RunReport&) {}
     // Egress denials since the start, for per-call accounting (the egress extension counts).
     virtual std::uint64_t egress_denied() const { return 0; }
+    // DNS queries the sandbox's resolver refused since the start (the egress extension counts).
+    virtual std::uint64_t dns_refused() const { return 0; }
+    // What the policy refused so far, for people: names refused by DNS, destinations denied
+    // ("name (address:port/tcp)"), each once, the first few only.
+    virtual std::vector<std::string> refused_destinations() const { return {}; }
 };
 
 class Sandbox {
@@ -119,6 +124,8 @@ public:
     // signal is `signal` (the exit code 128+signal).
     void interrupt(int signal);
     std::uint64_t egress_denied() const;
+    std::uint64_t dns_refused() const;
+    std::vector<std::string> refused_destinations() const;
 
 private:
     void check_enforceable(const CgroupPlan& plan, DegradedLimits& degraded, RunReport& report);
