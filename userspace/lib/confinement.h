@@ -7,9 +7,9 @@
 //   ptrace, process_vm_readv/writev and pidfd_getfd (another process of the same user could
 //   otherwise be made to connect, or hand over its sockets). System calls of another ABI
 //   (i386 int 0x80, x32) kill the process.
-// - a private mount namespace in which /run is an empty tmpfs: the sockets of the host's
-//   daemons (D-Bus, systemd-resolved, nscd, docker, ...) live there, and a daemon asked over
-//   AF_UNIX would make network requests for the sandbox.
+// - the private filesystem view of fs_view.h (among others, /run is an empty tmpfs there: the
+//   sockets of the host's daemons (D-Bus, systemd-resolved, nscd, docker, ...) live there, and a
+//   daemon asked over AF_UNIX would make network requests for the sandbox).
 // - on Linux 6.12+ (Landlock ABI 6), a Landlock domain that scopes abstract Unix sockets: the
 //   sandbox reaches only those made inside it (they belong to the network namespace, which the
 //   sandbox shares with the host, so /run cannot hide them).
@@ -29,7 +29,6 @@ namespace mcpwarden {
 struct Confinement {
     std::vector<sock_filter> filter;
     sock_fprog program{};
-    std::vector<std::string> hidden_dirs;
     bool landlock_abstract_unix = false;
     // Points `spec` into this object: keep it alive until spawn_child returned.
     void apply(ChildSpec& spec) const;
@@ -38,14 +37,9 @@ struct Confinement {
 // The seccomp program of every sandbox (native x86_64 ABI). Throws Error(sandbox_unavailable).
 std::vector<sock_filter> build_seccomp_filter();
 
-// Directories hidden from the sandbox: /run (and /var/run when it is not a link to it), unless
-// one of `must_stay_visible` (the command, the workspace) lies inside; then it stays, with a
-// warning.
-std::vector<std::string> dirs_to_hide(const std::vector<std::string>& must_stay_visible);
-
 // The kernel's Landlock ABI version (0: none).
 int landlock_abi();
 
-std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible);
+std::unique_ptr<Confinement> make_confinement();
 
 }  // namespace mcpwarden

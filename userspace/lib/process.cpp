@@ -27,6 +27,7 @@
 #include <sstream>
 
 #include "error.h"
+#include "fs_view.h"
 
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
@@ -108,7 +109,8 @@ struct Prepared {
 }
 
 enum Stage { kV1Join = 1, kStdio, kCaps, kGroups, kGid, kUid, kNoNewPrivs, kPdeath, kChdir,
-             kRlimit, kSeccomp, kExec, kCloseFds, kMounts, kWorkspace, kLandlock };
+             kRlimit, kSeccomp, kExec, kCloseFds, kMounts, kLandlock,
+             kFsView = 1000 };  // kFsView + the step of apply_fs_view that failed
 
 const char* stage_name(int stage) {
     switch (stage) {
@@ -125,9 +127,8 @@ const char* stage_name(int stage) {
         case kSeccomp: return "installing the seccomp filter";
         case kExec: return "executing the command";
         case kCloseFds: return "closing inherited file descriptors";
-        case kMounts: return "hiding /run in a private mount namespace";
+        case kMounts: return "entering mount and IPC namespaces of its own";
         case kLandlock: return "scoping abstract Unix sockets (Landlock)";
-        case kWorkspace: return "mounting the private home and tmp";
     }
     return "starting";
 }
@@ -186,6 +187,15 @@ struct Moved {
     int v1_procs[3] = {-1, -1, -1};
     int wanted[3] = {spec.stdin_fd, spec.stdout_fd, spec.stderr_fd};
     for (std::size_t i = 0; i < spec.v1_procs_fds.size(); ++i) v1_procs[i] = spec.v1_procs_fds[i];
+    // The filesystem view, while the descriptor table still holds its detached mounts (with a
+    // block, the table is the parent's until the close_range below). Our mounts never reach the
+    // host (slave propagation) and the server cannot unmount them. The IPC namespace keeps SysV
+    // IPC (shared memory, queues, semaphores) of the sandbox its own, gone with it.
+    if (spec.fs_view) {
+        if (::unshare(CLONE_NEWNS | CLONE_NEWIPC) != 0) child_fail(errpipe, kMounts, errno);
+        int step = 0;
+        if (int err = apply_fs_view(*spec.fs_view, &step)) child_fail(errpipe, kFsView + step, err);
+    }
     if (moved) {
         // The descriptor table is the parent's until this call; from here on the child has a copy
         // of its low part only, where the descriptors it needs were moved.
@@ -219,35 +229,6 @@ struct Moved {
     if (spec.degraded.nproc) {
         struct rlimit rl{*spec.degraded.nproc, *spec.degraded.nproc};
         if (::setrlimit(RLIMIT_NPROC, &rl) != 0) child_fail(errpipe, kRlimit, errno);
-    }
-    // The host's daemon sockets (/run) are hidden while we still hold CAP_SYS_ADMIN. Slave
-    // propagation: our mounts never reach the host; the sandbox cannot unmount them.
-    bool hide = spec.hidden_dirs && !spec.hidden_dirs->empty();
-    if (hide || !spec.workspace_mount.empty()) {
-        if (::unshare(CLONE_NEWNS) != 0) child_fail(errpipe, kMounts, errno);
-        if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) child_fail(errpipe, kMounts, errno);
-    }
-    if (hide) {
-        for (const auto& dir : *spec.hidden_dirs) {
-            if (::mount("mcpwarden-hidden", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                        "mode=755,size=16k") != 0)
-                child_fail(errpipe, kMounts, errno);
-        }
-    }
-    // The run's HOME and TMPDIR: a tmpfs only this sandbox sees, gone with its last process.
-    if (!spec.workspace_mount.empty()) {
-        const char* at = spec.workspace_mount.c_str();
-        if (::mount("mcpwarden-workspace", at, "tmpfs", MS_NOSUID | MS_NODEV,
-                    spec.workspace_options.c_str()) != 0)
-            child_fail(errpipe, kWorkspace, errno);
-        int root = ::open(at, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (root < 0) child_fail(errpipe, kWorkspace, errno);
-        for (const char* dir : {"home", "tmp"}) {
-            if (::mkdirat(root, dir, 0700) != 0 ||
-                ::fchownat(root, dir, spec.user.uid, spec.user.gid, AT_SYMLINK_NOFOLLOW) != 0)
-                child_fail(errpipe, kWorkspace, errno);
-        }
-        ::close(root);
     }
     // The bounding set goes first, while we still hold CAP_SETPCAP.
     for (int cap = 0; cap <= prep.cap_last; ++cap) {
@@ -512,10 +493,12 @@ Child spawn_child(const ChildSpec& spec) {
     if (n == static_cast<ssize_t>(sizeof msg)) {
         siginfo_t info{};
         ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED);
-        std::string text = std::string("the sandboxed command could not start (") +
-                           stage_name(msg[0]) + "): " + std::strerror(msg[1]);
+        std::string stage = msg[0] >= kFsView && spec.fs_view
+                                ? describe_fs_view_step(*spec.fs_view, msg[0] - kFsView)
+                                : stage_name(msg[0]);
+        std::string text = "the sandboxed command could not start (" + stage + "): " + std::strerror(msg[1]);
         ErrorKind kind = msg[0] == kExec ? ErrorKind::usage : ErrorKind::sandbox_unavailable;
-        throw Error(kind, text, {{"stage", stage_name(msg[0])}, {"errno", msg[1]}});
+        throw Error(kind, text, {{"stage", stage}, {"errno", msg[1]}});
     }
     return child;
 }

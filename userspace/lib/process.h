@@ -11,6 +11,8 @@
 
 namespace mcpwarden {
 
+struct FsView;
+
 struct UserIdentity {
     std::string name;
     uid_t uid = 0;
@@ -43,14 +45,10 @@ struct ChildSpec {
     bool parent_death_kill = true;
     // Installed last, just before execve (seccomp, issue 7). Must be async-signal-safe.
     const void* seccomp_program = nullptr;  // struct sock_fprog*
-    // Directories covered by an empty tmpfs in a private mount namespace (confinement.h).
-    const std::vector<std::string>* hidden_dirs = nullptr;
+    // The private filesystem view (fs_view.h), set up in a mount namespace of the child's own.
+    const FsView* fs_view = nullptr;
     // A Landlock domain scoping abstract Unix sockets (Linux 6.12+, confinement.h).
     bool landlock_abstract_unix = false;
-    // The run's private tmpfs (workspace.h), mounted here in that namespace with these options,
-    // holding home/ and tmp/ (0700, the user's). Empty = none.
-    std::string workspace_mount;
-    std::string workspace_options;
 };
 
 struct Child {
