@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "mcpwarden.h"
 #include "net_fixtures.h"
+#include "sandbox_cache.h"
 #include "test_cgroup.h"
 
 using namespace harness;
@@ -225,12 +226,14 @@ TEST_F(Attach, AttachRefusesBadTargets) {
 TEST_F(Attach, AttachLeavesACrashedRunsDaemonConfined) {
     TcpListener l("127.0.0.2");
     std::string tag = std::to_string(::getpid());
-    std::string out = "/tmp/mw-stale-out-" + tag, go = "/tmp/mw-stale-go-" + tag;
-    ::unlink(out.c_str());
-    ::unlink(go.c_str());
+    // The daemon and the test meet in the sandbox's cache, the host's directory (its /tmp is
+    // its own).
+    std::string out_name = "mw-stale-out-" + tag, go_name = "mw-stale-go-" + tag;
     auto policy = write_policy("crash-a", "egress:\n  allow: []\n");
-    ASSERT_TRUE(crash_run(policy, "setsid sh -c 'while [ ! -e " + go + " ]; do sleep 0.05; done; " + program("netprobe") +
-                                      " tcp4 127.0.0.2 " + l.port() + " > " + out + "' & sleep 300"));
+    ASSERT_TRUE(crash_run(policy, "setsid sh -c 'while [ ! -e $XDG_CACHE_HOME/" + go_name + " ]; do sleep 0.05; done; " +
+                                      program("netprobe") + " tcp4 127.0.0.2 " + l.port() + " > $XDG_CACHE_HOME/" +
+                                      out_name + "' & sleep 300"));
+    std::string out = sandbox_cache_dir("crash-a") + "/" + out_name, go = sandbox_cache_dir("crash-a") + "/" + go_name;
 
     {
         TestCgroup cg;

@@ -13,10 +13,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "confinement.h"
 #include "enforcer.h"
 #include "bypass_common.h"
+#include "sandbox_cache.h"
 
 using namespace harness;
 using namespace netfix;
@@ -352,15 +354,96 @@ TEST_F(Bypass, InheritedSocket) {
     outcome(join(s.lines) + ": every inherited fd but 0/1/2 is closed; a socket as stdio is relayed through pipes");
 }
 
+namespace {
+
+// Sandboxes share no path (each sees only its own cache, /tmp, /dev/shm): the test stands
+// between two of them, as any program talking to both could, taking the socket a giver passes
+// in its cache and handing it on in the taker's.
+struct ScmMessage {
+    char byte = 'f';
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    ScmMessage() {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+    }
+};
+
+sockaddr_un unix_address(const std::string& path) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    return a;
+}
+
+// The descriptor `netprobe fd-give` at `path` passes; `conn` holds the connection (the giver
+// lingers while it is open).
+mcpwarden::UniqueFd take_fd(const std::string& path, mcpwarden::UniqueFd& conn) {
+    conn.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    auto a = unix_address(path);
+    if (::connect(conn.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return {};
+    ScmMessage m;
+    if (::recvmsg(conn.get(), &m.msg, MSG_CMSG_CLOEXEC) != 1) return {};
+    cmsghdr* cm = CMSG_FIRSTHDR(&m.msg);
+    if (!cm || cm->cmsg_type != SCM_RIGHTS) return {};
+    int fd;
+    std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    return mcpwarden::UniqueFd(fd);
+}
+
+// Passes `fd` to the first connection to a socket it listens on at `path`.
+class HandOver {
+public:
+    HandOver(const std::string& path, int fd) : path_(path) {
+        listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        auto a = unix_address(path);
+        ::unlink(path.c_str());
+        ok_ = ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(listener_.get(), 1) == 0;
+        ::chmod(path.c_str(), 0777);
+        if (!ok_) return;
+        thread_ = std::thread([this, fd] {
+            mcpwarden::UniqueFd c(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            ScmMessage m;
+            cmsghdr* cm = CMSG_FIRSTHDR(&m.msg);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int));
+            std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+            if (c) ::sendmsg(c.get(), &m.msg, MSG_NOSIGNAL);
+        });
+    }
+    ~HandOver() {
+        if (thread_.joinable()) thread_.join();
+        ::unlink(path_.c_str());
+    }
+    bool ok() const { return ok_; }
+
+private:
+    std::string path_;
+    mcpwarden::UniqueFd listener_;
+    bool ok_ = false;
+    std::thread thread_;
+};
+
+// The caches of the two policies' sandboxes (made by a first run of each).
+std::pair<std::string, std::string> giver_and_taker_caches(const std::string& giver_policy, const std::string& taker_policy) {
+    for (const auto& p : {giver_policy, taker_policy}) warden({"run", "--policy", p, "--", "true"});
+    return {sandbox_cache_dir("bypass-giver"), sandbox_cache_dir("bypass-taker")};
+}
+
+}  // namespace
+
 TEST_F(Bypass, SocketReceivedOverScmRights) {
     attempt("receive over SCM_RIGHTS a TCP socket created in another sandbox, connect it where this sandbox may go");
     TcpListener ok("127.0.0.2");
-    std::string dir = state_dir() + "/scm";
-    ::mkdir(dir.c_str(), 0777);
-    ::chmod(dir.c_str(), 0777);
-    std::string path = dir + "/give.sock";
     auto giver_policy = write_policy("bypass-giver", "egress:\n  allow: []\n");
     auto taker_policy = write_policy("bypass-taker", "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + ok.port() + "]\n");
+    auto [giver_cache, taker_cache] = giver_and_taker_caches(giver_policy, taker_policy);
+    ASSERT_FALSE(giver_cache.empty() || taker_cache.empty());
+    std::string path = giver_cache + "/give.sock";
     std::string giver_audit = state_dir() + "/giver-audit.jsonl";
     ::unlink(giver_audit.c_str());
     Result giver;
@@ -368,7 +451,17 @@ TEST_F(Bypass, SocketReceivedOverScmRights) {
         giver = warden({"run", "--policy", giver_policy, "--audit", giver_audit, "--", program("netprobe"), "fd-give", path});
     });
     for (int i = 0; i < 500 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
-    auto s = sandboxed(taker_policy, "$NP fd-take " + path + " 127.0.0.2 " + ok.port() + "; $NP tcp4 127.0.0.2 " + ok.port());
+    mcpwarden::UniqueFd to_giver;
+    auto socket = take_fd(path, to_giver);
+    EXPECT_TRUE(socket) << "the giver's socket did not arrive";
+    Sandboxed s;
+    {
+        HandOver hand(taker_cache + "/take.sock", socket.get());
+        EXPECT_TRUE(hand.ok());
+        s = sandboxed(taker_policy, "$NP fd-take " + taker_cache + "/take.sock 127.0.0.2 " + ok.port() + "; $NP tcp4 127.0.0.2 " + ok.port());
+    }
+    socket.reset();
+    to_giver.reset();  // the giver ends
     t.join();
     EXPECT_EQ(giver.out, "ready\nok\n") << giver.err;
     EXPECT_EQ(s.lines, (std::vector<std::string>{"EPERM", "ok"})) << s.result.err;
@@ -376,35 +469,41 @@ TEST_F(Bypass, SocketReceivedOverScmRights) {
     auto events = read_audit(giver_audit);
     ::unlink(giver_audit.c_str());
     EXPECT_TRUE(has_event(events, "127.0.0.2", std::stoi(ok.port())));
-    ::rmdir(dir.c_str());
     outcome(s.lines[0] + ": a socket keeps the policy of the cgroup it was created in (audited in the giver's sandbox)");
 }
 
 TEST_F(Bypass, SocketOfAnEndedSandbox) {
     attempt("receive over SCM_RIGHTS a TCP socket created in another sandbox, connect it after that sandbox ended");
     TcpListener ok("127.0.0.2");
-    std::string dir = state_dir() + "/scm";
-    ::mkdir(dir.c_str(), 0777);
-    ::chmod(dir.c_str(), 0777);
-    std::string path = dir + "/give.sock", go = dir + "/go";
-    ::unlink(go.c_str());
     auto giver_policy = write_policy("bypass-giver", "egress:\n  allow: []\n");
     auto taker_policy = write_policy("bypass-taker", "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + ok.port() + "]\n");
+    auto [giver_cache, taker_cache] = giver_and_taker_caches(giver_policy, taker_policy);
+    ASSERT_FALSE(giver_cache.empty() || taker_cache.empty());
+    std::string path = giver_cache + "/give.sock", go = taker_cache + "/go";
+    ::unlink(go.c_str());
     Result giver;
     std::thread t([&] { giver = warden({"run", "--policy", giver_policy, "--", program("netprobe"), "fd-give-and-go", path}); });
     for (int i = 0; i < 500 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
+    mcpwarden::UniqueFd to_giver;
+    auto socket = take_fd(path, to_giver);
+    EXPECT_TRUE(socket) << "the giver's socket did not arrive";
     Sandboxed s;
-    std::thread taker([&] {
-        s = sandboxed(taker_policy, "$NP fd-take-after " + path + " " + go + " 127.0.0.2 " + ok.port() + "; $NP tcp4 127.0.0.2 " + ok.port());
-    });
-    t.join();  // the giver's sandbox is gone: its process, its cgroup, its links
-    EXPECT_EQ(giver.out, "ready\nok\n") << giver.err;
-    std::ofstream(go) << "go\n";
-    taker.join();
+    {
+        HandOver hand(taker_cache + "/take.sock", socket.get());
+        EXPECT_TRUE(hand.ok());
+        std::thread taker([&] {
+            s = sandboxed(taker_policy, "$NP fd-take-after " + taker_cache + "/take.sock " + go + " 127.0.0.2 " + ok.port() +
+                                            "; $NP tcp4 127.0.0.2 " + ok.port());
+        });
+        t.join();  // the giver's sandbox is gone: its process, its cgroup, its links
+        EXPECT_EQ(giver.out, "ready\nok\n") << giver.err;
+        std::ofstream(go) << "go\n";
+        taker.join();
+    }
+    socket.reset();
     ::unlink(go.c_str());
     EXPECT_EQ(s.lines, (std::vector<std::string>{"EPERM", "ok"})) << s.result.err;
     EXPECT_EQ(ok.accepted(), 1);  // the taker's own socket only
-    ::rmdir(dir.c_str());
     outcome(s.lines[0] + ": the sandbox's backstop programs stay with its cgroup while a socket made in it lives, "
                          "and deny it once the sandbox ended");
 }

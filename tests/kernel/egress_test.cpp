@@ -22,6 +22,7 @@
 #include "enforcer.h"
 #include "harness.h"
 #include "net_fixtures.h"
+#include "sandbox_cache.h"
 #include "mcpwarden.h"
 
 using namespace harness;
@@ -358,12 +359,13 @@ TEST_F(Egress, AttachFailureRefusesToRun) {
 // links), and the next run sweeps its cgroup, pins, rules and workspace.
 TEST_F(Egress, EnforcementSurvivesACrashAndIsSweptAfter) {
     TcpListener l("127.0.0.2");
-    std::string out = "/tmp/mw-crash-" + std::to_string(::getpid());
-    ::unlink(out.c_str());
+    // The daemon's result goes to the sandbox's cache, the host's directory (its /tmp is its own).
+    std::string name = "mw-crash-" + std::to_string(::getpid());
     auto policy = write_policy("crash", "egress:\n  allow: []\n");
-    std::string script = "setsid sh -c 'sleep 1; " + program("netprobe") + " tcp4 127.0.0.2 " + l.port() + " > " + out +
-                         "' & sleep 300";
+    std::string script = "setsid sh -c 'sleep 1; " + program("netprobe") + " tcp4 127.0.0.2 " + l.port() +
+                         " > $XDG_CACHE_HOME/" + name + "' & sleep 300";
     ASSERT_TRUE(crash_run(policy, script));
+    std::string out = sandbox_cache_dir("crash") + "/" + name;
     // The daemon outlives mcpwarden and tries to connect.
     std::string result;  // read until the whole line is there (the shell may still be writing it)
     for (int i = 0; i < 300 && (result.empty() || result.back() != '\n'); ++i) {

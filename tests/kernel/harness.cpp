@@ -39,9 +39,9 @@ struct TempDirs {
     }
 };
 
-std::string temp_dir(const std::string& prefix, mode_t mode) {
+std::string temp_dir(const std::string& prefix, mode_t mode, const std::string& parent = "/tmp") {
     static TempDirs dirs;
-    std::string tmpl = "/tmp/" + prefix + "XXXXXX";
+    std::string tmpl = parent + "/" + prefix + "XXXXXX";
     std::vector<char> buf(tmpl.begin(), tmpl.end());
     buf.push_back('\0');
     if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
@@ -58,7 +58,9 @@ std::string state_dir() {
 }
 
 std::string program(const std::string& name) {
-    static std::string dir = temp_dir("mcpwarden-progs-", 0755);
+    // Not under /tmp: the sandbox has a private /tmp, and a command the view hides is refused.
+    // /var/lib is visible in the sandbox (all but /var/lib/mcpwarden), read-only.
+    static std::string dir = temp_dir("mcpwarden-progs-", 0755, "/var/lib");
     std::string target = dir + "/" + name;
     if (::access(target.c_str(), X_OK) != 0) {
         std::string source = std::string(MCPWARDEN_BIN_DIR) + "/" + (name == "example-server" ? "mcpwarden-example-server" : name);

@@ -135,35 +135,12 @@ std::vector<sock_filter> build_seccomp_filter(const SeccompOptions& options) {
     return filter;
 }
 
-std::vector<std::string> dirs_to_hide(const std::vector<std::string>& must_stay_visible) {
-    std::vector<std::string> out;
-    for (const std::string dir : {"/run", "/var/run"}) {
-        struct stat st {};
-        if (::lstat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) continue;  // absent, or a link to /run
-        bool needed = false;
-        for (const auto& path : must_stay_visible) {
-            char* real = ::realpath(path.c_str(), nullptr);
-            std::string p = real ? real : path;
-            ::free(real);
-            needed = needed || p == dir || p.rfind(dir + "/", 0) == 0;
-        }
-        if (needed) {
-            spdlog::warn("{} stays visible to the sandbox: the command or its workspace is inside; "
-                         "the host's daemon sockets there are reachable", dir);
-            continue;
-        }
-        out.push_back(dir);
-    }
-    return out;
-}
-
 int landlock_abi() {
     long abi = ::syscall(SYS_landlock_create_ruleset, nullptr, 0, 1 /* LANDLOCK_CREATE_RULESET_VERSION */);
     return abi > 0 ? static_cast<int>(abi) : 0;
 }
 
-std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible,
-                                              const SeccompOptions& seccomp) {
+std::unique_ptr<Confinement> make_confinement(const SeccompOptions& seccomp) {
     // The filters are the same for every sandbox: built once per process (the agent spawns
     // many). A failure is not kept: the next sandbox tries again, and fails closed again.
     static const std::vector<sock_filter> filter = build_seccomp_filter({});
@@ -176,7 +153,6 @@ std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& mu
     }
     c->program.len = static_cast<unsigned short>(c->filter.size());
     c->program.filter = c->filter.data();
-    c->hidden_dirs = dirs_to_hide(must_stay_visible);
     static const int abi = [] {
         int v = landlock_abi();
         if (v < 2) spdlog::info("sandboxes get no Landlock domain: {}", landlock_scope(v));
@@ -195,7 +171,6 @@ std::string landlock_scope(int abi) {
 
 void Confinement::apply(ChildSpec& spec) const {
     spec.seccomp_program = &program;
-    spec.hidden_dirs = &hidden_dirs;
     spec.landlock_abi = landlock_abi;
 }
 

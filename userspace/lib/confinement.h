@@ -11,9 +11,9 @@
 //   policy allows them (clone3 fails with ENOSYS then, so libcs fall back to clone). All fail
 //   with EPERM rather than killing. System calls of another ABI (i386 int 0x80, x32) kill the
 //   process.
-// - a private mount namespace in which /run is an empty tmpfs: the sockets of the host's
-//   daemons (D-Bus, systemd-resolved, nscd, docker, ...) live there, and a daemon asked over
-//   AF_UNIX would make network requests for the sandbox.
+// - the private filesystem view of fs_view.h (among others, /run is an empty tmpfs there: the
+//   sockets of the host's daemons (D-Bus, systemd-resolved, nscd, docker, ...) live there, and a
+//   daemon asked over AF_UNIX would make network requests for the sandbox).
 // - a Landlock domain of the server's own wherever the kernel has Landlock ABI 2 (Linux 5.19)
 //   or later: ptrace, /proc/PID/mem and the like of any process outside it fail. From ABI 6
 //   (Linux 6.12) it also scopes signals and abstract Unix sockets: the sandbox reaches only
@@ -38,7 +38,6 @@ namespace mcpwarden {
 struct Confinement {
     std::vector<sock_filter> filter;
     sock_fprog program{};
-    std::vector<std::string> hidden_dirs;
     int landlock_abi = 0;  // what the server's domain is built for; 0 = none
     // Points `spec` into this object: keep it alive until spawn_child returned.
     void apply(ChildSpec& spec) const;
@@ -53,11 +52,6 @@ struct SeccompOptions {
 // The seccomp program of every sandbox (native x86_64 ABI). Throws Error(sandbox_unavailable).
 std::vector<sock_filter> build_seccomp_filter(const SeccompOptions& options = {});
 
-// Directories hidden from the sandbox: /run (and /var/run when it is not a link to it), unless
-// one of `must_stay_visible` (the command, the workspace) lies inside; then it stays, with a
-// warning.
-std::vector<std::string> dirs_to_hide(const std::vector<std::string>& must_stay_visible);
-
 // The kernel's Landlock ABI version (0: none).
 int landlock_abi();
 
@@ -65,7 +59,6 @@ int landlock_abi();
 // "ptrace, signal, abstract-unix", "ptrace" or "none (...why...)".
 std::string landlock_scope(int abi);
 
-std::unique_ptr<Confinement> make_confinement(const std::vector<std::string>& must_stay_visible,
-                                              const SeccompOptions& seccomp = {});
+std::unique_ptr<Confinement> make_confinement(const SeccompOptions& seccomp = {});
 
 }  // namespace mcpwarden

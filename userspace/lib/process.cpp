@@ -29,6 +29,7 @@
 
 #include "error.h"
 #include "identity.h"
+#include "fs_view.h"
 
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
@@ -94,7 +95,8 @@ struct Prepared {
 
 enum Stage { kV1Join = 1, kStdio, kCaps, kGroups, kGid, kUid, kNoNewPrivs, kPdeath, kChdir,
              kRlimit, kSeccomp, kExec, kCloseFds, kMounts, kWorkspace, kLandlock, kProc,
-             kKeyring, kSession, kServer, kInit };
+             kKeyring, kSession, kServer, kInit,
+             kFsView = 1000 };  // kFsView + the step of apply_fs_view that failed
 
 const char* stage_name(int stage) {
     switch (stage) {
@@ -316,36 +318,20 @@ long clone_server(const ChildArgs& a, int errpipe) {
     // Until the init runs, mcpwarden's death kills us (and, PID 1 gone, the namespace).
     if (spec.parent_death_kill && ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
         child_fail(errpipe, kPdeath, errno);
-    // The mount view comes first, while the descriptor table may still be the parent's (what
-    // the view binds, prepared there, is in it). The mount namespace is new (CLONE_NEWNS).
-    // Slave propagation: our mounts never reach the host; the sandbox cannot unmount them.
-    // The host's daemon sockets (/run) are hidden.
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) child_fail(errpipe, kMounts, errno);
-    if (spec.hidden_dirs) {
-        for (const auto& dir : *spec.hidden_dirs) {
-            if (::mount("mcpwarden-hidden", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                        "mode=755,size=16k") != 0)
-                child_fail(errpipe, kMounts, errno);
-        }
+    // The filesystem view comes first, while the descriptor table may still be the parent's
+    // (the detached mounts the view attaches, prepared there, are in it). The mount and IPC
+    // namespaces are new (CLONE_NEWNS | CLONE_NEWIPC); apply_fs_view makes propagation slave
+    // (our mounts never reach the host, the sandbox cannot unmount them) and, PID 1 of a new
+    // PID namespace, mounts the sandbox's own /proc last.
+    if (spec.fs_view) {
+        int step = 0;
+        if (int err = apply_fs_view(*spec.fs_view, &step)) child_fail(errpipe, kFsView + step, err);
+    } else {
+        // /proc of the new PID namespace: the sandbox's processes only.
+        if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) != 0) child_fail(errpipe, kMounts, errno);
+        if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
+            child_fail(errpipe, kProc, errno);
     }
-    // The run's HOME and TMPDIR: a tmpfs only this sandbox sees, gone with its last process.
-    if (!spec.workspace_mount.empty()) {
-        const char* at = spec.workspace_mount.c_str();
-        if (::mount("mcpwarden-workspace", at, "tmpfs", MS_NOSUID | MS_NODEV,
-                    spec.workspace_options.c_str()) != 0)
-            child_fail(errpipe, kWorkspace, errno);
-        int root = ::open(at, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (root < 0) child_fail(errpipe, kWorkspace, errno);
-        for (const char* dir : {"home", "tmp"}) {
-            if (::mkdirat(root, dir, 0700) != 0 ||
-                ::fchownat(root, dir, spec.user.uid, spec.user.gid, AT_SYMLINK_NOFOLLOW) != 0)
-                child_fail(errpipe, kWorkspace, errno);
-        }
-        ::close(root);
-    }
-    // /proc of the new PID namespace: the sandbox's processes only.
-    if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
-        child_fail(errpipe, kProc, errno);
     if (moved) {
         // The descriptor table is the parent's until this call; from here on the child has a copy
         // of its low part only, where the descriptors it needs were moved.
@@ -703,10 +689,12 @@ Child spawn_child(const ChildSpec& spec) {
     if (n == static_cast<ssize_t>(sizeof msg)) {
         siginfo_t info{};
         ::waitid(P_PIDFD, static_cast<id_t>(pidfd), &info, WEXITED);
-        std::string text = std::string("the sandboxed command could not start (") +
-                           stage_name(msg[0]) + "): " + std::strerror(msg[1]);
+        std::string stage = msg[0] >= kFsView && spec.fs_view
+                                ? describe_fs_view_step(*spec.fs_view, msg[0] - kFsView)
+                                : stage_name(msg[0]);
+        std::string text = "the sandboxed command could not start (" + stage + "): " + std::strerror(msg[1]);
         ErrorKind kind = msg[0] == kExec ? ErrorKind::usage : ErrorKind::sandbox_unavailable;
-        throw Error(kind, text, {{"stage", stage_name(msg[0])}, {"errno", msg[1]}});
+        throw Error(kind, text, {{"stage", stage}, {"errno", msg[1]}});
     }
     return child;
 }

@@ -12,6 +12,8 @@
 
 namespace mcpwarden {
 
+struct FsView;
+
 struct UserIdentity {
     std::string name;
     uid_t uid = 0;
@@ -47,15 +49,11 @@ struct ChildSpec {
     bool parent_death_kill = true;
     // Installed last, just before execve (seccomp, issue 7). Must be async-signal-safe.
     const void* seccomp_program = nullptr;  // struct sock_fprog*
-    // Directories covered by an empty tmpfs in a private mount namespace (confinement.h).
-    const std::vector<std::string>* hidden_dirs = nullptr;
-    // The kernel's Landlock ABI (0: none). At 1 and above the server gets a Landlock domain of
+    // The private filesystem view (fs_view.h), set up in the child's own mount namespace.
+    const FsView* fs_view = nullptr;
+    // The kernel's Landlock ABI (0: none). At 2 and above the server gets a Landlock domain of
     // its own (ptrace scoping); at 6 and above it also scopes signals and abstract Unix sockets.
     int landlock_abi = 0;
-    // The run's private tmpfs (workspace.h), mounted here in that namespace with these options,
-    // holding home/ and tmp/ (0700, the user's). Empty = none.
-    std::string workspace_mount;
-    std::string workspace_options;
 };
 
 struct Child {

@@ -27,6 +27,7 @@
 #include "enforcer.h"
 #include "error.h"
 #include "exit_codes.h"
+#include "fs_view.h"
 #include "relay.h"
 #include "units.h"
 #include "workspace.h"
@@ -352,11 +353,21 @@ RunReport Sandbox::run() {
     spec.v1_procs_fds = cgroup_->v1_procs_fds();
     spec.degraded = degraded;
     spec.open_files = options_.policy.limits.open_files.value_or(Limits::kDefaultOpenFiles);
-    spec.workspace_mount = ws.mount_point();
-    spec.workspace_options = ws.mount_options();
-    // seccomp filter and hidden /run (confinement.h); alive until spawn_child returned.
-    auto confinement = make_confinement({exe, ws.home(), ws.cache()},
-                                        {.allow_user_namespaces = options_.policy.allow_user_namespaces});
+    // The private filesystem view (fs_view.h): its detached mounts are held only until the
+    // child has set it up.
+    FsViewRequest view_request;
+    view_request.state_dir = options_.state_dir;
+    view_request.executable = exe;
+    view_request.workspace_mount = ws.mount_point();
+    view_request.workspace_options = ws.mount_options();
+    view_request.cache = ws.cache();
+    view_request.user = user;
+    view_request.tmpfs_size = degraded.address_space ? std::nullopt : options_.limits.memory_bytes;
+    view_request.filesystem = options_.policy.filesystem;
+    auto fs_view = plan_fs_view(view_request);
+    spec.fs_view = fs_view.get();
+    // seccomp filter and Landlock (confinement.h); alive until spawn_child returned.
+    auto confinement = make_confinement({.allow_user_namespaces = options_.policy.allow_user_namespaces});
     confinement->apply(spec);
     report.extra["confinement"] = {{"pid_namespace", true}, {"ipc_namespace", true}, {"session", "new"},
                                    {"session_keyring", "new"}, {"landlock_abi", landlock_abi()},
@@ -398,6 +409,8 @@ RunReport Sandbox::run() {
 
     auto started = Clock::now();
     child_ = spawn_child(spec);
+    spec.fs_view = nullptr;
+    fs_view.reset();
     spdlog::debug("sandbox {} started pid {} as {}", name, child_.pid, user.name);
     // Whatever fails from here on, the server does not outlive run() and is reaped (a hosted
     // run's host reaps nothing else: an unreaped child would stay a zombie of the agent).
