@@ -32,8 +32,15 @@ public:
             ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "--log-level", "info", "agent", "--config", config.c_str(), nullptr);
             ::_exit(127);
         }
-        for (int i = 0; i < 200; ++i) {
+        // Up to 30 s: a first start in the VM (software emulation), or a restart that recovers
+        // a killed agent's sandboxes, can take more than the 5 s this once allowed.
+        for (int i = 0; i < 1200; ++i) {
             if (mcpwarden::AgentClient::connect(socket)) return true;
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {  // it died: no use waiting
+                pid_ = -1;
+                return false;
+            }
             std::this_thread::sleep_for(std::chrono::milliseconds(25));
         }
         return false;
