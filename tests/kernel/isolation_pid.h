@@ -281,7 +281,7 @@ inline TiocstiOutcome tiocsti_through_sandbox(bool sandboxed) {
         std::string probe = program("isoprobe");
         std::string cmd = probe + " tiocsti 'touch " + marker + "'";
         if (sandboxed) cmd = std::string(MCPWARDEN_BIN) + " run --state-dir " + state_dir() + " -- " + cmd;
-        else cmd = "setpriv --reuid=65534 --regid=65534 --clear-groups " + cmd;
+        else cmd = "/usr/bin/setpriv --reuid=65534 --regid=65534 --clear-groups " + cmd;
         sh.type(cmd + "; echo PROBE-$((40+1))");
         o.shell_ok = sh.wait_for("PROBE-41");
         // What was injected sits in the terminal's input before this line: the shell runs it first.
