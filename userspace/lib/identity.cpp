@@ -398,14 +398,21 @@ std::vector<uid_t> IdentityStore::reclaim(
         std::string text = read_fd_text(fd.get());
         auto space = text.find(' ');
         std::string policy = space == std::string::npos ? "" : text.substr(0, space);
-        auto client = space == std::string::npos ? std::nullopt
-                                                 : parse_u64(std::string_view(text).substr(space + 1, text.size() - space - 2));
-        bool assigned = client && lookup(policy, static_cast<uid_t>(*client)) == uid;
+        // (A plain value, not the optional: GCC 12 cannot see it set on every path it is read.)
+        uid_t client = 0;
+        bool has_client = false;
+        if (space != std::string::npos) {
+            if (auto c = parse_u64(std::string_view(text).substr(space + 1, text.size() - space - 2))) {
+                client = static_cast<uid_t>(*c);
+                has_client = true;
+            }
+        }
+        bool assigned = has_client && lookup(policy, client) == uid;
         // An unassigned claim is a crash between claim and assignment: always freed.
-        if (assigned && keep(policy, static_cast<uid_t>(*client), uid)) continue;
+        if (assigned && keep(policy, client, uid)) continue;
         // A server outliving its agent holds no lock, but still runs as the uid.
         if (process_runs_as(uid)) continue;
-        if (assigned) ::unlink((pairs_ + "/" + pair_key(policy, static_cast<uid_t>(*client))).c_str());
+        if (assigned) ::unlink((pairs_ + "/" + pair_key(policy, client)).c_str());
         ::unlink(path.c_str());
         freed.push_back(uid);
     }
