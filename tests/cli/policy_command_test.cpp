@@ -97,7 +97,7 @@ TEST(PolicyValidateCommand, EveryErrorOfEveryFileWithItsPosition) {
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_EQ(r.out, good + ": ok (good)\n");
     EXPECT_TRUE(has(r.err, bad + ":3:11: limits.memory: ")) << r.err;
-    EXPECT_TRUE(has(r.err, bad + ":4:3: unknown key 'colour' in limits (known: memory, pids, cpu, timeout)")) << r.err;
+    EXPECT_TRUE(has(r.err, bad + ":4:3: unknown key 'colour' in limits (known: memory, pids, cpu, timeout, open_files)")) << r.err;
     EXPECT_TRUE(has(r.err, bad + ":7:13: cidr: ")) << r.err;
     EXPECT_TRUE(has(r.err, bad + ":9:13: host names can only be allowed: a deny by name cannot be enforced")) << r.err;
     EXPECT_TRUE(has(r.err, broken + ":")) << r.err;

@@ -78,9 +78,9 @@ TEST(AgentConfig, EmptyFileIsEveryDefault) {
 
 TEST(AgentConfig, ErrorsNameFileLineColumn) {
     std::string unknown = config_error("socket: /a\nsockett: /b\n");
-    EXPECT_EQ(unknown.rfind("agent.yaml:2:1: unknown key 'sockett' in the agent configuration (known: audit, ", 0), 0u)
+    EXPECT_EQ(unknown.rfind("agent.yaml:2:1: unknown key 'sockett' in the agent configuration (known: allow_unpinned_secrets, audit, ", 0), 0u)
         << unknown;
-    EXPECT_NE(unknown.find(" socket, socket_mode, state_dir)"), std::string::npos) << unknown;
+    EXPECT_NE(unknown.find(" socket, socket_mode, state_dir, uid_range)"), std::string::npos) << unknown;
     EXPECT_EQ(config_error("limits:\n  max_sandboxes: many\n"), "agent.yaml:2:18: max_sandboxes must be a whole number");
     EXPECT_EQ(config_error("limits:\n  queue_timeout: 0s\n"),
               "agent.yaml:2:18: queue_timeout must be a duration above 0, as 30s or 2m");
