@@ -56,13 +56,16 @@ int report(long rc) {
 
 // A terminal of its own made the controlling one (setsid, then open without O_NOCTTY): the
 // case where TIOCSTI works without privileges. The pushed byte stays in this pty.
+// A sandbox's /dev has no ptmx: there the request goes to stdin, which the filter judges by the
+// request alone (without the filter a pipe answers ENOTTY).
 long tiocsti(unsigned long request) {
+    char c = '#';
     int master = ::posix_openpt(O_RDWR | O_NOCTTY);
-    if (master < 0 || ::grantpt(master) != 0 || ::unlockpt(master) != 0) return -1;
+    if (master < 0) return ::syscall(SYS_ioctl, 0, request, &c);
+    if (::grantpt(master) != 0 || ::unlockpt(master) != 0) return -1;
     ::setsid();
     int slave = ::open(::ptsname(master), O_RDWR);
     if (slave < 0) return -1;
-    char c = '#';
     return ::syscall(SYS_ioctl, slave, request, &c);
 }
 

@@ -30,7 +30,8 @@ std::size_t first_positional(const CLI::App& app, const std::vector<std::string>
         std::string name = is_long ? a.substr(0, a.find('=')) : a.substr(0, 2);
         bool value_attached = is_long ? a.find('=') != std::string::npos : a.size() > 2;
         const CLI::Option* opt = app.get_option_no_throw(name);
-        bool takes_value = opt && opt->get_type_size_max() > 0;
+        // A flag expects no value (expected 0): its type size alone does not say so.
+        bool takes_value = opt && opt->get_items_expected_max() > 0;
         i += (takes_value && !value_attached) ? 2 : 1;
     }
     return args.size();
