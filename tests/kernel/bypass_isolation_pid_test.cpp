@@ -1,6 +1,8 @@
 // Bypass attempts on the process view and the session (docs/security.md, part "isolation"):
 // one sandbox against another sandbox's server, and a server against the terminal and the
 // session keyring of whoever started mcpwarden.
+#include <sys/stat.h>
+
 #include "bypass_common.h"
 #include "isolation_pid.h"
 
@@ -28,11 +30,16 @@ std::vector<std::string> attacker(const std::vector<std::string>& args, Result* 
 
 TEST_F(Bypass, IsolationKillAnotherSandboxsServer) {
     part("isolation");
-    attempt("kill the server of another sandbox (same uid: nobody) by its host pid");
+    attempt("kill the server of another sandbox by its host pid");
     isopid::VictimSandbox victim;
     ASSERT_GT(victim.server, 0) << "the victim sandbox did not start";
-    auto control = as_nobody({program("isoprobe"), "kill", std::to_string(victim.server)});
-    EXPECT_EQ(control.out, "ok signalled\n") << "control: nobody outside a sandbox signals it " << control.err;
+    // The control: a process of the victim's own uid outside any sandbox signals it.
+    struct stat st {};
+    ASSERT_EQ(::stat(("/proc/" + std::to_string(victim.server)).c_str(), &st), 0);
+    std::string id = std::to_string(st.st_uid);
+    auto control = command({"setpriv", "--reuid=" + id, "--regid=" + id, "--clear-groups", program("isoprobe"), "kill",
+                            std::to_string(victim.server)});
+    EXPECT_EQ(control.out, "ok signalled\n") << "control: its uid outside a sandbox signals it " << control.err;
     Result r;
     auto lines = attacker({"kill", std::to_string(victim.server)}, &r);
     EXPECT_EQ(lines, std::vector<std::string>{"errno 3 (ESRCH)"}) << r.err;

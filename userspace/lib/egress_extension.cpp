@@ -155,14 +155,21 @@ void EgressExtension::audit_line(nlohmann::json j) {
 
 void EgressExtension::audit_event(const mw_event& e) {
     ++events_seen_;
+    // A flood repeats one destination: the refusal list (for the MCP layer's message) is only
+    // looked at when the destination changed, and the line only made when it is written.
+    bool same_destination = std::memcmp(last_refused_.addr, e.addr, sizeof e.addr) == 0 &&
+                            last_refused_.port == e.port && last_refused_.protocol == e.protocol &&
+                            last_refused_.family == e.family && events_seen_ > 1;
+    last_refused_ = e;
+    bool admit = audit_ && audit_admit(e.hook == MW_HOOK_SOCK_CREATE ? "socket_denied" : "egress_denied");
+    if (same_destination && !admit) return;
     auto j = event_json(e);
-    if (j.contains("address")) {
+    if (!same_destination && j.contains("address")) {
         std::string to = j["address"].get<std::string>() + ":" + std::to_string(j["port"].get<int>()) +
                          "/" + j["protocol"].get<std::string>();
         note_refusal(j.contains("name") ? j["name"].get<std::string>() + " (" + to + ")" : to);
     }
-    if (audit_ && audit_admit(e.hook == MW_HOOK_SOCK_CREATE ? "socket_denied" : "egress_denied"))
-        audit_->info(j.dump());
+    if (admit) audit_->info(j.dump());
 }
 
 bool EgressExtension::audit_admit(const std::string& kind) {

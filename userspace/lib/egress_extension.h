@@ -80,6 +80,7 @@ private:
     bool audit_admit(const std::string& kind);
     void audit_summary(const std::map<std::string, std::uint64_t>& by_event);
     void note_refusal(std::string what);  // from the resolver thread or the event loop
+    mw_event last_refused_{};  // the event loop's last denial (audit_event)
     DnsProxy::Hooks dns_hooks();
     std::shared_ptr<const CompiledEgress> compiled() const;
 
