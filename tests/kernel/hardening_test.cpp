@@ -10,6 +10,7 @@
 
 #include "fd.h"
 #include "net_fixtures.h"
+#include "sandbox_cache.h"
 
 using namespace harness;
 using namespace netfix;
@@ -59,8 +60,10 @@ TEST_F(Hardening, OpenFilesLimitOfTheServer) {
 TEST_F(Hardening, CacheOverItsBoundIsTrimmedOldestFirst) {
     REQUIRE_ROOT();
     std::string policy = write_policy("hard-cache", "cache:\n  max_size: 1M\n");
-    std::string cache = state_dir() + "/cache/hard-cache/65534";
-    fs::remove_all(cache);
+    // The first run makes the pair's own cache (its uid's: identity.h); the test fills it.
+    ASSERT_EQ(warden({"run", "--policy", policy, "--", "true"}).exit_code, 0);
+    std::string cache = sandbox_cache_dir("hard-cache");
+    ASSERT_FALSE(cache.empty());
     // Before the run: 1.5 MiB, the oldest file must go.
     cache_file(cache + "/npm/old", 512 << 10, 3000);
     cache_file(cache + "/npm/mid", 512 << 10, 2000);
@@ -88,11 +91,13 @@ TEST_F(Hardening, CacheOverItsBoundIsTrimmedOldestFirst) {
 TEST_F(Hardening, CacheOverItsBoundRefusesTheRunWhenAsked) {
     REQUIRE_ROOT();
     std::string policy = write_policy("hard-cache-refuse", "cache:\n  max_size: 256K\n  on_full: refuse\n");
-    std::string cache = state_dir() + "/cache/hard-cache-refuse/65534";
-    fs::remove_all(cache);
+    // The first run makes the pair's own cache (its uid's: identity.h); the test fills it.
+    ASSERT_EQ(warden({"run", "--policy", policy, "--", "true"}).exit_code, 0);
+    std::string cache = sandbox_cache_dir("hard-cache-refuse");
+    ASSERT_FALSE(cache.empty());
     cache_file(cache + "/blob", 512 << 10, 10);
-    std::string marker = state_dir() + "/hard-cache-ran";
-    auto r = warden({"run", "--policy", policy, "--", "touch", marker});
+    std::string marker = cache + "/ran";
+    auto r = warden({"run", "--policy", policy, "--", "sh", "-c", "touch $XDG_CACHE_HOME/ran"});
     EXPECT_EQ(r.exit_code, 125) << r.err;
     EXPECT_NE(r.err.find("cache.max_size"), std::string::npos) << r.err;
     EXPECT_FALSE(fs::exists(marker));
