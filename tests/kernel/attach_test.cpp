@@ -254,7 +254,9 @@ TEST_F(Attach, AttachLeavesACrashedRunsDaemonConfined) {
         std::this_thread::sleep_for(10ms);
         mcpwarden::read_file(out, result);
     }
-    EXPECT_EQ(result, "EPERM\n") << "the crashed run's daemon lost its confinement";
+    // The daemon ended with its sandbox (its init ends the PID namespace when mcpwarden dies), or
+    // it lives on confined: never connected.
+    EXPECT_TRUE(result.empty() || result == "EPERM\n") << "the crashed run's daemon lost its confinement: " << result;
     EXPECT_EQ(l.accepted(), 0);
 
     auto r = warden({"run", "--", "true"});

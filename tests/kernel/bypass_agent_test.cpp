@@ -148,7 +148,9 @@ TEST_F(Bypass, AgentStdioSetupFailureLeaksNothing) {
     }
     auto after = agentfig::figures(a.agent.pid());
     EXPECT_EQ(answered, 100);
-    EXPECT_LE(after.fds, before.fds) << "descriptors of the agent: " << before.fds << " -> " << after.fds;
+    // A leak per request is 4 descriptors each (400 here); what the agent opens once on the way
+    // (its identity store, the init's descriptor) is a few, whichever request comes first.
+    EXPECT_LE(after.fds, before.fds + 8) << "descriptors of the agent: " << before.fds << " -> " << after.fds;
     EXPECT_EQ(after.zombies, 0) << "unreaped children of the agent";
     outcome("each refused (" + kind + "); agent descriptors " + std::to_string(before.fds) + " -> " +
             std::to_string(after.fds) + ", zombies " + std::to_string(after.zombies));

@@ -373,7 +373,9 @@ TEST_F(Egress, EnforcementSurvivesACrashAndIsSweptAfter) {
         result.clear();
         mcpwarden::read_file(out, result);
     }
-    EXPECT_EQ(result, "EPERM\n");
+    // The daemon ended with its sandbox (its init ends the PID namespace when mcpwarden dies), or
+    // it lives on confined: never connected.
+    EXPECT_TRUE(result.empty() || result == "EPERM\n") << result;
     EXPECT_EQ(l.accepted(), 0);
     EXPECT_FALSE(leftover_cgroups().empty());
     // The crashed sandbox's policy id, from its pin directory.
