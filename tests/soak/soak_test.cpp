@@ -92,12 +92,21 @@ public:
     }
 
 private:
-    // A connection, retried while the agent is down.
+    // A connection, retried while the agent is down. conn_gen_: the agent's generation before
+    // the connection was made (even: that agent was up). A connection made to an agent that is
+    // then killed ends without an answer, whenever its request is sent: the generation that
+    // tells is the one the connection was made in, not the one at the send.
     std::optional<mcpwarden::AgentClient> connect() {
         for (int i = 0; i < 1200; ++i) {
-            try {
-                if (auto c = mcpwarden::AgentClient::connect(socket_)) return c;
-            } catch (const std::exception&) {
+            int gen = shared_.generation.load();
+            if (gen % 2 == 0) {
+                try {
+                    if (auto c = mcpwarden::AgentClient::connect(socket_)) {
+                        conn_gen_ = gen;
+                        return c;
+                    }
+                } catch (const std::exception&) {
+                }
             }
             std::this_thread::sleep_for(50ms);
         }
@@ -114,7 +123,7 @@ private:
     Got send_and_wait(mcpwarden::AgentClient& c, json r, bool until_started, std::span<const int> fds = {}) {
         r["v"] = 1;
         r["id"] = 1;
-        int gen = shared_.generation.load();
+        int gen = conn_gen_;
         ++me_.sent;
         c.send(r, fds);
         auto until = std::chrono::steady_clock::now() + 90s;
@@ -147,6 +156,7 @@ private:
     void create_then_kill() {
         auto c = connect();
         if (!c) return;
+        int gen = conn_gen_;
         json r = {{"op", "create"}, {"policy", "soak"}, {"command", {"sleep", "30"}}, {"stdio", "null"}};
         if (send_and_wait(*c, r, true) != Got::started) return;
         std::string name = started_;
@@ -160,7 +170,6 @@ private:
             }
         }
         // The report of the killed sandbox (or of its end at the next agent's hands).
-        int gen = shared_.generation.load();
         auto until = std::chrono::steady_clock::now() + 90s;
         while (std::chrono::steady_clock::now() < until) {
             auto m = c->receive(nullptr, 500);
@@ -206,6 +215,7 @@ private:
     int index_;
     std::string socket_, bad_stdin_;
     std::string started_;  // the sandbox of the last started event
+    int conn_gen_ = 0;     // the generation of the last connection (connect())
 };
 
 class Soak : public KernelTest {};

@@ -74,6 +74,9 @@ int main(int argc, char** argv) {
     sigaddset(&wanted, SIGTERM);
     sigaddset(&wanted, SIGINT);
     sigaddset(&wanted, SIGHUP);
+    // Blocked again here: a signalfd sees only blocked signals, and a SIGCHLD that is not
+    // blocked would be discarded, leaving the server's end unseen.
+    if (::sigprocmask(SIG_BLOCK, &wanted, nullptr) != 0) return 125;
     int sfd = ::signalfd(-1, &wanted, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0) return 125;
 

@@ -579,10 +579,12 @@ long clone_child(struct clone_args& args, ChildArgs& child_args, UniqueFd& err_r
         AllSignalsBlocked blocked;
         pid = ::syscall(SYS_clone3, &args, sizeof args);
         if (pid < 0) pid = -errno;
-    }
-    if (pid == 0) {
-        err_read.release();
-        child_main(child_args);
+        // The child starts here with every signal blocked and must stay so (the init takes
+        // SIGCHLD through a signalfd): it never leaves this scope, whose end unblocks them.
+        if (pid == 0) {
+            err_read.release();
+            child_main(child_args);
+        }
     }
     ::munmap(shared, 4096);
     return pid;
