@@ -12,6 +12,7 @@
 # test for the bug. Prints "fuzz: N targets, N runs, N crashes".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/build-env.sh
 SECONDS_PER_TARGET=${1:-${MCPWARDEN_FUZZ_SECONDS:-45}}
 OUT=build-fuzz
 

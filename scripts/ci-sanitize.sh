@@ -11,6 +11,7 @@
 # Prints "sanitizer: N tests, N passed, N failed, N reports".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/build-env.sh
 OUT=build-asan
 # -O1 -g1: half the compile time of -O2 -g with ASan+UBSan, stack traces keep file:line, and
 # assertions stay on. Warnings are not errors here: GCC's flow warnings give false positives

@@ -139,6 +139,7 @@ stage_fuzz() {
 }
 
 stage_release() {
+  source scripts/build-env.sh
   local log=$LOGDIR/release.log rc=0 cc built=()
   : >"$log"
   for cc in gcc clang; do

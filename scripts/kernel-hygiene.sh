@@ -55,7 +55,20 @@ case "$cmd" in
       echo "$cgs" >&2
       problems+=(cgroups)
     fi
-    procs=$(grep -l '/mcpwarden/s-' /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3 | tr '\n' ' ')
+    # A process of a sandbox that ended just now may still be exiting: it has 10 s.
+    sandbox_procs() { grep -l '/mcpwarden/s-' /proc/[0-9]*/cgroup 2>/dev/null | cut -d/ -f3 | tr '\n' ' '; }
+    procs=$(sandbox_procs)
+    if [ -n "$procs" ]; then
+      echo "kernel-hygiene: processes in sandbox cgroups at the end of the stage (waiting 10 s for them to end):" >&2
+      for p in $procs; do
+        echo "  $p: $(tr '\0' ' ' < /proc/"$p"/cmdline 2>/dev/null | cut -c1-200) [$(awk '/^(State|PPid):/ {printf "%s %s ", $1, $2}' /proc/"$p"/status 2>/dev/null)] $(grep '/mcpwarden/s-' /proc/"$p"/cgroup 2>/dev/null | head -n1)" >&2
+      done
+      for _ in $(seq 1 50); do
+        procs=$(sandbox_procs)
+        [ -z "$procs" ] && break
+        sleep 0.2
+      done
+    fi
     if [ -n "$procs" ]; then
       echo "kernel-hygiene: processes left in sandbox cgroups: $procs" >&2
       problems+=(processes)

@@ -6,6 +6,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config git
+  ccache  # scripts/build-env.sh: a second build of the same sources takes minutes
   clang llvm bpftool libbpf-dev libelf-dev zlib1g-dev
   libclang-rt-dev  # libFuzzer and clang's sanitizer runtimes (fuzz stage)
   libspdlog-dev libfmt-dev libcli11-dev libyaml-dev nlohmann-json3-dev libseccomp-dev

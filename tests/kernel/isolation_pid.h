@@ -184,6 +184,7 @@ inline KeyringRun run_with_session_key(const std::string& desc, const std::strin
 inline std::string key_read_as_nobody_in_own_session(const std::string& secret) {
     int out[2];
     if (::pipe(out) != 0) return "";
+    std::string probe = program("isoprobe");  // as root: the first call makes the programs' directory
     pid_t pid = ::fork();
     if (pid == 0) {
         ::close(out[0]);
@@ -194,7 +195,6 @@ inline std::string key_read_as_nobody_in_own_session(const std::string& secret) 
         if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
             ::setresuid(65534, 65534, 65534) != 0)
             ::_exit(126);
-        std::string probe = program("isoprobe");
         ::execl(probe.c_str(), probe.c_str(), "key-read", std::to_string(id).c_str(), nullptr);
         ::_exit(127);
     }
