@@ -666,9 +666,14 @@ TEST_F(Agent, AClientThatDoesNotReadStopsBeingReadNotBuffered) {
     start_agent();
     auto c = client();
     int fd = c.fd();
+    // A small send buffer: what the client can have in flight is then mostly what the agent
+    // took in, and 256 KiB of requests tell reading-all from pausing (the agent's 4 MiB of
+    // queued answers hold about 25,000 of them, 50 KiB).
+    int sndbuf = 4096;
+    ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
     std::string chunk;
     for (int i = 0; i < 32768; ++i) chunk += "x\n";  // 64 KiB of requests, each answered input_invalid
-    const std::size_t total = 16 * chunk.size();
+    const std::size_t total = 4 * chunk.size();
     std::size_t sent = 0;
     bool blocked = false;
     while (sent < total) {

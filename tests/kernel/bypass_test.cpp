@@ -450,7 +450,7 @@ TEST_F(Bypass, SocketReceivedOverScmRights) {
     std::thread t([&] {
         giver = warden({"run", "--policy", giver_policy, "--audit", giver_audit, "--", program("netprobe"), "fd-give", path});
     });
-    for (int i = 0; i < 500 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
+    for (int i = 0; i < 3000 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);  // 30 s: a loaded, sanitized or emulated start
     mcpwarden::UniqueFd to_giver;
     auto socket = take_fd(path, to_giver);
     EXPECT_TRUE(socket) << "the giver's socket did not arrive";
@@ -483,7 +483,7 @@ TEST_F(Bypass, SocketOfAnEndedSandbox) {
     ::unlink(go.c_str());
     Result giver;
     std::thread t([&] { giver = warden({"run", "--policy", giver_policy, "--", program("netprobe"), "fd-give-and-go", path}); });
-    for (int i = 0; i < 500 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);
+    for (int i = 0; i < 3000 && ::access(path.c_str(), F_OK) != 0; ++i) std::this_thread::sleep_for(10ms);  // 30 s: a loaded, sanitized or emulated start
     mcpwarden::UniqueFd to_giver;
     auto socket = take_fd(path, to_giver);
     EXPECT_TRUE(socket) << "the giver's socket did not arrive";

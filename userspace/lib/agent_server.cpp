@@ -609,7 +609,10 @@ void Agent::on_accept() {
 void Agent::on_readable(Conn& conn) {
     std::uint64_t id = conn.id;
     char buf[65536];
-    for (int round = 0; round < 16 && !conn.read_eof && !conn.input_paused; ++round) {
+    // One read (at most 64 KiB of requests) per readiness: the loop then serves the other
+    // connections, the timers and the signals before this one again (it stays readable), so
+    // a client streaming requests delays neither another client nor a SIGTERM.
+    for (int round = 0; round < 1 && !conn.read_eof && !conn.input_paused; ++round) {
         iovec iov{buf, sizeof buf};
         alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
         msghdr msg{};

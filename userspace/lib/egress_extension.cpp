@@ -276,7 +276,8 @@ bool EgressExtension::admit(const std::string& name, const std::vector<std::uint
             next_expiry_ = std::min(next_expiry_, now + ttl);
             ++learned_total_;
         }
-        names_[key] = name;
+        auto [n, fresh] = names_.try_emplace(key, LearnedName{name, static_cast<std::uint64_t>(clock_ns(CLOCK_BOOTTIME))});
+        if (!fresh) n->second.name = name;  // known since the first learning
     }
     return true;
 }
@@ -475,7 +476,8 @@ nlohmann::json EgressExtension::event_json(const mw_event& e) const {
         std::string key(reinterpret_cast<const char*>(c.addr.data()), c.family == AF_INET ? 4 : 16);
         {
             std::lock_guard<std::mutex> lock(const_cast<std::mutex&>(learned_mutex_));
-            if (auto n = names_.find(key); n != names_.end()) j["name"] = n->second;
+            if (auto n = names_.find(key); n != names_.end() && n->second.since_ns <= e.time_ns)
+                j["name"] = n->second.name;
         }
     }
     j["rule"] = describe_rule(*compiled(), e.rule, addr);

@@ -95,7 +95,14 @@ private:
     std::unique_ptr<DnsProxy> dns_;
     std::mutex learned_mutex_;
     std::map<std::string, Learned> learned_;      // by address bytes
-    std::map<std::string, std::string> names_;    // address bytes -> name it was learned for
+    // address bytes -> the name it was learned for, and since when (CLOCK_BOOTTIME, the
+    // clock of mw_event.time_ns): a denial from before the learning is not named, however late
+    // its event is read.
+    struct LearnedName {
+        std::string name;
+        std::uint64_t since_ns = 0;
+    };
+    std::map<std::string, LearnedName> names_;
     // No learned address expires before this (expiries only grow; new ones lower it).
     std::chrono::steady_clock::time_point next_expiry_ = std::chrono::steady_clock::time_point::max();
     std::uint32_t next_set_id_ = 1u << 24;        // portsets of learned entries
