@@ -189,12 +189,53 @@ static __always_inline struct verdict decide(__u64 policy_id, __u32 *family, __u
     return decide_entry(lookup6(policy_id, l), policy_id, proto, port);
 }
 
+/* Takes one of the sandbox's audit tokens (refilled at MW_AUDIT_PER_SECOND up to
+ * MW_AUDIT_BURST); without one, the event is counted in st->suppressed* instead of made. Before
+ * this, each denial of a flood was a ring-buffer record that woke mcpwarden's reader only for
+ * userspace to drop the line. No lock: CPUs racing for the last token may each take it (the
+ * limit is a little loose under contention), but every event is still counted exactly once:
+ * here, as lost, or as a line or a suppressed one by userspace. */
+static __always_inline int take_audit_token(struct mw_sandbox_state *st, __u8 hook)
+{
+    const __u64 per_token = 1000000000ull / MW_AUDIT_PER_SECOND;
+    __u64 now = bpf_ktime_get_boot_ns();
+    __u64 last = st->rl_last_ns;
+    __u64 tokens = st->rl_tokens;
+    if (last == 0) {
+        /* A new sandbox (the kernel zeroes the storage, userspace binds it zeroed): full. */
+        tokens = MW_AUDIT_BURST;
+        last = now;
+    } else if (now > last) { /* another CPU may have stored a later time */
+        __u64 add = (now - last) / per_token;
+        if (tokens >= MW_AUDIT_BURST || add >= MW_AUDIT_BURST - tokens) {
+            tokens = MW_AUDIT_BURST;
+            last = now;
+        } else {
+            tokens += add;
+            last += add * per_token; /* the remainder counts toward the next token */
+        }
+    }
+    if (tokens == 0) {
+        st->rl_last_ns = last;
+        if (hook == MW_HOOK_SOCK_CREATE)
+            __sync_fetch_and_add(&st->suppressed_socket, 1);
+        else
+            __sync_fetch_and_add(&st->suppressed, 1);
+        return 0;
+    }
+    st->rl_tokens = tokens - 1;
+    st->rl_last_ns = last;
+    return 1;
+}
+
 /* task: whether the current task is the sandbox's (socket hooks) — cgroup_skb programs may
  * not ask (bpf_get_current_pid_tgid/comm are refused there on 6.1) and run in softirq anyway. */
 static __always_inline void emit(struct mw_sandbox_state *st, __u8 hook, __u32 family,
                                  const __u32 *a, __u16 port, __u32 protocol, __u32 rule,
                                  __u8 verdict, __u32 sock_family, __u32 sock_type, const int task)
 {
+    if (st && !take_audit_token(st, hook))
+        return;
     __u64 id = st ? st->policy_id : 0;
     __u32 slot = st && st->event_slot ? st->event_slot - 1 : MW_EVENT_SLOTS;
     void *rb = slot < MW_EVENT_SLOTS ? bpf_map_lookup_elem(&events, &slot) : 0;

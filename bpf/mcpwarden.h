@@ -60,7 +60,19 @@ struct mw_sandbox_state {
     mw_u32 dns_ip4;    /* network order (127.0.0.1) */
     mw_u16 dns_port4;  /* host order; 0 = no resolver: port 53 is denied like any port */
     mw_u16 dns_port6;  /* on ::1; 0 = IPv6 sockets are sent to the IPv4 resolver, v4-mapped */
+    /* Audit rate limit, applied before an event is made (egress.bpf.c, take_audit_token): a flood costs the reader
+     * nothing per event over the limit. Plain loads and stores, so CPUs racing for the last
+     * token may both get it: the limit is approximate, the counts are not. */
+    mw_u64 suppressed;        /* events over the rate limit, not made (atomic) */
+    mw_u64 suppressed_socket; /* the same of sock_create (summaries count by event kind) */
+    mw_u64 rl_last_ns; /* CLOCK_BOOTTIME the tokens were last refilled at; 0 = bucket full */
+    mw_u64 rl_tokens;  /* events that may still be made now */
 };
+
+/* The audit rate limit of a sandbox: a burst of MW_AUDIT_BURST events, then MW_AUDIT_PER_SECOND
+ * a second. The userspace limit on audit lines has the same numbers. */
+#define MW_AUDIT_BURST 200
+#define MW_AUDIT_PER_SECOND 20
 
 /* What a redirected DNS socket asked for, keyed by socket cookie, restored on recvmsg and
  * getpeername so resolvers that check the reply's source (glibc, musl) accept it. */

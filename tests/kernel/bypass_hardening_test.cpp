@@ -388,10 +388,10 @@ TEST_F(Bypass, AuditFlood) {
     }
     EXPECT_GT(denied, 10000u) << "the flood was too small to show anything";
     EXPECT_EQ(j.value("egress_denied", 0ull), denied) << "the report's count is exact";
-    // The goal is a small fraction of a core. Lines and files are bounded (below), but every
-    // denial still wakes mcpwarden's ring-buffer reader: a documented gap until the BPF side
-    // batches its notifications (docs/security.md, "Bounded costs").
-    if (cpu >= 0.2 * wall) RecordProperty("verdict", "open");
+    // A small fraction of a core: the kernel rate-limits the events themselves, so a denial over
+    // the limit is a counter in the sandbox state, never a ring-buffer record that wakes
+    // mcpwarden's reader (docs/security.md, "Bounded costs").
+    EXPECT_LT(cpu, 0.2 * wall) << cpu << " s of CPU in " << wall << " s";
     EXPECT_LT(st.st_size, 512 * 1024) << "audit file of " << st.st_size << " bytes";
     EXPECT_GT(summarised, 0u);
     EXPECT_EQ(listed + summarised + j.value("audit_events_lost", 0ull), denied)

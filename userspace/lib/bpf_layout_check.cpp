@@ -5,7 +5,9 @@
 
 #include "mcpwarden.h"
 
-static_assert(sizeof(mw_sandbox_state) == 48);
+static_assert(sizeof(mw_sandbox_state) == 80);
+static_assert(offsetof(mw_sandbox_state, suppressed) == 48);
+static_assert(offsetof(mw_sandbox_state, rl_tokens) == 72);
 static_assert(sizeof(mw_dns_orig) == 24);
 static_assert(offsetof(mw_sandbox_state, denied) == 16);
 static_assert(offsetof(mw_sandbox_state, event_slot) == 12);

@@ -190,9 +190,47 @@ bool EgressExtension::audit_admit(const std::string& kind) {
         ++audit_suppressed_total_;
         if (now - audit_window_start_ < std::chrono::seconds(1)) return false;
         summary = std::exchange(audit_suppressed_window_, {});
+        audit_summarised_ = now;
     }
     audit_summary(summary);
     return false;
+}
+
+void EgressExtension::poll_kernel_suppressed(std::chrono::steady_clock::time_point now) {
+    if (now - kernel_polled_ < std::chrono::seconds(1)) return;
+    // bind and unbind swap enforcer_ under this lock; a reload holds it for long: try again at
+    // the next tick rather than wait.
+    std::unique_lock<std::mutex> lock(learned_mutex_, std::try_to_lock);
+    if (!lock || !enforcer_) return;
+    kernel_polled_ = now;
+    auto c = enforcer_->counters();
+    lock.unlock();
+    audit_kernel_suppressed(c, now, false);
+}
+
+void EgressExtension::audit_kernel_suppressed(const EgressCounters& c, std::chrono::steady_clock::time_point now,
+                                              bool final) {
+    std::map<std::string, std::uint64_t> summary;
+    {
+        std::lock_guard<std::mutex> lock(audit_mutex_);
+        bool was_empty = audit_suppressed_window_.empty();
+        auto add = [&](const char* kind, std::uint64_t counted, std::uint64_t& summarised) {
+            if (counted <= summarised) return;
+            audit_suppressed_window_[kind] += counted - summarised;
+            audit_suppressed_total_ += counted - summarised;
+            summarised = counted;
+        };
+        add("egress_denied", c.suppressed, kernel_summarised_);
+        add("socket_denied", c.suppressed_socket, kernel_summarised_socket_);
+        // These were left out since the last look, a second ago or more: the window is as old as
+        // the last summary, so the next one is due a second after that.
+        if (was_empty && !audit_suppressed_window_.empty()) audit_window_start_ = audit_summarised_;
+        if (audit_suppressed_window_.empty() || (!final && now - audit_window_start_ < std::chrono::seconds(1)))
+            return;
+        summary = std::exchange(audit_suppressed_window_, {});
+        audit_summarised_ = now;
+    }
+    audit_summary(summary);
 }
 
 void EgressExtension::audit_summary(const std::map<std::string, std::uint64_t>& by_event) {
@@ -312,7 +350,11 @@ DnsProxy::Hooks EgressExtension::dns_hooks() {
         audit_line({{"event", "dns_refused"}, {"name", name}, {"qtype", qtype},
                     {"rule", "no host rule allows this name"}});
     };
-    hooks.tick = [this] { expire(std::chrono::steady_clock::now()); };
+    hooks.tick = [this] {
+        auto now = std::chrono::steady_clock::now();
+        expire(now);
+        poll_kernel_suppressed(now);
+    };
     return hooks;
 }
 
@@ -331,9 +373,13 @@ void EgressExtension::bind(int cgroup_fd, std::uint64_t id, const std::string& n
     compiled_ = std::make_shared<const CompiledEgress>(compile_egress(pol->egress, id));
     auto t1 = std::chrono::steady_clock::now();
     dns_ = std::make_unique<DnsProxy>(*pol, dns_upstreams(pol->dns), dns_hooks());
-    enforcer_ = std::make_unique<CgroupEnforcer>(objects, cgroup_fd, id, *compiled_,
-                                                 audit_only_, [this](const mw_event& e) { audit_event(e); },
-                                                 sandbox_name_, dns_->target(), shared_events_);
+    auto enforcer = std::make_unique<CgroupEnforcer>(objects, cgroup_fd, id, *compiled_,
+                                                     audit_only_, [this](const mw_event& e) { audit_event(e); },
+                                                     sandbox_name_, dns_->target(), shared_events_);
+    {
+        std::lock_guard<std::mutex> lock(learned_mutex_);  // the resolver's tick may look already
+        enforcer_ = std::move(enforcer);
+    }
     auto t2 = std::chrono::steady_clock::now();
     spdlog::info("egress policy {}: {} rules compiled to {} entries in {} ms, loaded and bound in {} ms",
                  pol->name, pol->egress.allow.size() + pol->egress.deny.size(),
@@ -356,6 +402,12 @@ void EgressExtension::adopt(std::uint64_t id, const std::string& name, EventLoop
     enforcer_ = std::make_unique<CgroupEnforcer>(CgroupEnforcer::Adopt{}, objects, id, *compiled_, audit_only_,
                                                  [this](const mw_event& e) { audit_event(e); },
                                                  sandbox_name_, shared_events_);
+    {
+        auto c = enforcer_->counters();
+        std::lock_guard<std::mutex> lock(audit_mutex_);
+        kernel_summarised_ = c.suppressed;
+        kernel_summarised_socket_ = c.suppressed_socket;
+    }
     {
         // What the predecessor learned from DNS stays for dns.min_ttl (its TTLs are lost), then
         // goes like any learned address; new answers renew it.
@@ -513,13 +565,11 @@ void EgressExtension::unbind(nlohmann::json& extra) {
         std::lock_guard<std::mutex> lock(learned_mutex_);
         enforcer_.reset();
     }
+    // What is left in the window, with what the kernel left out since its last look (the
+    // resolver's tick no longer runs: dns_ stopped).
+    audit_kernel_suppressed(final_, std::chrono::steady_clock::now(), true);
     {
-        std::map<std::string, std::uint64_t> pending;
-        {
-            std::lock_guard<std::mutex> lock(audit_mutex_);
-            pending = std::exchange(audit_suppressed_window_, {});
-        }
-        audit_summary(pending);
+        std::lock_guard<std::mutex> lock(audit_mutex_);
         extra["audit_lines_suppressed"] = audit_suppressed_total_;
     }
     extra["egress_denied"] = final_.denied;

@@ -79,6 +79,11 @@ private:
     // counted, and at most once a second a summary line says how many were.
     bool audit_admit(const std::string& kind);
     void audit_summary(const std::map<std::string, std::uint64_t>& by_event);
+    // The kernel's rate limit (mcpwarden.h) leaves events out of the ring; what it counted joins
+    // the window of suppressed lines: looked at once a second by the resolver thread's tick, and
+    // once more, `final`, at the end of the sandbox.
+    void poll_kernel_suppressed(std::chrono::steady_clock::time_point now);
+    void audit_kernel_suppressed(const EgressCounters& c, std::chrono::steady_clock::time_point now, bool final);
     void note_refusal(std::string what);  // from the resolver thread or the event loop
     mw_event last_refused_{};  // the event loop's last denial (audit_event)
     DnsProxy::Hooks dns_hooks();
@@ -113,14 +118,22 @@ private:
     int events_fd_ = -1;
     std::int64_t boot_to_real_ns_ = 0;
     std::atomic<std::uint64_t> events_seen_{0};
-    // Audit rate limit: a flooding sandbox costs its consumer a counter per event, not a line.
-    static constexpr double kAuditBurst = 200, kAuditPerSecond = 20;
+    // Audit rate limit. The kernel applies it to denials before they become events, so a
+    // flooding sandbox costs its consumer nothing per denial over it; this one, with the same
+    // numbers, bounds the lines of what still arrives (DNS refusals, and the few events CPUs
+    // racing for the kernel's last token let through).
+    static constexpr double kAuditBurst = MW_AUDIT_BURST, kAuditPerSecond = MW_AUDIT_PER_SECOND;
     std::mutex audit_mutex_;
     double audit_tokens_ = kAuditBurst;
     std::chrono::steady_clock::time_point audit_refilled_ = std::chrono::steady_clock::now();
     std::chrono::steady_clock::time_point audit_window_start_{};
+    std::chrono::steady_clock::time_point audit_summarised_{};  // the last audit_suppressed line
     std::map<std::string, std::uint64_t> audit_suppressed_window_;  // by event kind
     std::uint64_t audit_suppressed_total_ = 0;
+    // The kernel's suppressed counts already in a window (the sandbox state's counts at adoption:
+    // the predecessor summarised those).
+    std::uint64_t kernel_summarised_ = 0, kernel_summarised_socket_ = 0;
+    std::chrono::steady_clock::time_point kernel_polled_{};  // resolver thread only
     SharedEventRing* shared_events_ = nullptr;
     EgressCounters final_{};
     std::atomic<std::uint64_t> dns_refused_{0};

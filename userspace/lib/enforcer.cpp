@@ -1077,6 +1077,8 @@ EgressCounters CgroupEnforcer::counters() const {
         c.denied = state.denied;
         c.audited = state.audited;
         c.lost = state.lost;
+        c.suppressed = state.suppressed;
+        c.suppressed_socket = state.suppressed_socket;
     }
     return c;
 }

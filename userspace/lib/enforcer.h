@@ -56,6 +56,8 @@ struct DnsTarget {
 
 struct EgressCounters {
     std::uint64_t denied = 0, audited = 0, lost = 0;
+    // Events the kernel's audit rate limit left out (never in the ring), by event kind.
+    std::uint64_t suppressed = 0, suppressed_socket = 0;
 };
 
 // Audit ring buffers shared by many sandboxes (the agent's): a few slots of the pool, claimed
