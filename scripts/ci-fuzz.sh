@@ -3,7 +3,7 @@
 # Fuzz stage: builds every libFuzzer target (tests/fuzz/*_fuzz.cpp) with clang, ASan and UBSan
 # into build-fuzz/, and runs each for a bounded time from its seed corpus.
 #
-#   scripts/ci-fuzz.sh [SECONDS_PER_TARGET]      (default 45; env MCPWARDEN_FUZZ_SECONDS)
+#   scripts/ci-fuzz.sh [SECONDS_PER_TARGET]      (default 30; env MCPWARDEN_FUZZ_SECONDS)
 #
 # New inputs that grow coverage go to build-fuzz/corpus/<target>/ (kept between runs, so
 # later runs start further); the seeds in tests/fuzz/corpus/<target>/ are never modified.
@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/build-env.sh
-SECONDS_PER_TARGET=${1:-${MCPWARDEN_FUZZ_SECONDS:-45}}
+SECONDS_PER_TARGET=${1:-${MCPWARDEN_FUZZ_SECONDS:-30}}
 OUT=build-fuzz
 
 # Warnings are not errors here: clang's differ from GCC's, and the main build enforces those.

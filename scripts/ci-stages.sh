@@ -22,7 +22,7 @@
 #             run); rewrites the table in docs/security.md (scripts/security-table.py) and
 #             fails when an attempt was not denied
 #   sanitize  scripts/ci-sanitize.sh: unit + kernel tests built with ASan+UBSan
-#   fuzz      scripts/ci-fuzz.sh: every libFuzzer target for MCPWARDEN_FUZZ_SECONDS (45) each
+#   fuzz      scripts/ci-fuzz.sh: every libFuzzer target for MCPWARDEN_FUZZ_SECONDS (30) each
 #   release   Release builds with -Werror, every target, with GCC into build-release-gcc/ and
 #             with Clang into build-release-clang/ (what a distribution builds, warning-free)
 #   package   ctest -L package: a Release build without tests installed with --prefix; the

@@ -148,6 +148,11 @@ Result command(const std::vector<std::string>& argv, const Options& opts) {
     return r;
 }
 
+std::chrono::milliseconds start_cost() {
+    Result r = warden({"run", "--", "/bin/true"});
+    return r.elapsed;
+}
+
 Result warden(const std::vector<std::string>& args, const Options& opts) {
     std::vector<std::string> argv{MCPWARDEN_BIN};
     std::string report;

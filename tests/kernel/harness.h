@@ -45,6 +45,10 @@ struct Options {
 Result warden(const std::vector<std::string>& args, const Options& opts = {});
 // Runs any command the same way.
 Result command(const std::vector<std::string>& argv, const Options& opts = {});
+// What `mcpwarden run -- true` takes here and now: a sandbox's setup and teardown, measured
+// afresh at each call. Tests that bound a run's time (a shutdown wait that must not happen)
+// bound what comes on top of it, so a loaded or emulated machine does not fail them.
+std::chrono::milliseconds start_cost();
 
 // A directory every user can read, holding copies of the test programs (the build tree may
 // sit under a path the sandbox user cannot traverse).

@@ -37,6 +37,7 @@ protected:
 }  // namespace
 
 TEST_F(McpRun, RelaysAndReportsAndEndsWhenTheClientCloses) {
+    auto base = start_cost();
     auto r = run({}, handshake() + request(1, "tools/list") + tool_call(2, "echo", {{"text", "hi é"}}));
     ASSERT_EQ(r.exit_code, 0) << r.err;
     auto msgs = messages(r.out);
@@ -47,7 +48,7 @@ TEST_F(McpRun, RelaysAndReportsAndEndsWhenTheClientCloses) {
     EXPECT_EQ(r.report["mcp"]["requests"], 3);
     EXPECT_EQ(r.report["mcp"]["rejected"], 0);
     // The server exits on stdin EOF: no shutdown wait.
-    EXPECT_LT(r.elapsed, 1500ms);
+    EXPECT_LT(r.elapsed, base + 1500ms) << "start cost " << base.count() << " ms";
     EXPECT_NE(r.err.find("test-server: stdin closed"), std::string::npos) << "server stderr is relayed";
 }
 
@@ -289,22 +290,23 @@ TEST_F(McpRun, ChattyStderrNeverBlocksEvenWhenNobodyReadsIt) {
 TEST_F(McpRun, ShutdownClosesStdinThenSigtermThenKills) {
     // A server that exits on stdin EOF ends at once; one that ignores EOF gets SIGTERM after
     // 2 s; one that also ignores SIGTERM is killed 2 s later.
+    auto base = start_cost();
     auto polite = run({}, handshake());
     EXPECT_EQ(polite.report["status"], "exited");
-    EXPECT_LT(polite.elapsed, 1500ms);
+    EXPECT_LT(polite.elapsed, base + 1500ms) << "start cost " << base.count() << " ms";
 
     auto deaf = run({}, handshake(), {"--ignore-eof"});
     EXPECT_EQ(deaf.exit_code, 0) << "the shutdown sequence is the expected end";
     EXPECT_EQ(deaf.report["status"], "signaled");
     EXPECT_EQ(deaf.report["signal"], SIGTERM);
     EXPECT_GE(deaf.elapsed, 1900ms);
-    EXPECT_LT(deaf.elapsed, 3500ms);
+    EXPECT_LT(deaf.elapsed, base + 3500ms);
 
     auto stubborn = run({}, handshake(), {"--ignore-eof", "--ignore-term"});
     EXPECT_EQ(stubborn.report["status"], "signaled");
     EXPECT_EQ(stubborn.report["signal"], SIGKILL);
     EXPECT_GE(stubborn.elapsed, 3900ms);
-    EXPECT_LT(stubborn.elapsed, 5500ms);
+    EXPECT_LT(stubborn.elapsed, base + 5500ms);
 }
 
 TEST_F(McpRun, CommandLinesAsClientsWriteThem) {
