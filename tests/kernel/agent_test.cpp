@@ -974,19 +974,20 @@ TEST_F(Agent, CreateWhileStoppingIsRefused) {
         }
     });
     std::this_thread::sleep_for(100ms);
-    // A sandbox whose policy of 10,000 rules takes a while to set up (0.1 s here, seconds in
-    // the emulated VM; not so long that the agent's 20 s shutdown deadline passes): the agent
-    // is still stopping (waiting for it) while more requests come; or it came after the signal.
+    // A sandbox whose policy of 2,000 rules takes a while to set up (tens of milliseconds here,
+    // seconds in the emulated VM, where 10,000 took longer than the agent's 20 s shutdown
+    // deadline): the agent is still stopping (waiting for it) while more requests come; or it
+    // came after the signal.
     {
         std::ofstream big(dir_ + "/policies/big.yaml");
         big << "name: big\negress:\n  allow:\n";
-        for (int i = 0; i < 10000; ++i)
+        for (int i = 0; i < 2000; ++i)
             big << "    - cidr: 10." << (i >> 16) << "." << ((i >> 8) & 255) << "." << (i & 255) << "/32\n      ports: [443]\n";
     }
     holder.send({{"v", 1}, {"id", 3}, {"op", "create"}, {"policy", "big"}, {"command", {"sleep", "30"}}, {"stdio", "null"}});
     int status = -1;
     bool timed_out = false;
-    std::thread stopper([&] { status = agent_.stop(SIGTERM, &timed_out); });
+    std::thread stopper([&] { status = agent_.stop(SIGTERM, &timed_out, std::chrono::seconds(60)); });
     int stopping = 0, answers = 0;
     std::string last;
     while (auto m = c.receive(nullptr, 5000)) {

@@ -1100,12 +1100,22 @@ void CgroupEnforcer::release() {
     // The sockets made in the sandbox may live on in other processes: once its links are gone,
     // its backstops deny them.
     if (cgroup_id_ != 0) mark_ended(objects_->map("sandbox_state"), cgroup_id_);
+    // Each link is detached from the cgroup here and now (BPF_LINK_DETACH, Linux 5.9+): removing
+    // its last pin alone frees it later, from a kernel work queue, and until then its programs
+    // still run on the cgroup, seeing the sandbox ended and denying everything (a detached
+    // cgroup would refuse connections for a while after `detach` returned).
     if (!link_pin_dir_.empty()) {
-        for (const auto& p : kProgs) ::unlink((link_pin_dir_ + "/" + p.name).c_str());
+        for (const auto& p : kProgs) {
+            std::string pin = link_pin_dir_ + "/" + p.name;
+            UniqueFd link(bpf_obj_get(pin.c_str()));
+            if (link) bpf_link_detach(link.get());
+            ::unlink(pin.c_str());
+        }
         ::rmdir((link_pin_dir_ + "/policy-" + std::to_string(cgroup_id_)).c_str());
         ::rmdir(link_pin_dir_.c_str());
     }
-    links_.clear();  // detaches
+    for (const auto& link : links_) bpf_link_detach(link.get());
+    links_.clear();
     stop_events();
     if (rb_) {
         ring_buffer__consume(rb_);
