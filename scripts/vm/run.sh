@@ -22,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=build
 FILTER=""
-TIMEOUT=1200
+TIMEOUT=1800  # about 11 minutes on an idle 2-core machine; emulation slows down with the host
 MEMORY=1024
 CPUS=2
 COMMAND=""
