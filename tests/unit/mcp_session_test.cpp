@@ -1,5 +1,7 @@
 // The proxy's protocol logic without processes: limits, filters, deadlines, truncation, id
 // spaces, late responses and progress, sandbox death.
+#include <functional>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -434,6 +436,49 @@ TEST_F(Session, TruncationKeepsKeyOrderAndBoundsStructuredContent) {
     EXPECT_EQ(r["_meta"]["mcpwarden/structured_truncated"], true);
     EXPECT_EQ(r["_meta"]["mcpwarden/total_structured_chars"], 12);
     EXPECT_EQ(r["_meta"]["mcpwarden/total_content_chars"], 10);
+}
+
+TEST_F(Session, TruncationBoundsALargeStructuredContentAsDocumented) {
+    // As server-filesystem answers a read of a 20,001-character file: the text in content, and
+    // again in structuredContent, here spread over strings at several levels (some multibyte).
+    McpConfig c;
+    c.max_content_chars = 5000;
+    make(c);
+    std::string e_acute = "\xc3\xa9";
+    std::string text(20001, 'a');
+    json lines = json::array();
+    std::string line;
+    for (int i = 0; i < 700; ++i) line += e_acute;
+    for (int i = 0; i < 10; ++i) lines.push_back(line);
+    json structured = {{"lines", lines}, {"path", "f"}, {"stat", {{"size", 20001}, {"binary", false}}},
+                       {"text", std::string(13000, 'b')}};
+    from_client(call(1, "read_text_file"));
+    from_server({{"jsonrpc", "2.0"}, {"id", 1},
+                 {"result", {{"content", json::array({{{"type", "text"}, {"text", text}}})}, {"structuredContent", structured}}}});
+    ASSERT_EQ(client.size(), 1u);
+    json r = json::parse(client[0])["result"];
+    std::function<std::uint64_t(const json&)> chars = [&](const json& v) -> std::uint64_t {
+        if (v.is_string()) return utf8_chars(v.get<std::string>());
+        std::uint64_t n = 0;
+        if (v.is_structured()) for (const auto& child : v) n += chars(child);
+        return n;
+    };
+    ASSERT_EQ(chars(structured), 20001u);
+    // The documented bound: at most max_content_chars characters over all its strings, which
+    // stay strings; numbers and booleans are left as they are.
+    EXPECT_LE(chars(r["structuredContent"]), 5000u);
+    ASSERT_EQ(r["structuredContent"]["lines"].size(), 10u);
+    for (const auto& l : r["structuredContent"]["lines"]) EXPECT_TRUE(l.is_string());
+    // In document order: seven lines whole, the eighth cut on a character boundary.
+    EXPECT_EQ(r["structuredContent"]["lines"][6], line);
+    EXPECT_EQ(r["structuredContent"]["lines"][7], line.substr(0, 200));
+    EXPECT_EQ(r["structuredContent"]["text"], "");
+    EXPECT_EQ(r["structuredContent"]["stat"], structured["stat"]);
+    EXPECT_EQ(r["_meta"]["mcpwarden/truncated"], true);
+    EXPECT_EQ(r["_meta"]["mcpwarden/max_content_chars"], 5000);
+    EXPECT_EQ(r["_meta"]["mcpwarden/total_content_chars"], 20001);
+    EXPECT_EQ(r["_meta"]["mcpwarden/structured_truncated"], true);
+    EXPECT_EQ(r["_meta"]["mcpwarden/total_structured_chars"], 20001);
 }
 
 TEST_F(Session, ClockStopsWhileTheClientAnswersTheServer) {
