@@ -377,6 +377,9 @@ TEST_F(McpRun, RefusedNameBeforeTheHandshakeFailsFastAndSaysWhy) {
     EXPECT_GE(e["error"]["data"]["dns_refused"].get<int>(), 1) << e;
     EXPECT_NE(e["error"]["message"].get<std::string>().find("registry.npmjs.org"), std::string::npos) << e;
     EXPECT_EQ(e["error"]["data"]["refused"][0], "registry.npmjs.org");
+    // The rule to add, as the policy writes it.
+    EXPECT_EQ(e["error"]["data"]["rules"][0], json::parse(R"({"host":"registry.npmjs.org","ports":[443],"protocol":"tcp"})")) << e;
+    EXPECT_NE(e["error"]["message"].get<std::string>().find(R"(egress.allow: - {"host":"registry.npmjs.org",)"), std::string::npos) << e;
     // One human line on stderr.
     EXPECT_NE(live.err.find("the policy refused: registry.npmjs.org"), std::string::npos) << live.err;
     live.finish();

@@ -6,11 +6,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include "cgroup.h"
@@ -131,6 +133,38 @@ TEST_F(Run, CleanEnvironment) {
     EXPECT_NE(r.out.find("PASSED=yes"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("SET=1"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), std::string::npos);
+}
+
+TEST_F(Run, WhatThePolicyDoesNotPassIsNamedOnce) {
+    // A server failing for want of an API key mcpwarden left out must not be a mystery.
+    std::string policy = state_dir() + "/env-policy.yaml";
+    std::ofstream(policy) << "name: envtest\nenv:\n  pass: [PASSED]\n";
+    Options o;
+    o.env = {{"UNPASSED_API_KEY", "hunter2"}, {"PASSED", "yes"}};
+    auto count = [](const std::string& text, const std::string& part) {
+        int n = 0;
+        for (auto at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+        return n;
+    };
+    auto r = warden({"--log-level", "info", "run", "--state-dir", state_dir(), "--policy", policy, "--", "sh", "-c",
+                     "echo \"[$UNPASSED_API_KEY][$PASSED]\""},
+                    o);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "[][yes]\n");
+    EXPECT_EQ(count(r.err, "not passed: "), 1) << r.err;
+    EXPECT_EQ(count(r.err, "UNPASSED_API_KEY"), 1) << r.err;
+    // "not passed: A, B, ... (add it to env.pass)": the names it left out, not what it passes.
+    auto at = r.err.find("not passed: ");
+    ASSERT_NE(at, std::string::npos);
+    std::string line = r.err.substr(at, r.err.find('\n', at) - at);
+    auto end = line.find(" (add it to env.pass)");
+    ASSERT_NE(end, std::string::npos) << line;
+    std::vector<std::string> names;
+    std::stringstream list(line.substr(12, end - 12));
+    for (std::string name; std::getline(list, name, ',');) names.push_back(name.substr(name.find_first_not_of(' ')));
+    EXPECT_NE(std::find(names.begin(), names.end(), "UNPASSED_API_KEY"), names.end()) << line;
+    EXPECT_EQ(std::find(names.begin(), names.end(), "PASSED"), names.end()) << line;
+    EXPECT_EQ(r.err.find("hunter2"), std::string::npos) << r.err;  // nor any value
 }
 
 TEST_F(Run, WritableHomeAndPersistentCache) {

@@ -1,8 +1,12 @@
 // The proxy's protocol logic without processes: limits, filters, deadlines, truncation, id
 // spaces, late responses and progress, sandbox death.
+#include <functional>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "egress_extension.h"
+#include "mcp_proxy.h"
 #include "mcp_session.h"
 
 using namespace mcpwarden;
@@ -436,6 +440,49 @@ TEST_F(Session, TruncationKeepsKeyOrderAndBoundsStructuredContent) {
     EXPECT_EQ(r["_meta"]["mcpwarden/total_content_chars"], 10);
 }
 
+TEST_F(Session, TruncationBoundsALargeStructuredContentAsDocumented) {
+    // As server-filesystem answers a read of a 20,001-character file: the text in content, and
+    // again in structuredContent, here spread over strings at several levels (some multibyte).
+    McpConfig c;
+    c.max_content_chars = 5000;
+    make(c);
+    std::string e_acute = "\xc3\xa9";
+    std::string text(20001, 'a');
+    json lines = json::array();
+    std::string line;
+    for (int i = 0; i < 700; ++i) line += e_acute;
+    for (int i = 0; i < 10; ++i) lines.push_back(line);
+    json structured = {{"lines", lines}, {"path", "f"}, {"stat", {{"size", 20001}, {"binary", false}}},
+                       {"text", std::string(13000, 'b')}};
+    from_client(call(1, "read_text_file"));
+    from_server({{"jsonrpc", "2.0"}, {"id", 1},
+                 {"result", {{"content", json::array({{{"type", "text"}, {"text", text}}})}, {"structuredContent", structured}}}});
+    ASSERT_EQ(client.size(), 1u);
+    json r = json::parse(client[0])["result"];
+    std::function<std::uint64_t(const json&)> chars = [&](const json& v) -> std::uint64_t {
+        if (v.is_string()) return utf8_chars(v.get<std::string>());
+        std::uint64_t n = 0;
+        if (v.is_structured()) for (const auto& child : v) n += chars(child);
+        return n;
+    };
+    ASSERT_EQ(chars(structured), 20001u);
+    // The documented bound: at most max_content_chars characters over all its strings, which
+    // stay strings; numbers and booleans are left as they are.
+    EXPECT_LE(chars(r["structuredContent"]), 5000u);
+    ASSERT_EQ(r["structuredContent"]["lines"].size(), 10u);
+    for (const auto& l : r["structuredContent"]["lines"]) EXPECT_TRUE(l.is_string());
+    // In document order: seven lines whole, the eighth cut on a character boundary.
+    EXPECT_EQ(r["structuredContent"]["lines"][6], line);
+    EXPECT_EQ(r["structuredContent"]["lines"][7], line.substr(0, 200));
+    EXPECT_EQ(r["structuredContent"]["text"], "");
+    EXPECT_EQ(r["structuredContent"]["stat"], structured["stat"]);
+    EXPECT_EQ(r["_meta"]["mcpwarden/truncated"], true);
+    EXPECT_EQ(r["_meta"]["mcpwarden/max_content_chars"], 5000);
+    EXPECT_EQ(r["_meta"]["mcpwarden/total_content_chars"], 20001);
+    EXPECT_EQ(r["_meta"]["mcpwarden/structured_truncated"], true);
+    EXPECT_EQ(r["_meta"]["mcpwarden/total_structured_chars"], 20001);
+}
+
 TEST_F(Session, ClockStopsWhileTheClientAnswersTheServer) {
     McpConfig c;
     c.call_timeout = 1000ms;
@@ -499,16 +546,44 @@ TEST_F(Session, AHandshakeTheServerWillNotAnswerIsFailedWithWhatWasRefused) {
     EXPECT_TRUE(session->handshake_pending());
     EXPECT_FALSE(session->server_answered());
     dns = 3;
-    EXPECT_EQ(session->fail_handshake(Error(ErrorKind::egress_denied, "refused registry.npmjs.org",
-                                            {{"refused", json::array({"registry.npmjs.org"})}}),
-                                      now + 3s),
-              1u);
+    // What the egress extension records: a refused name, connections the default deny refused
+    // (to a learned name, to bare addresses), and one a deny rule refused.
+    auto to = [](const std::string& address, int port, const std::string& protocol) {
+        return json{{"address", address}, {"port", port}, {"protocol", protocol},
+                    {"family", address.find(':') == std::string::npos ? "ipv4" : "ipv6"}};
+    };
+    json learned = to("198.51.100.1", 80, "tcp");
+    learned["name"] = "api.example.com";
+    json local = to("10.0.0.5", 5432, "tcp");
+    local["name"] = "db.internal";
+    std::vector<Refusal> refused{refused_name("registry.npmjs.org"), denied_connection(learned, MW_RULE_DEFAULT),
+                                 denied_connection(to("203.0.113.7", 443, "tcp"), MW_RULE_DEFAULT),
+                                 denied_connection(to("2001:db8::1", 8443, "udp"), MW_RULE_DEFAULT),
+                                 denied_connection(local, MW_RULE_RESERVED),
+                                 denied_connection(to("169.254.169.254", 80, "tcp"), 0)};  // the policy's deny rule 0
+    EXPECT_EQ(session->fail_handshake(handshake_refused(refused, 3, 4), now + 3s), 1u);
     json e = last_client();
     EXPECT_EQ(e["id"], "init");
     EXPECT_EQ(e["error"]["code"], mcp_code::egress_refused);
     EXPECT_EQ(e["error"]["data"]["kind"], "egress_denied");
-    EXPECT_EQ(e["error"]["data"]["refused"][0], "registry.npmjs.org");
+    EXPECT_EQ(e["error"]["data"]["refused"],
+              json::array({"registry.npmjs.org", "api.example.com (198.51.100.1:80/tcp)", "203.0.113.7:443/tcp",
+                           "2001:db8::1:8443/udp", "db.internal (10.0.0.5:5432/tcp)", "169.254.169.254:80/tcp"}));
+    // The rule to add for each, in the policy's keys (an address in a reserved range by its
+    // address); none for what a deny rule refused.
+    EXPECT_EQ(e["error"]["data"]["rules"],
+              json::parse(R"([{"host":"registry.npmjs.org","ports":[443],"protocol":"tcp"},)"
+                          R"({"host":"api.example.com","ports":[80],"protocol":"tcp"},)"
+                          R"({"cidr":"203.0.113.7/32","ports":[443],"protocol":"tcp"},)"
+                          R"({"cidr":"2001:db8::1/128","ports":[8443],"protocol":"udp"},)"
+                          R"({"cidr":"10.0.0.5/32","ports":[5432],"protocol":"tcp"}])"));
+    EXPECT_EQ(e["error"]["data"]["rule"], "egress.allow");
+    std::string message = e["error"]["message"];
+    EXPECT_NE(message.find(R"(add to the policy's egress.allow: - {"host":"registry.npmjs.org","ports":[443],"protocol":"tcp"} - )"),
+              std::string::npos)
+        << message;
     EXPECT_EQ(e["error"]["data"]["dns_refused"], 3);
+    EXPECT_EQ(e["error"]["data"]["egress_denied"], 4);
     EXPECT_EQ(e["error"]["data"]["method"], "initialize");
     EXPECT_FALSE(session->handshake_pending());
     EXPECT_EQ(session->pending(), 1u);  // the call is not the handshake's

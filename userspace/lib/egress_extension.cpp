@@ -165,9 +165,7 @@ void EgressExtension::audit_event(const mw_event& e) {
     if (same_destination && !admit) return;
     auto j = event_json(e);
     if (!same_destination && j.contains("address")) {
-        std::string to = j["address"].get<std::string>() + ":" + std::to_string(j["port"].get<int>()) +
-                         "/" + j["protocol"].get<std::string>();
-        note_refusal(j.contains("name") ? j["name"].get<std::string>() + " (" + to + ")" : to);
+        note_refusal(denied_connection(j, e.rule));
     }
     if (admit) audit_->info(j.dump());
 }
@@ -346,7 +344,7 @@ DnsProxy::Hooks EgressExtension::dns_hooks() {
                          const std::vector<DnsAddress>& addrs) { return admit(name, rules, addrs); };
     hooks.refused = [this](const std::string& name, std::uint16_t qtype) {
         ++dns_refused_;
-        note_refusal(name);
+        note_refusal(refused_name(name));
         audit_line({{"event", "dns_refused"}, {"name", name}, {"qtype", qtype},
                     {"rule", "no host rule allows this name"}});
     };
@@ -582,13 +580,32 @@ void EgressExtension::unbind(nlohmann::json& extra) {
                     {"addresses_learned", learned_total_}, {"answers_blocked", answers_blocked_}};
 }
 
-void EgressExtension::note_refusal(std::string what) {
+void EgressExtension::note_refusal(Refusal r) {
     std::lock_guard<std::mutex> lock(refusals_mutex_);
-    if (refusals_.size() < kMaxRefusals && std::find(refusals_.begin(), refusals_.end(), what) == refusals_.end())
-        refusals_.push_back(std::move(what));
+    if (refusals_.size() < kMaxRefusals &&
+        std::none_of(refusals_.begin(), refusals_.end(), [&](const Refusal& x) { return x.what == r.what; }))
+        refusals_.push_back(std::move(r));
 }
 
-std::vector<std::string> EgressExtension::refused_destinations() const {
+Refusal refused_name(const std::string& name) {
+    return {name, {{"host", name}, {"ports", nlohmann::json::array({443})}, {"protocol", "tcp"}}};
+}
+
+Refusal denied_connection(const nlohmann::json& event, std::uint32_t rule) {
+    std::string address = event.value("address", ""), protocol = event.value("protocol", "");
+    int port = event.value("port", 0);
+    std::string to = address + ":" + std::to_string(port) + "/" + protocol;
+    Refusal r;
+    r.what = event.contains("name") ? event["name"].get<std::string>() + " (" + to + ")" : to;
+    if ((rule != MW_RULE_DEFAULT && rule != MW_RULE_RESERVED) || (protocol != "tcp" && protocol != "udp")) return r;
+    if (event.contains("name") && rule == MW_RULE_DEFAULT) r.rule["host"] = event["name"];
+    else r.rule["cidr"] = address + (event.value("family", "") == "ipv6" ? "/128" : "/32");
+    r.rule["ports"] = nlohmann::json::array({port});
+    r.rule["protocol"] = protocol;
+    return r;
+}
+
+std::vector<Refusal> EgressExtension::refused_destinations() const {
     std::lock_guard<std::mutex> lock(refusals_mutex_);
     return refusals_;
 }

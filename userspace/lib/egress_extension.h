@@ -24,6 +24,16 @@ namespace mcpwarden {
 inline constexpr const char* kAuditPrefix = "mcpwarden-audit: ";
 std::shared_ptr<spdlog::logger> make_audit_logger(const std::string& path);
 
+// The rules a refusal suggests (what note_refusal records; exposed for tests). A name the
+// sandbox's resolver refused gets a host rule for 443/tcp: the port it wanted is not known
+// before it connects, and HTTPS is what servers fetch. A connection the default deny refused
+// (`event` is its event_json, `rule` the event's) gets a rule with its port and protocol, for
+// the name its address was learned under, or else for the address alone (cidr /32 or /128);
+// in a reserved range always the address, as only a rule naming one inside it opens the range.
+// One a deny rule or the socket checks refused gets none: no allow rule would open it.
+Refusal refused_name(const std::string& name);
+Refusal denied_connection(const nlohmann::json& event, std::uint32_t rule);
+
 class EgressExtension : public SandboxExtension {
 public:
     EgressExtension(const Policy& policy, bool audit_only, std::shared_ptr<spdlog::logger> audit);
@@ -33,7 +43,7 @@ public:
     void on_end(Sandbox& sandbox, RunReport& report) override;
     std::uint64_t egress_denied() const override;
     std::uint64_t dns_refused() const override { return dns_refused_; }
-    std::vector<std::string> refused_destinations() const override;
+    std::vector<Refusal> refused_destinations() const override;
 
     // The same without a Sandbox (cgroup-scoped deployments, an agent's adopted sandboxes):
     // bind puts the policy, the DNS redirection and audit on a cgroup, pinned as `name`;
@@ -84,7 +94,7 @@ private:
     // once more, `final`, at the end of the sandbox.
     void poll_kernel_suppressed(std::chrono::steady_clock::time_point now);
     void audit_kernel_suppressed(const EgressCounters& c, std::chrono::steady_clock::time_point now, bool final);
-    void note_refusal(std::string what);  // from the resolver thread or the event loop
+    void note_refusal(Refusal r);  // from the resolver thread or the event loop
     mw_event last_refused_{};  // the event loop's last denial (audit_event)
     DnsProxy::Hooks dns_hooks();
     std::shared_ptr<const CompiledEgress> compiled() const;
@@ -138,7 +148,7 @@ private:
     EgressCounters final_{};
     std::atomic<std::uint64_t> dns_refused_{0};
     mutable std::mutex refusals_mutex_;
-    std::vector<std::string> refusals_;  // at most kMaxRefusals
+    std::vector<Refusal> refusals_;  // at most kMaxRefusals
     static constexpr std::size_t kMaxRefusals = 16;
 };
 

@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
@@ -312,6 +313,30 @@ void McpChannel::on_deadline() {
     update();
 }
 
+Error handshake_refused(const std::vector<Refusal>& refused, std::uint64_t dns_refused, std::uint64_t egress_denied) {
+    nlohmann::json what = nlohmann::json::array(), rules = nlohmann::json::array();
+    std::string list, add;
+    for (const auto& r : refused) {
+        what.push_back(r.what);
+        list += (list.empty() ? "" : ", ") + r.what;
+        if (r.rule.is_null() || std::find(rules.begin(), rules.end(), r.rule) != rules.end()) continue;
+        rules.push_back(r.rule);
+        // JSON is YAML: the entry can be pasted under egress.allow as it is.
+        add += " - " + r.rule.dump();
+    }
+    std::string message = "the server has not answered its handshake " + format_duration(kRefusalGrace) +
+                          " after the policy refused its network access to " + (list.empty() ? "a destination" : list) +
+                          " (" + std::to_string(dns_refused) + " DNS queries refused, " + std::to_string(egress_denied) +
+                          " connections denied); ";
+    message += add.empty() ? "allow what it needs with egress rules in the policy (egress.allow: "
+                             "- host: NAME, ports: [443], protocol: tcp; "
+                           : "to allow it, add to the policy's egress.allow:" + add + " (";
+    message += "policies/package-fetch.yaml has the package registries' rules)";
+    return Error(ErrorKind::egress_denied, message,
+                 {{"refused", what}, {"rules", rules}, {"dns_refused", dns_refused}, {"egress_denied", egress_denied},
+                  {"rule", "egress.allow"}});
+}
+
 void McpChannel::on_refusal_tick() {
     drain_timer(refusal_timer_.get());
     auto stop = [this] {
@@ -326,20 +351,11 @@ void McpChannel::on_refusal_tick() {
     if (now - *first_refusal_ < kRefusalGrace || !session_->handshake_pending()) return;
     auto refused = sandbox_->refused_destinations();
     std::string list;
-    for (const auto& r : refused) list += (list.empty() ? "" : ", ") + r;
-    std::string what = "the server has not answered its handshake " + format_duration(kRefusalGrace) +
-                       " after the policy refused its network access to " + (list.empty() ? "a destination" : list) +
-                       " (" + std::to_string(dns) + " DNS queries refused, " + std::to_string(denied) +
-                       " connections denied); allow what it needs with egress rules in the policy (egress.allow: "
-                       "- host: NAME, ports: [443], protocol: tcp; policies/package-fetch.yaml has the package "
-                       "registries' rules)";
+    for (const auto& r : refused) list += (list.empty() ? "" : ", ") + r.what;
     // One line for the person watching stderr; the client gets the same in its error.
     spdlog::warn("the policy refused: {}; the server has not started (add egress rules for what it needs)",
                  list.empty() ? "a destination" : list);
-    session_->fail_handshake(Error(ErrorKind::egress_denied, what,
-                                   {{"refused", refused}, {"dns_refused", dns}, {"egress_denied", denied},
-                                    {"rule", "egress.allow"}}),
-                             now);
+    session_->fail_handshake(handshake_refused(refused, dns, denied), now);
     stop();
     update();
 }

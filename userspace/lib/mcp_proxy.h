@@ -31,6 +31,9 @@ inline constexpr std::chrono::milliseconds kShutdownTermWait{2000};   // after S
 // registry for over a minute, long after every client gave up. The handshake is answered with
 // what was refused instead (see McpChannel::on_refusal_tick).
 inline constexpr std::chrono::milliseconds kRefusalGrace{3000};
+// The error that handshake gets: what was refused (`refused`), the egress.allow entries that
+// would allow it (`rules`, the policy's keys), the counts. Exposed for tests.
+Error handshake_refused(const std::vector<Refusal>& refused, std::uint64_t dns_refused, std::uint64_t egress_denied);
 
 // Newline-terminated messages to a non-blocking fd; queues what the fd does not take at once.
 class MessageQueue {

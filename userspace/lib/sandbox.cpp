@@ -250,8 +250,8 @@ std::uint64_t Sandbox::dns_refused() const {
     return n;
 }
 
-std::vector<std::string> Sandbox::refused_destinations() const {
-    std::vector<std::string> out;
+std::vector<Refusal> Sandbox::refused_destinations() const {
+    std::vector<Refusal> out;
     for (const auto& ext : extensions_) {
         auto v = ext->refused_destinations();
         out.insert(out.end(), v.begin(), v.end());

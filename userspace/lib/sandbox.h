@@ -76,6 +76,13 @@ struct RunReport {
 
 class Sandbox;
 
+// One thing the policy refused: for people, and the rule that would allow it, so that the
+// error a stuck server's client gets can say what to add.
+struct Refusal {
+    std::string what;     // "name" (refused by DNS), "name (address:port/tcp)" or "address:port/tcp" (denied)
+    nlohmann::json rule;  // the egress.allow entry that allows it, in the policy's keys; null if none would
+};
+
 // How other parts plug into a run (egress enforcement, the MCP proxy). Each hook may throw
 // Error to refuse the run; everything created so far is then removed.
 class SandboxExtension {
@@ -98,9 +105,9 @@ public:
     virtual std::uint64_t egress_denied() const { return 0; }
     // DNS queries the sandbox's resolver refused since the start (the egress extension counts).
     virtual std::uint64_t dns_refused() const { return 0; }
-    // What the policy refused so far, for people: names refused by DNS, destinations denied
-    // ("name (address:port/tcp)"), each once, the first few only.
-    virtual std::vector<std::string> refused_destinations() const { return {}; }
+    // What the policy refused so far: names refused by DNS, destinations denied, each once,
+    // the first few only.
+    virtual std::vector<Refusal> refused_destinations() const { return {}; }
 };
 
 class Sandbox {
@@ -125,7 +132,7 @@ public:
     void interrupt(int signal);
     std::uint64_t egress_denied() const;
     std::uint64_t dns_refused() const;
-    std::vector<std::string> refused_destinations() const;
+    std::vector<Refusal> refused_destinations() const;
 
 private:
     void check_enforceable(const CgroupPlan& plan, DegradedLimits& degraded, RunReport& report);
