@@ -32,16 +32,6 @@ void cache_file(const std::string& path, std::size_t size, int age) {
     ::utimensat(AT_FDCWD, path.c_str(), times, 0);
 }
 
-std::uint64_t disk_use(const std::string& dir) {
-    std::uint64_t total = 0;
-    std::error_code ec;
-    for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator(); ++it) {
-        struct stat st {};
-        if (::lstat(it->path().c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) total += static_cast<std::uint64_t>(st.st_blocks) * 512;
-    }
-    return total;
-}
-
 }  // namespace
 
 TEST_F(Hardening, OpenFilesLimitOfTheServer) {
