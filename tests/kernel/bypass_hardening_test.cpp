@@ -326,25 +326,6 @@ TEST_F(Bypass, PinnedPolicySecretThroughTheAgent) {
 
 // ---- bounded costs ----------------------------------------------------------------------------
 
-namespace {
-
-// utime + stime of one process (not its children), in seconds.
-double cpu_seconds(pid_t pid) {
-    std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-    auto close = stat.rfind(')');
-    if (close == std::string::npos) return -1;
-    std::istringstream in(stat.substr(close + 2));
-    std::string field;
-    unsigned long long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && in >> field; ++i) {
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) stime = std::stoull(field);
-    }
-    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-}  // namespace
-
 TEST_F(Bypass, AuditFlood) {
     part("hardening");
     attempt("denied connects in a tight loop for 5 s, to make mcpwarden spend its CPU and the disk on audit lines");
