@@ -8,6 +8,7 @@
 //            clock_settime | iopl | ioperm | uselib | unshare-user | clone-user | clone3 |
 //            tiocsti | tiocsti-high | kexec_load
 //   sysprobe flood-connect ADDR PORT SECONDS    denied TCP connects in a tight loop; prints the count
+//   sysprobe open-files    opens /dev/null until refused; prints the descriptors then held and the errno
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/perf_event.h>
@@ -45,6 +46,8 @@ std::string errno_name(int e) {
         case EBUSY: return "EBUSY";
         case ENOEXEC: return "ENOEXEC";
         case EOPNOTSUPP: return "EOPNOTSUPP";
+        case EMFILE: return "EMFILE";
+        case ENFILE: return "ENFILE";
     }
     return "errno " + std::to_string(e);
 }
@@ -93,6 +96,23 @@ int flood(const char* addr, int port, int seconds) {
     return 0;
 }
 
+// Descriptors are allocated lowest first, so the last one opened, plus one, is how many the
+// process held when the kernel refused the next. Stops at 65536 all the same: without a limit
+// of the sandbox's own, the test's would apply, and that may be far more.
+int open_files() {
+    int last = 2;
+    for (int i = 0; i < 65536; ++i) {
+        int fd = ::open("/dev/null", O_RDONLY);
+        if (fd < 0) {
+            std::printf("%d %s\n", last + 1, errno_name(errno).c_str());
+            return 0;
+        }
+        last = fd;
+    }
+    std::printf("%d ok\n", last + 1);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -129,6 +149,7 @@ int main(int argc, char** argv) {
     if (op == "tiocsti") return report(tiocsti(TIOCSTI));
     if (op == "tiocsti-high") return report(tiocsti(TIOCSTI | (1UL << 32)));
     if (op == "kexec_load") return report(::syscall(SYS_kexec_load, 0, 0, nullptr, 0xdead0000UL));  // bad flags
+    if (op == "open-files") return open_files();
     if (op == "flood-connect" && argc == 5) return flood(argv[2], std::atoi(argv[3]), std::atoi(argv[4]));
     std::fprintf(stderr, "sysprobe: unknown probe %s\n", op.c_str());
     return 64;

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -363,4 +364,55 @@ TEST_F(Bypass, AgentRecordsAndAuditAreNotWorldReadable) {
     answer(k, 2);
     answer(c, 1);
     outcome("record " + octal(rs.st_mode) + ", audit " + octal(as.st_mode) + "; the other user opened neither");
+}
+
+TEST_F(Bypass, AgentAuditFlood) {
+    part("hardening");
+    attempt("a sandbox of the agent connects to a denied address in a tight loop for 3 s, to make the root agent "
+            "spend its CPU and the disk on audit (it once spent 0.9 of a core on a sandbox limited to 0.25)");
+    REQUIRE_ROOT();
+    AgentUnderAttack a("{ max_sandboxes: 8 }");
+    ASSERT_TRUE(a.started) << a.log();
+    auto c = a.root_client();
+    int out[2];
+    ASSERT_EQ(::pipe2(out, O_CLOEXEC), 0);
+    mcpwarden::UniqueFd from(out[0]), to(out[1]);
+    mcpwarden::UniqueFd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+    int fds[3] = {null.get(), to.get(), null.get()};
+    c.send({{"v", 1}, {"id", 1}, {"op", "create"}, {"policy", "sleeper"}, {"stdio", "pass"},
+            {"command", {program("sysprobe"), "flood-connect", "127.0.0.7", "9", "3"}}},
+           fds);
+    to.reset();
+    // From the start of the server to the flood's end (sysprobe prints its figures then): what
+    // the flood costs, not what a sandbox's setup and teardown do (the agent's first create
+    // loads its BPF objects, seconds under emulation).
+    json s = started_or_answer(c, 1);
+    ASSERT_EQ(s.value("event", ""), "started") << s.dump() << a.log();
+    double cpu_before = cpu_seconds(a.agent.pid());
+    auto began = std::chrono::steady_clock::now();
+    std::string figures(128, '\0');
+    pollfd p{from.get(), POLLIN, 0};
+    ssize_t n = ::poll(&p, 1, 30000) == 1 ? ::read(from.get(), figures.data(), figures.size()) : -1;
+    double cpu = cpu_seconds(a.agent.pid()) - cpu_before;
+    double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
+    figures.resize(n > 0 ? static_cast<size_t>(n) : 0);
+    json done = answer(c, 1, 30000);
+    ASSERT_EQ(done["ok"], true) << done.dump() << a.log();
+    unsigned long long tried = 0, denied = 0;
+    std::istringstream(figures) >> tried >> denied;
+    const json& report = done["result"]["report"];
+    struct stat st {};
+    ::stat((a.dir + "/audit.jsonl").c_str(), &st);
+    EXPECT_GT(denied, 10000u) << "the flood was too small to show anything: " << figures;
+    EXPECT_EQ(report.value("egress_denied", 0ull), denied) << "the report's count is exact " << report.dump();
+    // The kernel rate-limits the events (docs/security.md, "Bounded costs"): a denial over the
+    // limit never wakes the agent.
+    EXPECT_LT(cpu, 0.2 * wall) << cpu << " s of the agent's CPU in " << wall << " s";
+    EXPECT_LT(st.st_size, 512 * 1024) << "audit file of " << st.st_size << " bytes";
+    char figure[200];
+    std::snprintf(figure, sizeof figure,
+                  "%llu denials in 3 s: the agent used %.2f s of CPU in %.1f s (%.0f%% of a core), its audit file "
+                  "%lld KiB; the report's count exact",
+                  denied, cpu, wall, 100 * cpu / wall, static_cast<long long>(st.st_size / 1024));
+    outcome(figure);
 }

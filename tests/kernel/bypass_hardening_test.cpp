@@ -3,6 +3,7 @@
 // needs (the seccomp filter's groups), terminal injection, new user namespaces.
 #include <pwd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -20,6 +21,7 @@
 #include "bypass_common.h"
 #include "confinement.h"
 #include "fd.h"
+#include "sandbox_cache.h"
 
 using namespace harness;
 using namespace netfix;
@@ -324,25 +326,6 @@ TEST_F(Bypass, PinnedPolicySecretThroughTheAgent) {
 
 // ---- bounded costs ----------------------------------------------------------------------------
 
-namespace {
-
-// utime + stime of one process (not its children), in seconds.
-double cpu_seconds(pid_t pid) {
-    std::string stat = slurp("/proc/" + std::to_string(pid) + "/stat");
-    auto close = stat.rfind(')');
-    if (close == std::string::npos) return -1;
-    std::istringstream in(stat.substr(close + 2));
-    std::string field;
-    unsigned long long utime = 0, stime = 0;
-    for (int i = 3; i <= 15 && in >> field; ++i) {
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) stime = std::stoull(field);
-    }
-    return static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-}
-
-}  // namespace
-
 TEST_F(Bypass, AuditFlood) {
     part("hardening");
     attempt("denied connects in a tight loop for 5 s, to make mcpwarden spend its CPU and the disk on audit lines");
@@ -428,4 +411,85 @@ TEST_F(Bypass, AuditFlood) {
     std::snprintf(figure, sizeof figure, "%llu denials in 5 s: mcpwarden used %.2f s of CPU in %.1f s (%.0f%% of a core), audit file %lld KiB (%llu lines, %llu summarised); the report's count exact",
                   denied, cpu, wall, 100 * cpu / wall, static_cast<long long>(st.st_size / 1024), listed, summarised);
     outcome(figure);
+}
+
+TEST_F(Bypass, CacheFillsTheDisk) {
+    part("hardening");
+    attempt("the server writes 4 MiB into its persistent cache (the host's disk, kept from run to run), over its "
+            "cache.max_size of 1 MiB, to fill the disk run after run");
+    namespace fs = std::filesystem;
+    std::string fill = "head -c 4194304 /dev/zero > $XDG_CACHE_HOME/fill-$$ && echo wrote";
+    // on_full: trim (the default): the run's end takes the cache back under its bound.
+    std::string policy = write_policy("bypass-cache", "cache:\n  max_size: 1M\n");
+    auto trim = warden({"run", "--policy", policy, "--", "sh", "-c", fill});
+    EXPECT_EQ(trim.exit_code, 0) << trim.err;
+    EXPECT_EQ(trim.out, "wrote\n") << "the server could not write its cache: the attempt proves nothing";
+    std::string trimmed = sandbox_cache_dir("bypass-cache");
+    ASSERT_FALSE(trimmed.empty());
+    std::uint64_t left = disk_use(trimmed);
+    EXPECT_LE(left, 1u << 20);
+    EXPECT_GE(trim.report["cache"]["trimmed_bytes"].get<std::uint64_t>(), 4u << 20) << trim.report.dump();
+    // on_full: refuse: the over-full cache stays as it is and the next run is refused before
+    // its server starts, so it cannot add more.
+    std::string refuse = write_policy("bypass-cache-refuse", "cache:\n  max_size: 1M\n  on_full: refuse\n");
+    auto first = warden({"run", "--policy", refuse, "--", "sh", "-c", fill});
+    auto next = warden({"run", "--policy", refuse, "--", "sh", "-c", fill});
+    std::string kept = sandbox_cache_dir("bypass-cache-refuse");
+    EXPECT_EQ(first.exit_code, 0) << first.err;
+    EXPECT_EQ(next.exit_code, 125) << next.err;
+    EXPECT_NE(next.err.find("cache.max_size"), std::string::npos) << next.err;
+    EXPECT_EQ(next.out, "") << "the refused run's server ran";
+    EXPECT_EQ(directory_entries(kept), 1) << "the refused run wrote to the cache";
+    std::uint64_t full = disk_use(kept);
+    std::error_code ec;
+    fs::remove_all(state_dir() + "/cache/bypass-cache", ec);
+    fs::remove_all(state_dir() + "/cache/bypass-cache-refuse", ec);
+    outcome("the run's end trimmed the cache to " + std::to_string(left >> 10) + " KiB (on_full: trim); with on_full: "
+            "refuse the cache kept its " + std::to_string(full >> 10) + " KiB and the next run was refused (exit 125) "
+            "before its server ran. Within one run the cache can exceed its bound until the run ends");
+}
+
+TEST_F(Bypass, ManyOpenFiles) {
+    part("hardening");
+    attempt("the server opens descriptors until the kernel refuses, to take the host's file-max (one 256 MiB "
+            "sandbox held 47% of it)");
+    auto dflt = sandboxed_probes(open_policy(), {"open-files"});
+    auto low = sandboxed_probes(write_policy("bypass-nofile", "limits:\n  open_files: 64\n"), {"open-files"});
+    // The test's own limit is what a server would have without the sandbox's.
+    rlimit mine{};
+    ::getrlimit(RLIMIT_NOFILE, &mine);
+    EXPECT_EQ(dflt, std::vector<std::string>{"4096 EMFILE"}) << "the default limits.open_files";
+    EXPECT_EQ(low, std::vector<std::string>{"64 EMFILE"});
+    outcome("descriptors held when refused, and why: " + join(dflt) + " (the default limits.open_files), " + join(low) +
+            " with limits.open_files: 64 (RLIMIT_NOFILE, per process, which the server cannot raise); "
+            "the caller's own limit: " + std::to_string(mine.rlim_cur));
+}
+
+// ---- failing closed ---------------------------------------------------------------------------
+
+TEST_F(Bypass, CommandPlantedUnderRun) {
+    part("hardening");
+    attempt("a local user plants a program in /run/lock (world-writable) for it to be started as a server: a "
+            "command under /run once turned the hidden /run off, with only a warning");
+    namespace fs = std::filesystem;
+    bool made = !fs::exists("/run/lock");  // not every host (or VM guest) has one
+    if (made) {
+        fs::create_directories("/run/lock");
+        ::chmod("/run/lock", 01777);
+    }
+    std::string cmd = "/run/lock/mw-planted-" + std::to_string(::getpid());
+    auto planted = as_nobody({"sh", "-c", "printf '#!/bin/sh\\nls -A /run\\n' > " + cmd + " && chmod 755 " + cmd});
+    auto r = warden({"run", "--policy", open_policy(), "--", cmd});
+    ::unlink(cmd.c_str());
+    std::error_code ec;
+    if (made) fs::remove("/run/lock", ec);
+    ASSERT_EQ(planted.exit_code, 0) << planted.err;
+    EXPECT_EQ(r.exit_code, 125) << r.out << r.err;
+    auto why = r.err.find("the command " + cmd + " lies in /run");
+    EXPECT_NE(why, std::string::npos) << r.err;
+    EXPECT_EQ(r.out, "") << "the planted program ran and listed /run";
+    std::string message = why == std::string::npos ? r.err : r.err.substr(why);
+    // The table shows no pid: its cell stays the same from run to run.
+    if (auto at = message.find(cmd); at != std::string::npos) message.replace(at, cmd.size(), "/run/lock/PLANTED");
+    outcome("refused (exit 125) before anything ran: " + message.substr(0, message.find(':')));
 }

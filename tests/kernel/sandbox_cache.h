@@ -3,6 +3,9 @@
 // directory.
 #pragma once
 
+#include <sys/stat.h>
+
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -18,6 +21,19 @@ inline std::string sandbox_cache_dir(const std::string& policy) {
         if (e.is_directory()) return e.path().string();
     }
     return "";
+}
+
+// The disk a directory's files take (their blocks, not their sizes), links not followed.
+inline std::uint64_t disk_use(const std::string& dir) {
+    namespace fs = std::filesystem;
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir, ec); it != fs::recursive_directory_iterator(); ++it) {
+        struct stat st {};
+        if (::lstat(it->path().c_str(), &st) == 0 && !S_ISDIR(st.st_mode))
+            total += static_cast<std::uint64_t>(st.st_blocks) * 512;
+    }
+    return total;
 }
 
 }  // namespace harness
