@@ -124,6 +124,21 @@ TEST_F(Run, InheritedFdIsClosed) {
     EXPECT_EQ(fds, (std::vector<std::string>{"0", "1", "2", "3"})) << r.out;
 }
 
+// A relative command path is the caller's: `cd dir && mcpwarden run -- ./server` runs
+// dir/server (the sandbox starts in its workspace, where ./server does not exist).
+TEST_F(Run, ARelativeCommandIsTheCallersPath) {
+    std::string probe = program("netprobe");
+    std::string dir = probe.substr(0, probe.rfind('/'));
+    std::string script = dir + "/relative-command.sh";
+    std::ofstream(script) << "#!/bin/sh\necho relative-ok\n";
+    ::chmod(script.c_str(), 0755);
+    auto r = command({"/bin/sh", "-c", "cd '" + dir + "' && exec '" + std::string(MCPWARDEN_BIN) +
+                                           "' run --state-dir '" + state_dir() + "' -- ./relative-command.sh"});
+    ::unlink(script.c_str());
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "relative-ok\n") << r.err;
+}
+
 TEST_F(Run, CleanEnvironment) {
     Options o;
     o.env = {{"SECRET_TOKEN", "hunter2"}, {"PASSED", "yes"}};

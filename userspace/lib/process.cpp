@@ -25,6 +25,7 @@
 #include <atomic>
 #include <mutex>
 #include <optional>
+#include <filesystem>
 #include <sstream>
 
 #include "error.h"
@@ -63,7 +64,11 @@ std::string resolve_executable(const std::string& command, const std::string& pa
             throw Error(ErrorKind::usage, "command '" + command + "' is not an executable file",
                         {{"command", command}});
         }
-        return command;
+        // A relative path means the caller's directory: the server starts in its workspace,
+        // where ./server would not be found, and the view's checks need the real place.
+        std::error_code ec;
+        auto absolute = std::filesystem::absolute(command, ec);
+        return ec ? command : absolute.lexically_normal().string();
     }
     std::stringstream ss(path_var);
     std::string dir;
