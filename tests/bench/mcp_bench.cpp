@@ -159,8 +159,9 @@ int main(int argc, char** argv) {
     int rounds = argc > 3 ? std::atoi(argv[3]) : 10;
     if (::geteuid() != 0) die("run as root (mcpwarden run creates cgroups)");
 
-    // The server, where the sandbox user can run it; a policy that lets 1 MiB results through.
-    char tmpl[] = "/tmp/bench-mcp-XXXXXX";
+    // The server, where the sandbox user can run it (not under /tmp: the sandbox's /tmp is its
+    // own); a policy that lets 1 MiB results through.
+    char tmpl[] = "/var/lib/mcpwarden-bench-mcp-XXXXXX";
     if (!::mkdtemp(tmpl)) die("mkdtemp");
     std::string dir = tmpl;
     ::chmod(dir.c_str(), 0755);
