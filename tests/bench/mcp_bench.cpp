@@ -129,7 +129,10 @@ std::string big_call(int id, int n) {
 
 void handshake(Peer& p) {
     p.send(kInit);
-    if (p.recv().find("\"result\"") == std::string::npos) die("initialize failed");
+    // A server may log (notifications) before it answers: the answer is the line with an id.
+    std::string line = p.recv();
+    for (int i = 0; i < 100 && line.find("\"id\"") == std::string::npos; ++i) line = p.recv();
+    if (line.find("\"result\"") == std::string::npos) die("initialize failed: " + line.substr(0, 200));
 }
 
 double run_process(const std::vector<std::string>& argv) {
