@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The official MCP TypeScript SDK client against @modelcontextprotocol/server-everything, both
 // from npm, through `mcpwarden run` (tests/mcp-sdk/sdk.test.mjs); server-everything,
 // server-memory and server-sequential-thinking run directly and through mcpwarden and compared

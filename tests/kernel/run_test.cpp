@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `mcpwarden run` against real cgroups, as root.
 #include <dirent.h>
 #include <fcntl.h>

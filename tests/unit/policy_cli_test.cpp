@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What `mcpwarden policy validate|explain|show` compute (policy_inspect), and the shipped
 // policies in policies/.
 #include <sys/socket.h>

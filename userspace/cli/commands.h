@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The subcommands. Each defines its options on the CLI11 app and runs when chosen.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `mcpwarden agent`: a long-running root process that runs sandboxes for unprivileged clients
 // over a Unix socket (protocol: agent_protocol.h, docs/api.md).
 //
