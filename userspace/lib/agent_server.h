@@ -157,6 +157,7 @@ private:
     void listen_socket();
     void on_accept();
     void on_readable(Conn& conn);
+    bool read_once(Conn& conn);
     void on_writable(Conn& conn);
     void flush(Conn& conn);
     void update_interest(Conn& conn);
