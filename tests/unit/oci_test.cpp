@@ -104,7 +104,6 @@ TEST(OciCgroupPath, EveryFormRuntimesAndTheKubeletWrite) {
     // podman with the systemd manager, and the defaults runc fills in.
     EXPECT_EQ(expand_cgroups_path("machine.slice:libpod:abc"), "/machine.slice/libpod-abc.scope");
     EXPECT_EQ(expand_cgroups_path(":libpod:abc"), "/system.slice/libpod-abc.scope");
-    EXPECT_EQ(expand_cgroups_path("machine.slice::abc"), "/machine.slice/abc.scope");
     EXPECT_EQ(expand_cgroups_path("kubepods.slice::kubepods-pod1.slice"), "/kubepods.slice/kubepods-pod1.slice");
     // Relative: under the runtime's parent.
     EXPECT_EQ(expand_cgroups_path("ctr/abc", "/runtime"), "/runtime/ctr/abc");

@@ -41,9 +41,10 @@ public:
             "An OCI runtime hook: reads the container's state on stdin and, when the container "
             "is annotated io.mcpwarden.policy=NAME, asks the agent to attach that policy to the "
             "container's cgroup (createRuntime) or to detach it (poststop).");
-        app_->add_option("stage", stage_, "The hook stage: createRuntime (attach) or poststop (detach)")
-            ->check(CLI::IsMember({"createRuntime", "poststop"}))
-            ->required();
+        app_->add_option("stage", stage_,
+                         "The hook stage: createRuntime (attach) or poststop (detach); without it, "
+                         "taken from the state's status (creating or stopped)")
+            ->check(CLI::IsMember({"createRuntime", "poststop"}));
         app_->add_option("--agent", agent_, "The agent's socket (also $MCPWARDEN_AGENT)");
         app_->footer(
             "Without the annotation the hook does nothing and exits 0. With it, createRuntime "
@@ -61,6 +62,16 @@ public:
         OciState state = parse_oci_state(text);
         auto want = oci_request(state);
         if (!want) return 0;  // not ours
+        if (stage_.empty()) {
+            if (state.status == "creating" || state.status == "created") {
+                stage_ = "createRuntime";
+            } else if (state.status == "stopped") {
+                stage_ = "poststop";
+            } else {
+                throw Error(ErrorKind::usage, "the container's status is \"" + state.status +
+                                                  "\": give the stage (createRuntime or poststop) as an argument");
+            }
+        }
         try {
             if (stage_ == "createRuntime") return attach(state, *want);
             return detach(state);
