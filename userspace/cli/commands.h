@@ -43,5 +43,6 @@ std::unique_ptr<Command> make_kill_command();
 std::unique_ptr<Command> make_events_command();
 std::unique_ptr<Command> make_attach_command();  // cmd_attach.cpp
 std::unique_ptr<Command> make_detach_command();
+std::unique_ptr<Command> make_oci_hook_command();  // cmd_oci_hook.cpp
 
 }  // namespace mcpwarden
