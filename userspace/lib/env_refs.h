@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // References to the sandbox's own variables in a policy's env.set values (`${XDG_CACHE_HOME}`).
 #pragma once
 
