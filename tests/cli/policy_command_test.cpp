@@ -423,6 +423,31 @@ TEST(PolicyFilesystemCommand, ShowListsTheView) {
     EXPECT_EQ(j["user"], nullptr);
 }
 
+// filesystem.dev_tty: a boolean like the policy's others, shown and explained with the view;
+// without it /dev/tty is hidden (not in the minimal /dev).
+TEST(PolicyFilesystemCommand, DevTtyIsValidatedShownAndExplained) {
+    PolicyFiles t;
+    std::string bad = t.write("bad-tty.yaml", "name: bad-tty\nfilesystem:\n  dev_tty: yes please\n");
+    auto v = warden({"policy", "validate", bad});
+    EXPECT_EQ(v.exit_code, 1);
+    EXPECT_TRUE(has(v.err, bad + ":3:12: filesystem.dev_tty must be true or false")) << v.err;
+    std::string file = t.write("tty.yaml", "name: tty\nfilesystem:\n  dev_tty: true\n");
+    auto text = warden({"policy", "show", file});
+    EXPECT_EQ(text.exit_code, 0) << text.err;
+    EXPECT_TRUE(has(text.out, "filesystem: the default view and the policy's paths")) << text.out;
+    EXPECT_TRUE(has(text.out, "  read-write /dev/tty  (policy filesystem.dev_tty: the host's /dev/tty)")) << text.out;
+    auto j = nlohmann::json::parse(warden({"policy", "show", "--json", file}).out);
+    EXPECT_EQ(j["filesystem"]["dev_tty"], true);
+    auto with = warden({"policy", "explain", file, "--path", "/dev/tty"});
+    EXPECT_EQ(with.exit_code, 0) << with.out << with.err;
+    EXPECT_TRUE(has(with.out, "/dev/tty: readable and writable, by read-write /dev/tty (policy filesystem.dev_tty")) << with.out;
+    std::string plain = t.write("plain.yaml", "name: plain\n");
+    auto without = warden({"policy", "explain", plain, "--path", "/dev/tty"});
+    EXPECT_EQ(without.exit_code, 1) << without.out;
+    EXPECT_TRUE(has(without.out, "/dev/tty: hidden, by hidden /dev (default: a minimal /dev)")) << without.out;
+    EXPECT_EQ(nlohmann::json::parse(warden({"policy", "show", "--json", plain}).out)["filesystem"]["dev_tty"], false);
+}
+
 TEST(PolicyFilesystemCommand, ExplainPathSaysWhatAndWhy) {
     PolicyFiles t;
     std::string file = t.write("files.yaml", kFilesystem);

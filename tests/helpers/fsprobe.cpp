@@ -7,6 +7,11 @@
 //   fsprobe shm-get KEY       look the segment KEY up
 //   fsprobe unix-listen PATH  a listening socket (0777) at PATH, "accepted" per connection,
 //                             until stdin ends; then unlinked
+//   fsprobe dirfd-write PATH  takes a directory descriptor over SCM_RIGHTS from the listener at
+//                             PATH and writes through it: creates the file "created", makes the
+//                             directory "made", writes and removes the existing file "planted";
+//                             one line each ("ok" or the errno's name)
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/ipc.h>
 #include <sys/shm.h>
@@ -33,6 +38,7 @@ std::string errno_name(int e) {
         case EINVAL: return "EINVAL";
         case ECONNREFUSED: return "ECONNREFUSED";
         case EADDRINUSE: return "EADDRINUSE";
+        case EBADF: return "EBADF";
     }
     return "errno " + std::to_string(e);
 }
@@ -95,6 +101,44 @@ int unix_listen(const char* path) {
     return 0;
 }
 
+// What a directory descriptor made outside the sandbox, with the host's mount behind it, lets
+// the server write.
+int dirfd_write(const char* path) {
+    int c = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    if (c < 0 || ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+        say("connect: " + errno_name(errno));
+        return 1;
+    }
+    char byte;
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    cmsghdr* cm = ::recvmsg(c, &msg, MSG_CMSG_CLOEXEC) == 1 ? CMSG_FIRSTHDR(&msg) : nullptr;
+    if (!cm || cm->cmsg_type != SCM_RIGHTS) {
+        say("no descriptor");
+        return 1;
+    }
+    int dir;
+    std::memcpy(&dir, CMSG_DATA(cm), sizeof dir);
+    auto outcome = [](int rc) { say(rc >= 0 ? "ok" : errno_name(errno)); };
+    int f = ::openat(dir, "created", O_CREAT | O_WRONLY | O_EXCL | O_CLOEXEC, 0644);
+    outcome(f);
+    if (f >= 0) ::close(f);
+    outcome(::mkdirat(dir, "made", 0755));
+    f = ::openat(dir, "planted", O_WRONLY | O_APPEND | O_CLOEXEC);
+    outcome(f >= 0 ? static_cast<int>(::write(f, "x", 1)) : -1);
+    if (f >= 0) ::close(f);
+    outcome(::unlinkat(dir, "planted", 0));
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -102,6 +146,7 @@ int main(int argc, char** argv) {
     if (verb == "shm-create" && argc == 3) return shm_create(static_cast<key_t>(std::strtol(argv[2], nullptr, 0)));
     if (verb == "shm-get" && argc == 3) return shm_get(static_cast<key_t>(std::strtol(argv[2], nullptr, 0)));
     if (verb == "unix-listen" && argc == 3) return unix_listen(argv[2]);
-    std::fprintf(stderr, "usage: fsprobe shm-create KEY | shm-get KEY | unix-listen PATH\n");
+    if (verb == "dirfd-write" && argc == 3) return dirfd_write(argv[2]);
+    std::fprintf(stderr, "usage: fsprobe shm-create KEY | shm-get KEY | unix-listen PATH | dirfd-write PATH\n");
     return 2;
 }

@@ -15,6 +15,9 @@
 //   isoprobe orphan                leave an orphaned grandchild that exits, then wait until it
 //                                  is reaped (ok) or stays a zombie for 30 s (errno ETIMEDOUT)
 //   isoprobe term-handler          prints "ready"; on SIGTERM prints "handled" and exits 3
+//   isoprobe signal-handler        prints "ready"; on SIGTERM, SIGINT or SIGHUP prints
+//                                  "handled N" (the signal's number) and exits 40+N
+//   isoprobe signal-wait           prints "ready" and waits, every signal at its default action
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -106,6 +109,26 @@ int term_handler() {
     return 3;
 }
 
+volatile sig_atomic_t got_signal = 0;
+
+int signal_handler() {
+    struct sigaction sa {};
+    sa.sa_handler = [](int sig) { got_signal = sig; };
+    for (int sig : {SIGTERM, SIGINT, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+    std::printf("ready\n");
+    std::fflush(stdout);
+    while (!got_signal) ::pause();
+    std::printf("handled %d\n", static_cast<int>(got_signal));
+    std::fflush(stdout);
+    return 40 + got_signal;
+}
+
+int signal_wait() {
+    std::printf("ready\n");
+    std::fflush(stdout);
+    for (;;) ::pause();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -182,5 +205,7 @@ int main(int argc, char** argv) {
     }
     if (verb == "orphan") return orphan();
     if (verb == "term-handler") return term_handler();
+    if (verb == "signal-handler") return signal_handler();
+    if (verb == "signal-wait") return signal_wait();
     return 2;
 }

@@ -4,15 +4,22 @@
 // ("outcome") and, outside the egress part, which part of the table it belongs to ("part").
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "fd.h"
 #include "net_fixtures.h"
 
 namespace bypass {
@@ -85,6 +92,66 @@ struct OutsideNet {
         command({"ip", "-n", ns.name, "route", "add", "224.0.0.0/4", "dev", "mw0"});
         command({"ip", "-n", ns.name, "route", "add", "255.255.255.255/32", "dev", "mw0"});
     }
+};
+
+// One byte carrying room for one SCM_RIGHTS descriptor.
+struct ScmMessage {
+    char byte = 'f';
+    iovec iov{&byte, 1};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    msghdr msg{};
+    ScmMessage() {
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+    }
+};
+
+inline sockaddr_un unix_address(const std::string& path) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+    return a;
+}
+
+// Passes `fd` to the first connection to a socket it listens on at `path` (a path inside a
+// sandbox's view: its cache): the way a descriptor made outside reaches a sandbox.
+class HandOver {
+public:
+    HandOver(const std::string& path, int fd) : path_(path) {
+        listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        auto a = unix_address(path);
+        ::unlink(path.c_str());
+        ok_ = ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(listener_.get(), 1) == 0;
+        ::chmod(path.c_str(), 0777);
+        if (!ok_) return;
+        thread_ = std::thread([this, fd] {
+            mcpwarden::UniqueFd c(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+            ScmMessage m;
+            cmsghdr* cm = CMSG_FIRSTHDR(&m.msg);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int));
+            std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+            if (c) ::sendmsg(c.get(), &m.msg, MSG_NOSIGNAL);
+        });
+    }
+    ~HandOver() {
+        // Nobody came (the sandbox failed to start): shutdown wakes the accept.
+        ::shutdown(listener_.get(), SHUT_RDWR);
+        if (thread_.joinable()) thread_.join();
+        ::unlink(path_.c_str());
+    }
+    HandOver(const HandOver&) = delete;
+    HandOver& operator=(const HandOver&) = delete;
+    bool ok() const { return ok_; }
+
+private:
+    std::string path_;
+    mcpwarden::UniqueFd listener_;
+    bool ok_ = false;
+    std::thread thread_;
 };
 
 }  // namespace bypass

@@ -13,7 +13,9 @@
 #include <fstream>
 
 #include "bypass_common.h"
+#include "confinement.h"
 #include "isolation_fs_common.h"
+#include "sandbox_cache.h"
 
 using namespace bypass;
 using isofs::Background;
@@ -85,6 +87,56 @@ TEST_F(Bypass, WriteTheHostsTmpAndDevShm) {
         seen.push_back(p + (fs::exists(p) ? " reached the host" : " not on the host"));
     }
     outcome(join(seen) + ": the sandbox's /tmp, /var/tmp and /dev/shm are its own tmpfs, gone with it");
+}
+
+// The mount view decides what a path names in the sandbox, not what a descriptor made outside
+// it reaches: a directory descriptor of the host (from a helper process, a socket's peer) keeps
+// the host's writable mount. The server's Landlock domain allows writes only beneath the
+// view's writable places, wherever the directory comes from.
+TEST_F(Bypass, WriteThroughAHostDirectoryDescriptor) {
+    part("isolation");
+    attempt("write into a host directory through its descriptor, passed into the sandbox over SCM_RIGHTS "
+            "(past the mount view: the host's writable mount)");
+    HostDir dir("/var/lib", "mw-byp-dirfd-", 0777);
+    dir.file("planted", "host\n", 0666);
+    std::string fp = program("fsprobe");
+    mcpwarden::UniqueFd fd(::open(dir.path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    ASSERT_TRUE(fd) << std::strerror(errno);
+    std::string control_sock = dir.path() + "/control.sock";
+    std::vector<std::string> control_lines;
+    {
+        HandOver hand(control_sock, fd.get());
+        ASSERT_TRUE(hand.ok());
+        control_lines = netfix::split_lines(as_nobody({fp, "dirfd-write", control_sock}).out);
+    }
+    EXPECT_EQ(control_lines, (std::vector<std::string>{"ok", "ok", "ok", "ok"})) << "control: nobody writes through it";
+    for (const char* name : {"created", "made"}) fs::remove(dir.path() + "/" + name);
+    dir.file("planted", "host\n", 0666);
+
+    auto policy = lo_policy();
+    warden({"run", "--policy", policy, "--", "true"});  // the sandbox's cache, where the socket goes
+    std::string cache = sandbox_cache_dir("bypass-lo");
+    ASSERT_FALSE(cache.empty());
+    Sandboxed s;
+    {
+        HandOver hand(cache + "/dirfd.sock", fd.get());
+        ASSERT_TRUE(hand.ok());
+        s = sandboxed(policy, fp + " dirfd-write " + cache + "/dirfd.sock");
+    }
+    std::string planted;
+    mcpwarden::read_file(dir.path() + "/planted", planted);
+    if (mcpwarden::landlock_abi() >= 2) {
+        EXPECT_EQ(s.lines, (std::vector<std::string>{"EACCES", "EACCES", "EACCES", "EACCES"})) << s.result.err;
+        EXPECT_FALSE(fs::exists(dir.path() + "/created"));
+        EXPECT_FALSE(fs::exists(dir.path() + "/made"));
+        EXPECT_EQ(planted, "host\n") << "the host's file was changed";
+        outcome(join(s.lines) + " (create, mkdir, write, unlink): the Landlock domain allows writes only beneath "
+                                "the view's writable places");
+    } else {
+        // No Landlock ABI 2 (Linux < 5.19): the descriptor's mount decides (docs/security.md).
+        RecordProperty("verdict", "open");
+        outcome("writes: without Landlock (Linux < 5.19) a descriptor of a host directory passed in is writable");
+    }
 }
 
 TEST_F(Bypass, ShareASysvSegmentWithAnotherSandbox) {

@@ -359,27 +359,7 @@ namespace {
 
 // Sandboxes share no path (each sees only its own cache, /tmp, /dev/shm): the test stands
 // between two of them, as any program talking to both could, taking the socket a giver passes
-// in its cache and handing it on in the taker's.
-struct ScmMessage {
-    char byte = 'f';
-    iovec iov{&byte, 1};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-    msghdr msg{};
-    ScmMessage() {
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-    }
-};
-
-sockaddr_un unix_address(const std::string& path) {
-    sockaddr_un a{};
-    a.sun_family = AF_UNIX;
-    std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-    return a;
-}
-
+// in its cache and handing it on (HandOver) in the taker's.
 // The descriptor `netprobe fd-give` at `path` passes; `conn` holds the connection (the giver
 // lingers while it is open).
 mcpwarden::UniqueFd take_fd(const std::string& path, mcpwarden::UniqueFd& conn) {
@@ -394,40 +374,6 @@ mcpwarden::UniqueFd take_fd(const std::string& path, mcpwarden::UniqueFd& conn) 
     std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
     return mcpwarden::UniqueFd(fd);
 }
-
-// Passes `fd` to the first connection to a socket it listens on at `path`.
-class HandOver {
-public:
-    HandOver(const std::string& path, int fd) : path_(path) {
-        listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        auto a = unix_address(path);
-        ::unlink(path.c_str());
-        ok_ = ::bind(listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::listen(listener_.get(), 1) == 0;
-        ::chmod(path.c_str(), 0777);
-        if (!ok_) return;
-        thread_ = std::thread([this, fd] {
-            mcpwarden::UniqueFd c(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-            ScmMessage m;
-            cmsghdr* cm = CMSG_FIRSTHDR(&m.msg);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int));
-            std::memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-            if (c) ::sendmsg(c.get(), &m.msg, MSG_NOSIGNAL);
-        });
-    }
-    ~HandOver() {
-        if (thread_.joinable()) thread_.join();
-        ::unlink(path_.c_str());
-    }
-    bool ok() const { return ok_; }
-
-private:
-    std::string path_;
-    mcpwarden::UniqueFd listener_;
-    bool ok_ = false;
-    std::thread thread_;
-};
 
 // The caches of the two policies' sandboxes (made by a first run of each).
 std::pair<std::string, std::string> giver_and_taker_caches(const std::string& giver_policy, const std::string& taker_policy) {

@@ -13,6 +13,7 @@
 
 #include "isolation_fs_common.h"
 #include "net_fixtures.h"
+#include "sandbox_cache.h"
 
 using namespace harness;
 using namespace isofs;
@@ -231,4 +232,143 @@ TEST_F(Isolation, FsCommandInAHiddenPathIsRefused) {
         EXPECT_NE(r.err.find("filesystem.read_only"), std::string::npos) << r.err;
         EXPECT_EQ(r.out, "");
     }
+}
+
+// /tmp, /var/tmp and /dev/shm are each a tmpfs sized to the memory limit, and their pages are
+// charged to the sandbox's memory cgroup: what the server keeps there counts as its memory, and
+// all three together cannot hold more than the limit. Going over it ends the run like any other
+// use of memory over the limit: memory_exceeded (exit 120), the whole sandbox killed.
+TEST_F(Isolation, FsTmpfsCountsAgainstTheMemoryLimit) {
+    auto held = warden({"run", "--memory", "64M", "--", "sh", "-c", "dd if=/dev/zero of=/dev/shm/f bs=1M count=40 2>/dev/null && echo held"});
+    ASSERT_EQ(held.exit_code, 0) << held.err;
+    EXPECT_EQ(held.out, "held\n");
+    EXPECT_GE(held.report.value("peak_memory_bytes", 0ull), 40ull << 20) << "the file's pages are the sandbox's: " << held.report.dump();
+
+    // 40 MiB in each of /tmp and /dev/shm: more than the limit of 64 MiB together.
+    auto over = warden({"run", "--memory", "64M", "--", "sh", "-c",
+                        "dd if=/dev/zero of=/tmp/a bs=1M count=40 2>/dev/null && echo a; "
+                        "dd if=/dev/zero of=/dev/shm/b bs=1M count=40 2>/dev/null && echo b; sleep 5; echo survived"});
+    EXPECT_EQ(over.exit_code, 120) << over.out << over.err;
+    EXPECT_EQ(over.report["status"], "memory_exceeded") << over.report.dump();
+    EXPECT_EQ(over.out.find("b\n"), std::string::npos) << over.out;
+    EXPECT_EQ(over.out.find("survived"), std::string::npos) << over.out;
+
+    // One file beyond the limit in /tmp alone: the same.
+    auto big = warden({"run", "--memory", "64M", "--", "sh", "-c", "dd if=/dev/zero of=/tmp/big bs=1M count=100 2>/dev/null; sleep 5; echo survived"});
+    EXPECT_EQ(big.exit_code, 120) << big.out << big.err;
+    EXPECT_EQ(big.report["status"], "memory_exceeded") << big.report.dump();
+}
+
+// /dev/tty is in the minimal /dev only when the policy asks (filesystem.dev_tty): the host's
+// node. The server has no controlling terminal (its own session), so opening it fails (ENXIO).
+TEST_F(Isolation, FsDevTtyOnlyWhenThePolicyAsks) {
+    std::string script = "test -e /dev/tty && echo present || echo absent; " + program("isoprobe") + " read /dev/tty; true";
+    auto without = warden({"run", "--", "sh", "-c", script});
+    ASSERT_EQ(without.exit_code, 0) << without.err;
+    EXPECT_EQ(without.out, "absent\nerrno 2 (ENOENT)\n");
+    auto with = warden({"run", "--policy", netfix::write_policy("fs-tty", "filesystem:\n  dev_tty: true\n"), "--", "sh", "-c",
+                        "test -c /dev/tty && echo device; ls -A /dev | tr '\\n' ' '; echo; " + script});
+    ASSERT_EQ(with.exit_code, 0) << with.err;
+    EXPECT_EQ(with.out, "device\nfd full null random shm stderr stdin stdout tty urandom zero \npresent\nerrno 6 (ENXIO)\n");
+}
+
+// The Landlock domain's write rules match the view: everything the view makes writable still
+// is, stdio included when it is a file the caller opened for writing and the server reopens it
+// through /dev/stdout and /dev/stderr (their targets lie outside the view).
+TEST_F(Isolation, FsWritablePlacesStayWritableUnderLandlock) {
+    HostDir base("/var/lib", "mw-fs-ll-");
+    std::string rw = base.path() + "/rw";
+    fs::create_directory(rw);
+    ::chmod(rw.c_str(), 0777);
+    std::string script;
+    std::vector<std::string> dirs{"$HOME", "$TMPDIR", "$XDG_CACHE_HOME", "/tmp", "/dev/shm"};
+    if (fs::is_directory("/var/tmp")) dirs.push_back("/var/tmp");  // (the VM's guest may have none)
+    for (const auto& dir : dirs) {
+        script += "d=" + dir + "; mkdir $d/n && echo x > $d/n/f && mv $d/n/f $d/g && ln -s g $d/l && mkfifo $d/p && rm -r $d/n $d/g $d/l $d/p && echo ok; ";
+    }
+    script += "echo x > " + rw + "/f && : > " + rw + "/f && rm " + rw + "/f && echo rw; "
+              "mkdir $HOME/a && mv $HOME/a $TMPDIR/a && echo moved; echo 500 > /proc/self/oom_score_adj && echo proc; "
+              "echo n > /dev/null && echo null; echo out >> /dev/stdout; echo err >> /dev/stderr";
+    // Writable by the sandbox's uid: only the Landlock domain could refuse their reopening.
+    std::string out = base.file("out", "", 0666), err = base.file("err", "", 0666);
+    auto r = command({"sh", "-c", std::string(MCPWARDEN_BIN) + " run --state-dir " + state_dir() + " --policy " +
+                                      netfix::write_policy("fs-ll", "filesystem:\n  read_write: [" + rw + "]\n") + " -- sh -c '" +
+                                      script + "' > " + out + " 2> " + err});
+    std::string out_text, err_text;
+    mcpwarden::read_file(out, out_text);
+    mcpwarden::read_file(err, err_text);
+    ASSERT_EQ(r.exit_code, 0) << r.out << r.err << out_text << err_text;
+    std::string oks;
+    for (std::size_t i = 0; i < dirs.size(); ++i) oks += "ok\n";
+    EXPECT_EQ(out_text, oks + "rw\nmoved\nproc\nnull\nout\n") << err_text;
+    EXPECT_NE(err_text.find("err\n"), std::string::npos) << err_text;
+}
+
+// What `npx -y PACKAGE` does, under the default view: npm installs the package into the npx
+// cache ($npm_config_cache/_npx/..., in the sandbox's persistent cache), links its bin there
+// and executes it from there; a second run finds it installed. The package is a local tarball
+// (no registry: the tests never leave the machine), which npx handles like a registry's.
+TEST_F(Isolation, HostOnlyNpxPackageRunsFromTheCache) {
+    HostDir pkg("/var/lib", "mw-fs-npx-");
+    fs::create_directory(pkg.path() + "/package");
+    pkg.file("package/package.json", R"({"name": "mw-npx-probe", "version": "1.0.0", "bin": {"mw-npx-probe": "cli.js"}})", 0644);
+    pkg.file("package/cli.js",
+             "#!/usr/bin/env node\n"
+             "const fs = require('fs');\n"
+             "const me = fs.realpathSync(process.argv[1]);\n"
+             "console.log(me.startsWith(fs.realpathSync(process.env.XDG_CACHE_HOME) + '/npm/_npx/') ? 'from the cache' : me);\n"
+             "console.log(fs.readlinkSync('/proc/self/exe') === fs.realpathSync(process.execPath) ? 'exe' : 'no exe');\n",
+             0755);
+    auto tar = command({"tar", "-C", pkg.path(), "-czf", pkg.path() + "/mw-npx-probe-1.0.0.tgz", "package"});
+    ASSERT_EQ(tar.exit_code, 0) << tar.err;
+    auto policy = netfix::write_policy("fs-npx", "");
+    std::vector<std::string> run{"run", "--policy", policy, "--env", "npm_config_update_notifier=false", "--", "npx", "-y",
+                                 "--package=" + pkg.path() + "/mw-npx-probe-1.0.0.tgz", "mw-npx-probe"};
+    auto first = warden(run);
+    EXPECT_EQ(first.exit_code, 0) << first.err;
+    EXPECT_EQ(first.out, "from the cache\nexe\n") << first.err;
+    auto again = warden(run);
+    EXPECT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_EQ(again.out, "from the cache\nexe\n") << again.err;
+    std::string cache = sandbox_cache_dir("fs-npx");
+    ASSERT_FALSE(cache.empty());
+    EXPECT_TRUE(fs::exists(cache + "/npm/_npx")) << "npx installed nowhere in the sandbox's cache";
+}
+
+// What `uvx TOOL` does, emulated: uv is not packaged in Debian 12 and the tests reach no
+// package index, so the venv uv would make in its cache is made with `python3 -m venv`, the
+// tool's module and console script are written into it as an installer would, and the script
+// runs from there. The tool uses what Python servers do: /proc/self/exe (the venv's interpreter)
+// and multiprocessing with POSIX shared memory (shm_open in /dev/shm) and a lock (sem_open).
+TEST_F(Isolation, HostOnlyUvxStyleVenvRunsFromTheCache) {
+    const char* tool = R"(import multiprocessing, os, sys
+from multiprocessing import shared_memory
+
+def child(name, lock):
+    with lock:
+        shm = shared_memory.SharedMemory(name=name)
+        shm.buf[:3] = b"shm"
+        shm.close()
+
+def main():
+    print("venv" if sys.prefix != sys.base_prefix and sys.prefix.startswith(os.environ["XDG_CACHE_HOME"]) else sys.prefix)
+    print("exe" if os.path.realpath(os.readlink("/proc/self/exe")) == os.path.realpath(sys.executable) else "no exe")
+    shm = shared_memory.SharedMemory(create=True, size=4096)
+    lock = multiprocessing.Lock()
+    p = multiprocessing.Process(target=child, args=(shm.name, lock))
+    p.start()
+    p.join()
+    print(bytes(shm.buf[:3]).decode() if p.exitcode == 0 else "child failed")
+    shm.close()
+    shm.unlink()
+)";
+    std::string script =
+        "set -e; v=$XDG_CACHE_HOME/uv/archive-v0/mw-uvx-probe; python3 -m venv --without-pip $v; "
+        "site=$($v/bin/python -c 'import sysconfig; print(sysconfig.get_paths()[\"purelib\"])'); "
+        "cat > $site/mw_uvx_probe.py <<'PY'\n" + std::string(tool) + "PY\n"
+        "printf '#!%s\\nimport mw_uvx_probe\\nmw_uvx_probe.main()\\n' $v/bin/python > $v/bin/mw-uvx-probe; "
+        "chmod +x $v/bin/mw-uvx-probe; $v/bin/mw-uvx-probe";
+    auto r = warden({"run", "--policy", netfix::write_policy("fs-uvx", ""), "--", "sh", "-c", script});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.out, "venv\nexe\nshm\n") << r.err;
 }

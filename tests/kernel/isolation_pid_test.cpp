@@ -104,10 +104,21 @@ TEST_F(Isolation, PidExitCodeAndSignalAreTheServers) {
     EXPECT_EQ(killed.report["signal"], SIGSEGV);
 }
 
-TEST_F(Isolation, PidSigtermOfWardenReachesTheServerThroughTheInit) {
+namespace {
+
+// `mcpwarden run -- isoprobe VERB` sent `sig` once the probe said "ready": what the server
+// printed up to `after` (empty: to its end), mcpwarden's wait status and its report.
+struct SignalledRun {
+    bool ready = false, seen_after = false;
+    std::string out;
+    int status = -1;
+    nlohmann::json report;
+};
+SignalledRun signal_warden(const std::string& verb, int sig, const std::string& after) {
+    SignalledRun r;
     int out[2];
-    ASSERT_EQ(::pipe(out), 0);
-    std::string report = state_dir() + "/sigterm-report.json";
+    if (::pipe(out) != 0) return r;
+    std::string report = state_dir() + "/signal-report.json";
     std::string probe = program("isoprobe");
     pid_t pid = ::fork();
     if (pid == 0) {
@@ -116,26 +127,58 @@ TEST_F(Isolation, PidSigtermOfWardenReachesTheServerThroughTheInit) {
         ::dup2(out[1], 1);
         ::dup2(null, 2);
         ::execl(MCPWARDEN_BIN, MCPWARDEN_BIN, "run", "--state-dir", state_dir().c_str(), "--report",
-                report.c_str(), "--", probe.c_str(), "term-handler", nullptr);
+                report.c_str(), "--", probe.c_str(), verb.c_str(), nullptr);
         ::_exit(127);
     }
     ::close(out[1]);
-    std::string seen;
-    bool ready = read_until(out[0], seen, "ready\n");
-    ::kill(pid, SIGTERM);
-    bool handled = ready && read_until(out[0], seen, "handled\n");
-    int status = 0;
-    ::waitpid(pid, &status, 0);
+    r.ready = read_until(out[0], r.out, "ready\n");
+    ::kill(pid, sig);
+    r.seen_after = r.ready && !after.empty() && read_until(out[0], r.out, after);
+    ::waitpid(pid, &r.status, 0);
     ::close(out[0]);
-    ASSERT_TRUE(ready) << seen;
-    EXPECT_TRUE(handled) << "the server's SIGTERM handler did not run: " << seen;
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 128 + SIGTERM) << status;
-    nlohmann::json j;
-    std::ifstream(report) >> j;
+    std::ifstream in(report);
+    r.report = nlohmann::json::parse(in, nullptr, false);
     ::unlink(report.c_str());
-    EXPECT_EQ(j["status"], "interrupted") << j.dump();
-    EXPECT_EQ(j["signal"], SIGTERM);
-    EXPECT_EQ(j["server_exit"]["exit_code"], 3) << "the server's own exit after its handler: " << j.dump();
+    return r;
+}
+
+}  // namespace
+
+TEST_F(Isolation, PidSigtermOfWardenReachesTheServerThroughTheInit) {
+    auto r = signal_warden("term-handler", SIGTERM, "handled\n");
+    ASSERT_TRUE(r.ready) << r.out;
+    EXPECT_TRUE(r.seen_after) << "the server's SIGTERM handler did not run: " << r.out;
+    EXPECT_TRUE(WIFEXITED(r.status) && WEXITSTATUS(r.status) == 128 + SIGTERM) << r.status;
+    EXPECT_EQ(r.report["status"], "interrupted") << r.report.dump();
+    EXPECT_EQ(r.report["signal"], SIGTERM);
+    EXPECT_EQ(r.report["server_exit"]["exit_code"], 3) << "the server's own exit after its handler: " << r.report.dump();
+}
+
+// SIGINT (a Ctrl-C of the terminal mcpwarden runs in) and SIGHUP (the terminal closed) reach the
+// server the same way: a server that handles them runs its handler and its own exit is
+// reported; one that does not is ended by the signal itself, and that is its reported end.
+TEST_F(Isolation, PidSigintAndSighupOfWardenReachTheServerThroughTheInit) {
+    for (int sig : {SIGINT, SIGHUP}) {
+        SCOPED_TRACE("signal " + std::to_string(sig));
+        std::string handled = "handled " + std::to_string(sig) + "\n";
+        auto h = signal_warden("signal-handler", sig, handled);
+        ASSERT_TRUE(h.ready) << h.out;
+        EXPECT_TRUE(h.seen_after) << "the server's handler did not run: " << h.out;
+        EXPECT_TRUE(WIFEXITED(h.status) && WEXITSTATUS(h.status) == 128 + sig) << h.status;
+        EXPECT_EQ(h.report["status"], "interrupted") << h.report.dump();
+        EXPECT_EQ(h.report["signal"], sig);
+        EXPECT_EQ(h.report["server_exit"]["exit_code"], 40 + sig) << "the server's own exit: " << h.report.dump();
+        EXPECT_TRUE(h.report["server_exit"]["signal"].is_null()) << h.report.dump();
+
+        auto d = signal_warden("signal-wait", sig, "");
+        ASSERT_TRUE(d.ready) << d.out;
+        EXPECT_TRUE(WIFEXITED(d.status) && WEXITSTATUS(d.status) == 128 + sig) << d.status;
+        EXPECT_EQ(d.report["status"], "interrupted") << d.report.dump();
+        EXPECT_EQ(d.report["signal"], sig);
+        // (After the 5 s grace, the kill would leave no server_exit.)
+        EXPECT_EQ(d.report["server_exit"]["signal"], sig) << "the server ended by the signal itself: " << d.report.dump();
+        EXPECT_TRUE(d.report["server_exit"]["exit_code"].is_null()) << d.report.dump();
+    }
 }
 
 TEST_F(Isolation, SessionTiocstiDoesNotReachTheInvokingShell) {

@@ -164,8 +164,8 @@ std::unique_ptr<Confinement> make_confinement(const SeccompOptions& seccomp) {
 }
 
 std::string landlock_scope(int abi) {
-    if (abi >= 6) return "ptrace, signal, abstract-unix";
-    if (abi >= 2) return "ptrace";
+    if (abi >= 6) return "ptrace, signal, abstract-unix, filesystem writes";
+    if (abi >= 2) return "ptrace, filesystem writes";
     if (abi == 1) return "none (Landlock ABI 1 would refuse renames across directories)";
     return "none (the kernel has no Landlock)";
 }

@@ -19,10 +19,14 @@
 //   or later: ptrace, /proc/PID/mem and the like of any process outside it fail. From ABI 6
 //   (Linux 6.12) it also scopes signals and abstract Unix sockets: the sandbox reaches only
 //   those made inside it (they belong to the network namespace, which the sandbox shares with
-//   the host, so /run cannot hide them). Its filesystem rules grant everything: the mount
-//   view is the filesystem boundary. ABI 1 (5.13-5.18) is not used: its domains refuse every
-//   rename across directories. Without Landlock the sandbox runs (the PID namespace, uids and
-//   the seccomp filter keep other processes out of reach) and the report says so.
+//   the host, so /run cannot hide them). Its filesystem rules follow the view: writing,
+//   creating and removing files (and truncating, from ABI 3) only beneath what the view makes
+//   writable, so a host directory reaching the server past the view (a descriptor passed to
+//   it) is not writable either; reading is left to the view. ABI 1 (5.13-5.18) is not used:
+//   its domains refuse every rename and link across directories (ABI 2 made that a right a rule
+//   can grant), which package managers do all the time. Without Landlock the sandbox runs (the
+//   PID namespace, uids and the seccomp filter keep other processes out of reach, the mount
+//   view the host's files) and the report says so.
 // If any of them cannot be set up, the server does not start (fail closed).
 #pragma once
 
@@ -57,7 +61,8 @@ std::vector<sock_filter> build_seccomp_filter(const SeccompOptions& options = {}
 int landlock_abi();
 
 // What the Landlock domain of a sandbox covers on this kernel, for the report:
-// "ptrace, signal, abstract-unix", "ptrace" or "none (...why...)".
+// "ptrace, signal, abstract-unix, filesystem writes", "ptrace, filesystem writes" or
+// "none (...why...)".
 std::string landlock_scope(int abi);
 
 std::unique_ptr<Confinement> make_confinement(const SeccompOptions& seccomp = {});

@@ -98,6 +98,7 @@ std::vector<Rule> view_rules(const FilesystemPolicy& policy, const ViewContext& 
     add(policy.read_only, Access::read_only, "read_only");
     add(policy.read_write, Access::read_write, "read_write");
     add(policy.hide, Access::hidden, "hide");
+    if (policy.dev_tty) r.push_back({"/dev/tty", Access::read_write, true, "policy filesystem.dev_tty: the host's /dev/tty"});
     // Parents first; at the same path the default before the policy's (which then wins).
     std::stable_sort(r.begin(), r.end(), [](const Rule& a, const Rule& b) {
         auto depth = [](const std::string& p) {

@@ -47,7 +47,8 @@ struct ViewContext {
 //   <workspace> <cache>                    read-write
 std::vector<Rule> default_rules(const ViewContext& ctx);
 
-// default_rules, then the policy's (read_only, read_write, hide), sorted by path so that a
+// default_rules, then the policy's (read_only, read_write, hide, and /dev/tty read-write with
+// dev_tty), sorted by path so that a
 // parent comes before its children: mounting them in this order builds the view.
 std::vector<Rule> view_rules(const FilesystemPolicy& policy, const ViewContext& ctx);
 

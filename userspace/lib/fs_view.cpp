@@ -127,6 +127,9 @@ public:
         layers_.push_back({target, op, access, why, false});
     }
 
+    // A place the server may write beneath: its Landlock domain allows writes there only.
+    void writable(const std::string& path) { view_.writable.push_back(path); }
+
     void add(const std::string& path, FsView::Op op) {
         layers_.push_back({path, std::move(op), FsVerdict::read_only, "", false});
     }
@@ -203,17 +206,29 @@ std::unique_ptr<FsView> plan_fs_view(const FsViewRequest& r) {
     std::string tmp_options = "mode=1777";
     if (r.tmpfs_size) tmp_options += ",size=" + std::to_string(*r.tmpfs_size);
     for (const char* dir : {"/tmp", "/var/tmp"}) {
-        if (is_dir(dir)) p.tmpfs(dir, tmp_options, MS_NOSUID | MS_NODEV, FsVerdict::hidden, kPrivate, false);
+        if (!is_dir(dir)) continue;
+        p.tmpfs(dir, tmp_options, MS_NOSUID | MS_NODEV, FsVerdict::hidden, kPrivate, false);
+        p.writable(dir);
     }
     // A minimal /dev: the host's own nodes for what every program expects, nothing else.
     p.tmpfs("/dev", "mode=0755,size=64k,nr_inodes=64", MS_NOSUID | MS_NODEV | MS_NOEXEC, FsVerdict::hidden,
             "minimal /dev", true);
-    for (const char* node : {"null", "zero", "full", "random", "urandom"}) {
-        std::string path = std::string("/dev/") + node;
+    std::vector<std::string> nodes{"null", "zero", "full", "random", "urandom"};
+    if (r.filesystem.dev_tty) {
+        // Asked for by the policy: without it on the host the run would have a different /dev.
+        struct stat st {};
+        if (::stat("/dev/tty", &st) != 0 || !S_ISCHR(st.st_mode))
+            refuse("filesystem.dev_tty: the host has no /dev/tty device to bind");
+        nodes.push_back("tty");
+    }
+    for (const auto& node : nodes) {
+        std::string path = "/dev/" + node;
         p.bind_clone(path, path, false, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, FsVerdict::read_write,
-                     "the host's device node");
+                     node == "tty" ? "the host's /dev/tty (filesystem.dev_tty)" : "the host's device node");
+        p.writable(path);
     }
     p.tmpfs("/dev/shm", tmp_options, MS_NOSUID | MS_NODEV, FsVerdict::hidden, kPrivate, false);
+    p.writable("/dev/shm");
     for (auto [link, to] : {std::pair{"/dev/fd", "/proc/self/fd"}, std::pair{"/dev/stdin", "/proc/self/fd/0"},
                             std::pair{"/dev/stdout", "/proc/self/fd/1"}, std::pair{"/dev/stderr", "/proc/self/fd/2"}}) {
         FsView::Op op{FsView::Kind::symlink, link, to};
@@ -223,6 +238,7 @@ std::unique_ptr<FsView> plan_fs_view(const FsViewRequest& r) {
     // The sandbox's own part of the state directory.
     p.tmpfs(r.workspace_mount, r.workspace_options, MS_NOSUID | MS_NODEV, FsVerdict::read_write,
             "the run's workspace", false);
+    p.writable(r.workspace_mount);
     for (const char* dir : {"/home", "/tmp"}) {
         FsView::Op op{FsView::Kind::dir, r.workspace_mount + dir};
         op.mode = 0700;
@@ -232,6 +248,7 @@ std::unique_ptr<FsView> plan_fs_view(const FsViewRequest& r) {
     }
     p.bind_clone(r.cache, r.cache, true, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, FsVerdict::read_write,
                  "the sandbox's cache");
+    p.writable(r.cache);
 
     for (const auto& path : r.filesystem.read_only) {
         std::string src = policy_source(path, "read_only", reserved);
@@ -242,6 +259,7 @@ std::unique_ptr<FsView> plan_fs_view(const FsViewRequest& r) {
         std::string src = policy_source(path, "read_write", reserved);
         p.bind_clone(src, src, is_dir(src), true, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV, FsVerdict::read_write,
                      "filesystem.read_write");
+        p.writable(src);
     }
     for (const auto& path : r.filesystem.hide) {
         // Nothing to cover where nothing is; a link is followed to what it names.
@@ -249,6 +267,8 @@ std::unique_ptr<FsView> plan_fs_view(const FsViewRequest& r) {
         if (real.empty() || real == "/") continue;
         p.hide(real, "filesystem.hide");
     }
+    // The sandbox's own /proc (/proc/self/oom_score_adj, /proc/self/uid_map of a user namespace).
+    if (is_dir("/proc")) p.writable("/proc");
     p.finish(is_dir("/proc"));
 
     for (const auto& op : view->ops) {

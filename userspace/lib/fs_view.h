@@ -8,13 +8,12 @@
 //   /tmp /var/tmp /dev/shm private tmpfs, mode 1777, sized to the memory limit (their pages are
 //                          charged to the sandbox's memory cgroup)
 //   /dev                   a read-only tmpfs holding null, zero, full, random, urandom (the host's
-//                          nodes, bound), shm/, and the fd, stdin, stdout, stderr links; no
-//                          terminal (pts, tty, ptmx)
+//                          nodes, bound; tty too with the policy's filesystem.dev_tty), shm/,
+//                          and the fd, stdin, stdout, stderr links; no pts, no ptmx
 //   <state>/sandbox        the run's tmpfs with home/ and tmp/ (workspace.h)
 //   <state>/cache/<policy>/<...>   this sandbox's persistent cache, bound read-write
 //   policy filesystem:     read_only and read_write host paths bound in, hide covered
-//   /proc                  a fresh procfs when the child is PID 1 of a new PID namespace,
-//                          otherwise the host's
+//   /proc                  a fresh procfs of the sandbox's PID namespace (the child is its PID 1)
 //
 // Whatever cannot be set up as asked refuses the run (Error sandbox_unavailable, exit 125):
 // the sandbox never starts with a wider view than the one described.
@@ -90,6 +89,10 @@ struct FsView {
     std::vector<Op> ops;
     std::vector<UniqueFd> fds;
     std::vector<Layer> layers;  // for fs_view_verdict
+    // Where the view lets the server write (its workspace, cache, /tmp, /var/tmp, /dev/shm, the
+    // writable /dev nodes, filesystem.read_write, /proc): the server's Landlock domain allows
+    // the write-type accesses beneath these paths only (process.cpp).
+    std::vector<std::string> writable;
 };
 
 // Throws Error(sandbox_unavailable) naming the path and why it cannot be set up, or when the

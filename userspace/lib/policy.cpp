@@ -314,13 +314,22 @@ void parse_user(Checker& c, const YamlNode& v, Policy& p) {
     p.user = *s;
 }
 
-// `filesystem:` read_only, read_write, hide: absolute normalised paths, each in one list once.
+void parse_bool(Checker& c, const YamlNode& node, const std::string& what, bool& out) {
+    auto s = c.scalar(node, what);
+    if (!s) return;
+    if (*s == "true" || *s == "false") out = *s == "true";
+    else c.fail(node, what + " must be true or false");
+}
+
+// `filesystem:` read_only, read_write, hide: absolute normalised paths, each in one list once;
+// dev_tty: true or false.
 void parse_filesystem(Checker& c, const YamlNode& v, Policy& p) {
     if (v.is_null()) return;
     if (!c.is_map(v, "filesystem")) return;
     std::map<std::string, std::string> seen;  // path -> the list it is in
-    c.each_key(v, "filesystem", {"read_only", "read_write", "hide"},
+    c.each_key(v, "filesystem", {"read_only", "read_write", "hide", "dev_tty"},
                [&](const std::string& list, const YamlNode& n) {
+        if (list == "dev_tty") return parse_bool(c, n, "filesystem.dev_tty", p.filesystem.dev_tty);
         if (n.is_null()) return;
         if (!c.is_seq(n, "filesystem." + list)) return;
         auto& out = list == "read_only" ? p.filesystem.read_only
@@ -345,13 +354,6 @@ void parse_filesystem(Checker& c, const YamlNode& v, Policy& p) {
             out.push_back(*path);
         }
     });
-}
-
-void parse_bool(Checker& c, const YamlNode& node, const std::string& what, bool& out) {
-    auto s = c.scalar(node, what);
-    if (!s) return;
-    if (*s == "true" || *s == "false") out = *s == "true";
-    else c.fail(node, what + " must be true or false");
 }
 
 // command: [argv...] or {prefix: [argv...], args: [globs...]}

@@ -86,11 +86,13 @@ struct McpLimits {
 
 // What of the host's filesystem the server sees beyond the default view (policy section
 // `filesystem:`): absolute, normalised paths. read_only and read_write are bound into the
-// sandbox's view; hide covers a path (the host's or one bound above) with nothing.
+// sandbox's view; hide covers a path (the host's or one bound above) with nothing. dev_tty
+// binds the host's /dev/tty into the minimal /dev (docs/security.md: what a server can do with it).
 struct FilesystemPolicy {
     std::vector<std::string> read_only;
     std::vector<std::string> read_write;
     std::vector<std::string> hide;
+    bool dev_tty = false;
 };
 
 // The command a policy is for (`command:`): servers given secrets run only as meant. Either

@@ -712,7 +712,7 @@ json normalised_policy_json(const Policy& p) {
     j["user"] = p.user.empty() ? json(nullptr) : json(p.user);
     j["identity"] = p.user.empty() ? "a uid of its own per client (mcpwarden-<uid>)" : "the fixed account " + p.user;
     json fsj = {{"read_only", p.filesystem.read_only}, {"read_write", p.filesystem.read_write},
-                {"hide", p.filesystem.hide}};
+                {"hide", p.filesystem.hide}, {"dev_tty", p.filesystem.dev_tty}};
     json view = json::array();
     for (const auto& r : fsrules::view_rules(p.filesystem, {})) {
         view.push_back({{"path", r.path}, {"access", fsrules::to_string(r.access)}, {"from_policy", r.from_policy},
@@ -771,7 +771,9 @@ std::string normalised_policy_text(const Policy& p) {
     o << "policy " << p.name << (p.source.empty() ? "" : " (" + p.source + ")") << "\n";
     if (!p.description.empty()) o << "  " << p.description << "\n";
     o << "user: " << (p.user.empty() ? "a uid of its own per client (mcpwarden-<uid>; default)" : p.user + " (a fixed account)") << "\n";
-    o << "filesystem: the default view" << (p.filesystem.read_only.empty() && p.filesystem.read_write.empty() && p.filesystem.hide.empty() ? "" : " and the policy's paths") << " (the most specific path decides):\n";
+    bool own = !p.filesystem.read_only.empty() || !p.filesystem.read_write.empty() || !p.filesystem.hide.empty() ||
+               p.filesystem.dev_tty;
+    o << "filesystem: the default view" << (own ? " and the policy's paths" : "") << " (the most specific path decides):\n";
     for (const auto& r : fsrules::view_rules(p.filesystem, {})) {
         std::string access = fsrules::to_string(r.access);
         o << "  " << access << std::string(access.size() < 11 ? 11 - access.size() : 1, ' ') << r.path << "  (" << r.why << ")\n";

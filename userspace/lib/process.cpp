@@ -202,34 +202,77 @@ char* format_number(char* buf, long v) {
     return buf;
 }
 
-// The Landlock domain of the server. It has no filesystem rule of effect (the mount view is the
-// filesystem boundary): what it brings is its scoping, no ptrace, /proc/PID/mem and the like of
-// a process outside it and, at ABI >= 6, no signal to one and no abstract Unix socket of one.
-// Below ABI 6 a ruleset must handle some filesystem right: it handles REFER (renames and links
-// across directories, which every domain denies unless granted) and grants it beneath /.
-int enter_landlock(int abi) {
-    struct { std::uint64_t fs, net, scoped; } attr{0, 0, 0};
-    std::size_t size = sizeof attr;
+// Landlock's filesystem access rights (linux/landlock.h; the header may be older than the kernel).
+constexpr std::uint64_t kLlWriteFile = 1ULL << 1, kLlRemoveDir = 1ULL << 4, kLlRemoveFile = 1ULL << 5,
+                        kLlMakeChar = 1ULL << 6, kLlMakeDir = 1ULL << 7, kLlMakeReg = 1ULL << 8,
+                        kLlMakeSock = 1ULL << 9, kLlMakeFifo = 1ULL << 10, kLlMakeBlock = 1ULL << 11,
+                        kLlMakeSym = 1ULL << 12, kLlRefer = 1ULL << 13 /* ABI 2 */,
+                        kLlTruncate = 1ULL << 14 /* ABI 3 */;
+
+int landlock_rule(long ruleset, int fd, std::uint64_t allowed) {
+    struct [[gnu::packed]] { std::uint64_t allowed_access; std::int32_t parent_fd; } beneath{allowed, fd};
+    return ::syscall(SYS_landlock_add_rule, ruleset, 1 /* LANDLOCK_RULE_PATH_BENEATH */, &beneath, 0) == 0 ? 0 : errno;
+}
+
+// The server's Landlock ruleset, made before it leaves root (every path of the view opens, also
+// one its uid could not search); landlock_restrict_self enters it later. Returns the ruleset's
+// descriptor (close-on-exec) or -errno.
+//
+// Its filesystem rules follow the view (fs_view.h): the write-type accesses (writing and, from
+// ABI 3, truncating a file; creating and removing entries) are allowed only beneath the places
+// the view makes writable, so a host directory that reaches the server past its mount view (a
+// descriptor passed over a Unix socket) still cannot be written. Reading and executing are
+// left to the view. Device nodes are never created. Renames and links across directories
+// (REFER) are allowed beneath /: within the writable places they move a file between two of
+// them, which every rule grants alike. Stdio that is a file or a terminal opened for writing
+// stays writable when reopened through /dev/stdout (/proc/self/fd). Without a view only REFER
+// is handled, which the domain needs for its scoping below ABI 6.
+//
+// Its scoping: no ptrace, /proc/PID/mem and the like of a process outside it and, at ABI >= 6,
+// no signal to one and no abstract Unix socket of one.
+long make_landlock_ruleset(int abi, const FsView* view) {
+    std::uint64_t dir_writes = 0, file_writes = 0;
+    if (view) {
+        file_writes = kLlWriteFile | (abi >= 3 ? kLlTruncate : 0);
+        dir_writes = file_writes | kLlRemoveDir | kLlRemoveFile | kLlMakeDir | kLlMakeReg | kLlMakeSock |
+                     kLlMakeFifo | kLlMakeSym;
+    }
+    struct { std::uint64_t fs, net, scoped; } attr{kLlRefer | dir_writes | (view ? kLlMakeChar | kLlMakeBlock : 0), 0, 0};
+    std::size_t size = sizeof attr.fs;
     if (abi >= 6) {
         attr.scoped = 1 /* LANDLOCK_SCOPE_ABSTRACT_UNIX_SOCKET */ | 2 /* LANDLOCK_SCOPE_SIGNAL */;
-    } else {
-        attr.fs = 1ULL << 13;  // LANDLOCK_ACCESS_FS_REFER
-        size = sizeof attr.fs;
+        size = sizeof attr;
     }
-    long fd = ::syscall(SYS_landlock_create_ruleset, &attr, size, 0);
-    if (fd < 0) return errno;
-    int err = 0;
-    if (abi < 6) {
-        struct [[gnu::packed]] { std::uint64_t allowed_access; std::int32_t parent_fd; } beneath{
-            1ULL << 13, ::open("/", O_PATH | O_CLOEXEC)};
-        if (beneath.parent_fd < 0 ||
-            ::syscall(SYS_landlock_add_rule, fd, 1 /* LANDLOCK_RULE_PATH_BENEATH */, &beneath, 0) != 0)
-            err = errno;
-        if (beneath.parent_fd >= 0) ::close(beneath.parent_fd);
+    long ruleset = ::syscall(SYS_landlock_create_ruleset, &attr, size, 0);
+    if (ruleset < 0) return -errno;
+    auto rule_at = [&](const char* path, bool writes) {
+        int fd = ::open(path, O_PATH | O_CLOEXEC);
+        if (fd < 0) return errno;
+        int err = 0;
+        if (writes) {
+            struct stat st {};
+            if (::fstat(fd, &st) != 0) err = errno;
+            else err = landlock_rule(ruleset, fd, S_ISDIR(st.st_mode) ? dir_writes : file_writes);
+        } else {
+            err = landlock_rule(ruleset, fd, kLlRefer);
+        }
+        ::close(fd);
+        return err;
+    };
+    int err = rule_at("/", false);
+    for (std::size_t i = 0; view && err == 0 && i < view->writable.size(); ++i) err = rule_at(view->writable[i].c_str(), true);
+    for (int fd = 0; view && err == 0 && fd < 3; ++fd) {
+        struct stat st {};
+        int flags = ::fcntl(fd, F_GETFL);
+        if (flags < 0 || (flags & O_ACCMODE) == O_RDONLY || ::fstat(fd, &st) != 0) continue;
+        if (!S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode)) continue;  // pipes and sockets: never checked
+        err = landlock_rule(ruleset, fd, file_writes);
     }
-    if (err == 0 && ::syscall(SYS_landlock_restrict_self, fd, 0) != 0) err = errno;
-    ::close(static_cast<int>(fd));
-    return err;
+    if (err) {
+        ::close(static_cast<int>(ruleset));
+        return -err;
+    }
+    return ruleset;
 }
 
 // PID 2: the server, from the init's clone to its execve. Raw system calls only (it may share
@@ -263,6 +306,11 @@ int enter_landlock(int abi) {
     }
     if (::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL)
         fail(kCaps, errno);
+    long ruleset = -1;
+    if (spec.landlock_abi >= 2) {
+        ruleset = make_landlock_ruleset(spec.landlock_abi, spec.fs_view);
+        if (ruleset < 0) fail(kLandlock, static_cast<int>(-ruleset));
+    }
     if (::syscall(SYS_setgroups, 0, nullptr) != 0) fail(kGroups, errno);
     if (::syscall(SYS_setresgid, spec.user.gid, spec.user.gid, spec.user.gid) != 0) fail(kGid, errno);
     // setresuid from root to a non-root uid clears permitted, effective and ambient capabilities.
@@ -272,8 +320,9 @@ int enter_landlock(int abi) {
     // Every fd above 2 is closed at exec (the status pipe among them); the error pipe is
     // close-on-exec already.
     if (::syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) fail(kCloseFds, errno);
-    if (spec.landlock_abi >= 2) {
-        if (int err = enter_landlock(spec.landlock_abi)) fail(kLandlock, err);
+    if (ruleset >= 0) {
+        if (::syscall(SYS_landlock_restrict_self, ruleset, 0) != 0) fail(kLandlock, errno);
+        ::close(static_cast<int>(ruleset));
     }
     if (spec.seccomp_program) {
         if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, spec.seccomp_program) != 0)

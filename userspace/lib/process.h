@@ -53,7 +53,8 @@ struct ChildSpec {
     // The private filesystem view (fs_view.h), set up in the child's own mount namespace.
     const FsView* fs_view = nullptr;
     // The kernel's Landlock ABI (0: none). At 2 and above the server gets a Landlock domain of
-    // its own (ptrace scoping); at 6 and above it also scopes signals and abstract Unix sockets.
+    // its own (ptrace scoping; writes only beneath fs_view->writable); at 6 and above it also
+    // scopes signals and abstract Unix sockets.
     int landlock_abi = 0;
 };
 
