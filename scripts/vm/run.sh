@@ -15,7 +15,8 @@
 # names the kernel modules loaded at boot (default: veth dummy; the guest does not autoload).
 # --exclude lists tests that cannot run in the guest (default: McpSdk.*, which needs node
 # and the npm registry, *HostOnly*, which need curl, Python and Node; the guest has none,
-# and Hybrid.*, which need a v1 memory hierarchy); they still run in the host stage. The guest's console is printed as it runs and
+# Hybrid.*, which need a v1 memory hierarchy, and OciHook.*, which need podman and runc with
+# their storage and libraries); they still run in the host stage. The guest's console is printed as it runs and
 # kept in DIR/vm/console.log; its summary is written to DIR/vm/result (key=value lines) for
 # scripts/test.sh, and the Bypass suite's gtest XML, when it ran, to DIR/vm/bypass.xml.
 set -euo pipefail
@@ -26,7 +27,7 @@ TIMEOUT=1800  # about 11 minutes on an idle 2-core machine; emulation slows down
 MEMORY=1024
 CPUS=2
 COMMAND=""
-EXCLUDE="McpSdk.*:*HostOnly*:Hybrid.*"
+EXCLUDE="McpSdk.*:*HostOnly*:Hybrid.*:OciHook.*"
 export VM_EXTRA_FILES="" VM_MODULES="veth dummy"
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -290,6 +290,27 @@ void Agent::op_detach(Conn& conn, ApiRequest& r) {
     reply(conn, api_result(r.id, figures));
 }
 
+// An attachment whose cgroup was removed (a container that ended, a stopped service) holds
+// nothing any more: its links went with the cgroup; its pins, resolver and record go now.
+void Agent::sweep_gone_attachments() {
+    for (auto it = attachments_.begin(); it != attachments_.end();) {
+        if (it->second->cgroup_alive()) {
+            ++it;
+            continue;
+        }
+        spdlog::info("agent: cgroup {} was removed; detaching policy {}", it->second->path(),
+                     it->second->info().value("policy", ""));
+        try {
+            it->second->detach();
+        } catch (const Error& e) {
+            spdlog::warn("agent: detaching the removed cgroup {}: {}", it->second->path(), e.what());
+        }
+        std::error_code ec;
+        fs::remove(attachment_record(config_, it->first), ec);
+        it = attachments_.erase(it);
+    }
+}
+
 void Agent::recover_attachments() {
     std::error_code ec;
     for (const auto& e : fs::directory_iterator(config_.state_dir + "/agent/attachments", ec)) {

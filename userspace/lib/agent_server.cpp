@@ -859,6 +859,7 @@ void Agent::refuse_connection(Conn& conn, const Error& why) {
 void Agent::on_idle_timer() {
     std::uint64_t n;
     (void)!::read(idle_timer_.get(), &n, sizeof n);
+    sweep_gone_attachments();
     auto now = Clock::now();
     std::vector<std::uint64_t> idle;
     for (const auto& [id, c] : conns_) {

@@ -198,6 +198,7 @@ private:
     void op_attach(Conn& conn, ApiRequest& r);
     void op_detach(Conn& conn, ApiRequest& r);
     void recover_attachments();
+    void sweep_gone_attachments();  // on the idle timer: attachments whose cgroup was removed
     std::map<std::uint64_t, std::shared_ptr<Attachment>> attachments_;
     void finish_admissions(const std::vector<Admission::Ticket>& tickets);
 
