@@ -7,7 +7,8 @@
 #   scripts/ci-stages.sh [STAGE...]     stages: unit kernel soak vm bypass sanitize fuzz release
 #                                       package (default: all but release and package)
 #
-#   unit      ctest -L 'unit|cli' in build/ (no privileges; fuzz corpus replays, policy CLI)
+#   unit      ctest -L 'unit|cli' in build/ (no privileges; fuzz corpus replays, policy CLI);
+#             scripts/spdx-check.sh (every source file carries its license tag)
 #   kernel    ctest -L kernel in build/: the kernel tests on this host's kernel, as root, less
 #             the few about the other cgroup layout (scripts/kernel-layout.sh) and, when the
 #             bypass stage runs too, Bypass.*; then scripts/kernel-hygiene.sh: no sandbox
@@ -57,7 +58,13 @@ run_ctest_stage() {  # stage label [ctest args...]
   return "$rc"
 }
 
-stage_unit() { run_ctest_stage unit 'unit|cli'; }
+# The unit stage also checks that every source file carries its SPDX license tag.
+stage_unit() {
+  local rc=0
+  run_ctest_stage unit 'unit|cli' || rc=1
+  scripts/spdx-check.sh 2>&1 | tee -a "$LOGDIR/unit.log" || rc=1
+  return "$rc"
+}
 stage_kernel() {
   local exclude rc
   exclude=$(scripts/kernel-layout.sh)

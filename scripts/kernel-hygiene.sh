@@ -7,7 +7,8 @@
 #                                          and what was already there in FILE.before
 #   scripts/kernel-hygiene.sh check FILE   after it: fails (exit 1) on a sandbox cgroup, a
 #                                          process in one, a sandbox's BPF pin, the sandboxes'
-#                                          parent cgroups or the pinned programs, or a kernel
+#                                          parent cgroups or the pinned programs, a test
+#                                          program's directory, or a kernel
 #                                          warning/splat logged since `mark`
 #
 # What existed before the stage (a run killed earlier on this machine) is not the stage's: it
@@ -18,7 +19,7 @@
 set -uo pipefail
 cmd=${1:-}
 file=${2:-}
-[ -n "$cmd" ] && [ -n "$file" ] || { sed -n '2,12p' "$0"; exit 64; }
+[ -n "$cmd" ] && [ -n "$file" ] || { sed -n '2,13p' "$0"; exit 64; }
 SPLATS='WARNING:|BUG:|Oops|general protection fault|UBSAN:|KASAN:|refcount_t:|RCU detected stall|blocked for more than|kernel BUG|stack-protector|bad unlock balance|possible recursive locking|bpf.*(leak|warn)|cgroup.*(leak|refcount)'
 
 sandbox_cgroups() { find /sys/fs/cgroup -type d -path '*/mcpwarden/s-*' -prune 2>/dev/null | sort; }
@@ -26,13 +27,15 @@ sandbox_pins() { find /sys/fs/bpf/mcpwarden/sandboxes -mindepth 1 2>/dev/null | 
 # What exists only while mcpwarden is used: the sandboxes' parent cgroups and the pinned
 # programs and maps. The last user removes them.
 shared_state() { { find /sys/fs/cgroup -type d -name mcpwarden 2>/dev/null; ls -d /sys/fs/bpf/mcpwarden 2>/dev/null; } | sort; }
+# The test programs' own directories (tests/kernel/harness.cpp): removed when they exit.
+test_dirs() { ls -d /var/lib/mcpwarden-progs-* /tmp/mcpwarden-state-* 2>/dev/null | sort; }
 # Lines of $1 that are not in the file $2.
 new_lines() { grep -vxF -f "$2" <<< "$1" 2>/dev/null || true; }
 
 case "$cmd" in
   mark)
     dmesg > "$file" 2>/dev/null || : > "$file"
-    { sandbox_cgroups; sandbox_pins; shared_state; } > "$file.before"
+    { sandbox_cgroups; sandbox_pins; shared_state; test_dirs; } > "$file.before"
     if [ -s "$file.before" ]; then
       echo "kernel-hygiene: already on the machine before the stage (not counted):" >&2
       cat "$file.before" >&2
@@ -84,6 +87,12 @@ case "$cmd" in
       echo "kernel-hygiene: left although nothing uses it (parent cgroups, pinned programs):" >&2
       echo "$shared" >&2
       problems+=(shared)
+    fi
+    dirs=$(new_lines "$(test_dirs)" "$file.before")
+    if [ -n "$dirs" ]; then
+      echo "kernel-hygiene: test directories left:" >&2
+      echo "$dirs" >&2
+      problems+=(test-dirs)
     fi
     if [ ${#problems[@]} -gt 0 ]; then
       echo "kernel-hygiene: FAIL (${problems[*]})"

@@ -17,6 +17,8 @@ PACKAGES=(
   # checked with man; scripts/format-check.sh
   debootstrap man-db clang-format
   bubblewrap  # bench_run: mcpwarden run against bwrap --unshare-all
+  podman runc  # tests/kernel/oci_hook_test.cpp: mcpwarden oci-hook under a real container runtime
+  golang-go  # tests/helpers/go: a static Go server under the sandbox (Go makes raw system calls)
 )
 
 if [ "$(id -u)" -ne 0 ]; then

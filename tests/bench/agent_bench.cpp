@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Benchmark (root): N sandboxes created through `mcpwarden agent` and kept running at once
 // (small sleepers), on one connection. Prints sandboxes created per second, the median and p95
 // create-to-exec latency (as the agent measures it: request read to server exec'd, and as the

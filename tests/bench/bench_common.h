@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the benchmarks share: medians and percentiles of their samples, a command's output, and
 // a background sandbox that keeps mcpwarden's egress programs loaded (warm runs).
 #pragma once

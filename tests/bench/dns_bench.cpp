@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Benchmark: DNS through mcpwarden's resolver (a sandbox querying any address on port 53,
 // redirected by the kernel; the resolver checks the name, forwards upstream, admits the answer
 // into the allow-list, releases it) against querying the same upstream directly, in one run.

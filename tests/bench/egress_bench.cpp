@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Benchmark: connect()+close() to a loopback listener from inside a sandbox whose policy has
 // 10, 1,000 and 100,000 rules, against the same loop unconfined, interleaved in one run; and
 // the cost of loading a policy into a sandbox (warm `run -- /bin/true` with each policy).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Benchmark of the MCP-aware relay (not a test: no pass/fail). In one run, against the same
 // bundled server connected directly (the baseline), interleaved so both see the same load:
 //   1. round-trip latency of a small tools/call through `mcpwarden run --mcp`;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Benchmark: reading and compiling a large policy (issue 3: "a policy with 100,000 rules loads
 // in well under a second"). Writes a policy of N /32 allow rules with ports (the file of
 // docs/performance.md), then times load_policy_file and compile_egress, each RUNS times, and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Benchmark: `mcpwarden run -- /bin/true` against `/bin/true` alone, interleaved so both see the
 // same machine load. Prints medians and the ratio; not a test (no pass/fail).
 //

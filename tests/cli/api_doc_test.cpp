@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // docs/api.md against the code: every op the agent serves is in the list of ops near the top
 // and has a section of its own.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `run` and `call` command lines as MCP clients write them (`run --policy P npx -y pkg`), without
 // root: mcpwarden is pointed at a stand-in agent ($MCPWARDEN_AGENT), and the request it sends
 // names the command as mcpwarden read it. The kernel suite runs the same forms for real.

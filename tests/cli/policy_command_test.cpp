@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `mcpwarden policy validate|explain|show` end to end: the real binary, its output and exit
 // status. No root needed.
 #include <unistd.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One table of decisions, checked against the userspace model (unit tests) and against the
 // BPF code itself (kernel tests, through the raw_tp test entry).
 #pragma once

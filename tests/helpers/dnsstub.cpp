@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A tiny authoritative DNS server for tests, on UDP and TCP.
 //
 //   dnsstub ADDR PORT TTL RECORD...

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Forks without end: every process keeps forking, and retries when the kernel refuses.
 #include <unistd.h>
 

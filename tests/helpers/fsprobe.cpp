@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What a server sharing the host with other sandboxes could try with SysV IPC and pathname
 // Unix sockets (tests/kernel/isolation_fs_test.cpp, bypass_isolation_fs_test.cpp). Prints one
 // word per attempt: "created", "found", "listening", "accepted", or the errno's name.

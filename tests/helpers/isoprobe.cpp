@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Probes of the isolation between a sandbox and the rest of the machine, run as the sandboxed
 // server. Each verb prints one line saying what happened ("ok ..." or "errno N (NAME)") and
 // exits 0 when the attempt succeeded, 1 when the kernel refused it, 2 on bad usage.

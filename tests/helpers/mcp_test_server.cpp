@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A misbehaving MCP stdio server for the tests of `run --mcp` and `call`: what
 // server-everything cannot do. Tools: echo, big (n chars), unicode (n multi-byte chars),
 // sleep (honours notifications/cancelled), stubborn_sleep (ignores it and answers late anyway,

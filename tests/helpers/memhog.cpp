@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Allocates and touches memory in 1 MiB steps until it has argv[1] MiB (or is killed).
 #include <cstdio>
 #include <cstdlib>

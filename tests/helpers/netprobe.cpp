@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Performs one network action and prints its outcome on one line: "ok" or the errno name
 // (EPERM, ECONNREFUSED, ...). The kernel tests run it inside sandboxes.
 //

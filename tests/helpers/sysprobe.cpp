@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sysprobe: makes one system call a hostile server might try beyond the network, and prints
 // "ok" or the errno's name (EPERM, ENOSYS, ...) on one line. The arguments are chosen so that
 // even root outside a sandbox changes nothing: a missing path, an invalid clock, a bad magic

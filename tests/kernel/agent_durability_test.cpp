@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's live policy updates and crash safety, against the real mcpwarden agent, real
 // cgroups, the real BPF programs and loopback sockets. A sandbox's stdio are pipes of the test
 // (stdio "pass"), so the test drives its next connections and they outlive an agent crash.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // For tests of a running `mcpwarden agent` by unprivileged clients: test users, clients in
 // child processes with a user's uid, and what the agent holds, read from /proc (the figures
 // the agent's bypass attempts and the soak test compare with a baseline).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A `mcpwarden agent` started by a kernel test (agent_test, agent_durability_test).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `mcpwarden agent`: a real agent process on a temporary socket with a temporary
 // configuration, real unprivileged users (created here, removed at the end) running
 // `mcpwarden run` through it, real sandboxes, BPF and loopback listeners.

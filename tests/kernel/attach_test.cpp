@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cgroup-scoped deployments: `mcpwarden attach` / `detach` on a cgroup the test created, with
 // a process already inside; real BPF programs, real loopback sockets.
 #include <dirent.h>

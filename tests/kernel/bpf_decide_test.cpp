@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The BPF decision function itself, run through its raw_tp test entry with
 // bpf_prog_test_run (sock_addr programs cannot be test-run), over the shared decision table.
 #include <arpa/inet.h>

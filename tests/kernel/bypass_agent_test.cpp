@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The bypass suite's hardening part for the agent (docs/security.md): a hostile local user, or
 // a client of the agent, trying to exhaust it, starve the other clients, or learn through it
 // what only root may see. A real `mcpwarden agent` on a temporary socket, real unprivileged

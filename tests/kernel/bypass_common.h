@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The bypass suite's fixture (docs/security.md), shared by the files of the suite: each attempt
 // is a TEST_F(Bypass, ...) that records what it tried ("attempt"), what the sandbox saw
 // ("outcome") and, outside the egress part, which part of the table it belongs to ("part").

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The bypass suite's hardening part (docs/security.md): a hostile server, or a hostile local
 // user, against mcpwarden itself and the kernel beneath it. Kernel interfaces no MCP server
 // needs (the seccomp filter's groups), terminal injection, new user namespaces.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The bypass suite's filesystem attempts (docs/security.md, part "isolation"): what a server
 // could read or write of the host's files, or share with another sandbox through the
 // filesystem and SysV IPC. Each has a control showing it works without the sandbox's view.

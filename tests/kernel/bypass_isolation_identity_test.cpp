@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bypass attempts against the per-(policy, client) identity (docs/security.md, part
 // "isolation"): become root through uid -1, kill another policy's server, plant code in
 // another client's cache through the agent.

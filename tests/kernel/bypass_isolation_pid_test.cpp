@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bypass attempts on the process view and the session (docs/security.md, part "isolation"):
 // one sandbox against another sandbox's server, and a server against the terminal and the
 // session keyring of whoever started mcpwarden.

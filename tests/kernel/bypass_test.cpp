@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The bypass suite (docs/security.md): one test per way a sandboxed server could try to get
 // around its egress policy. Each asserts that the attempt fails and, where the kernel's hooks
 // see it, that an audit event names it. Each records what it tried ("attempt") and what the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Limits as the kernel sees them, and the cgroup-v2 paths: what a pure-v2 host (most users'
 // machines; the VM stage) needs that a hybrid host never exercises. The v2-only tests skip on
 // hybrid hosts, where the memory and pids controllers live on v1 hierarchies.

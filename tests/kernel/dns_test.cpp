@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Host-name rules through mcpwarden's resolver: every port-53 flow of the sandbox is redirected
 // to it, only allowed names resolve, and their addresses open the kernel allow-list first.
 // A test DNS server on loopback (tests/helpers/dnsstub) is the upstream.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Egress enforcement with real sockets, real cgroups and the real BPF programs: each case
 // checks that the connection was refused (EPERM) or the datagram never arrived, and that an
 // audit event names the denial.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bounded costs and pinned commands of standalone runs (docs/security.md): RLIMIT_NOFILE of
 // the server, the persistent cache's disk bound, `command:` refusing other commands, and audit
 // lines on a shared stderr that cannot pass for the server's.

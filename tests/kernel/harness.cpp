@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "harness.h"
 
 #include <dirent.h>
@@ -57,11 +58,19 @@ std::string state_dir() {
     return dir;
 }
 
-std::string program(const std::string& name) {
-    // Not under /tmp: the sandbox has a private /tmp, and a command the view hides is refused.
-    // /var/lib is visible in the sandbox (all but /var/lib/mcpwarden), read-only.
+namespace {
+// Not under /tmp: the sandbox has a private /tmp, and a command the view hides is refused.
+// /var/lib is visible in the sandbox (all but /var/lib/mcpwarden), read-only. Made by the test
+// process itself (KernelTest::SetUp asks for it before the test runs): a forked child that
+// made it first would _exit without removing it.
+const std::string& program_dir() {
     static std::string dir = temp_dir("mcpwarden-progs-", 0755, "/var/lib");
-    std::string target = dir + "/" + name;
+    return dir;
+}
+}  // namespace
+
+std::string program(const std::string& name) {
+    std::string target = program_dir() + "/" + name;
     if (::access(target.c_str(), X_OK) != 0) {
         std::string source = std::string(MCPWARDEN_BIN_DIR) + "/" + (name == "example-server" ? "mcpwarden-example-server" : name);
         std::ifstream in(source, std::ios::binary);
@@ -306,6 +315,8 @@ std::vector<T> appeared(std::vector<T> now, std::vector<T> before) {
 
 void KernelTest::SetUp() {
     REQUIRE_ROOT();
+    state_dir();
+    program_dir();
     cgroups_before_ = leftover_cgroups();
     shared_before_ = leftover_shared_state();
     processes_before_ = leftover_processes();

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Shared helpers of the kernel tests: they run the real mcpwarden binary as root against real
 // cgroups (and, for egress, real BPF programs and loopback sockets).
 #pragma once

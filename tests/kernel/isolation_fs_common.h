@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers of the filesystem-view tests (isolation_fs_test.cpp, bypass_isolation_fs_test.cpp).
 #pragma once
 

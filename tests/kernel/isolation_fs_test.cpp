@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The sandbox's private filesystem view (userspace/lib/fs_view.h): what of the host a server
 // sees, and what it writes that the host or another sandbox could see.
 #include <sys/ipc.h>

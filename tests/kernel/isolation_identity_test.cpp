@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A uid of its own per (policy, client) pair (issue 11, item 1): real sandboxes, real kill(2),
 // the real agent with two clients, and the fixed accounts that must be refused.
 #include <fcntl.h>

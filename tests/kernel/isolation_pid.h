@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What the process-view and session tests (isolation_pid_test.cpp) and their bypass attempts
 // (bypass_isolation_pid_test.cpp) share: a second sandbox to aim at, a real interactive shell on
 // a pty, and a run from inside a session keyring holding a key.

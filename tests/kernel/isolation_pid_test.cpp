@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The sandbox's own process view (a PID namespace whose PID 1 is mcpwarden-init) and its own
 // session (setsid, a new session keyring): issue 11, items 2 and 4.
 #include <fcntl.h>

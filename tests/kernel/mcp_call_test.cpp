@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `mcpwarden call` end to end: each method, each structured error and its exit code, the
 // stateless-protocol handshake, the shutdown waits; nothing left behind.
 #include <signal.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers of the MCP kernel tests (run --mcp, call, the SDK-driven tests).
 #pragma once
 

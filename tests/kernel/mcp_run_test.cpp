@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `mcpwarden run --mcp` with the bundled misbehaving test server, in real sandboxes, as root.
 #include <fcntl.h>
 #include <poll.h>

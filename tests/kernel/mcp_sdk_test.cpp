@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: Apache-2.0
 // The official MCP TypeScript SDK client against @modelcontextprotocol/server-everything, both
-// from npm, through `mcpwarden run` (tests/mcp-sdk/sdk.test.mjs); server-everything,
-// server-memory and server-sequential-thinking run directly and through mcpwarden and compared
-// (tests/mcp-sdk/servers.test.mjs). The packages are installed
+// from npm, through `mcpwarden run` (tests/mcp-sdk/sdk.test.mjs); the SDK's v1 and v2 clients
+// each run one session directly and through mcpwarden (clients.test.mjs); server-everything,
+// server-filesystem, server-memory and server-sequential-thinking run directly and through
+// mcpwarden and compared (tests/mcp-sdk/servers.test.mjs). The packages are installed
 // here with `npm ci` from the committed lock file when node_modules is missing or stale, so a
 // fresh clone works. In CI a missing node or npm is a failure, like every kernel test.
 #include <sys/stat.h>
@@ -66,4 +68,6 @@ void expect_node_tests(const Result& install, const std::string& file, int passe
 
 TEST_F(McpSdk, OfficialClientAgainstServerEverything) { expect_node_tests(install_, "sdk.test.mjs", 9); }
 
-TEST_F(McpSdk, RealServersDirectAndThroughMcpwarden) { expect_node_tests(install_, "servers.test.mjs", 7); }
+TEST_F(McpSdk, ClientsV1AndV2DirectAndThroughMcpwarden) { expect_node_tests(install_, "clients.test.mjs", 3); }
+
+TEST_F(McpSdk, RealServersDirectAndThroughMcpwarden) { expect_node_tests(install_, "servers.test.mjs", 8); }

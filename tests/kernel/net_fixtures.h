@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Network fixtures of the kernel tests (egress, DNS, bypass): loopback listeners, the dnsstub
 // helper, network namespaces of the test's own, and sandboxed shell scripts with their audit.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `mcpwarden run --policy NAME`: a policy by name from the policy directory, as root.
 #include <unistd.h>
 

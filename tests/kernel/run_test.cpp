@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `mcpwarden run` against real cgroups, as root.
 #include <dirent.h>
 #include <fcntl.h>
@@ -180,6 +181,26 @@ TEST_F(Run, WhatThePolicyDoesNotPassIsNamedOnce) {
     EXPECT_NE(std::find(names.begin(), names.end(), "UNPASSED_API_KEY"), names.end()) << line;
     EXPECT_EQ(std::find(names.begin(), names.end(), "PASSED"), names.end()) << line;
     EXPECT_EQ(r.err.find("hunter2"), std::string::npos) << r.err;  // nor any value
+}
+
+TEST_F(Run, EnvSetNamesTheSandboxsOwnPaths) {
+    // ${XDG_CACHE_HOME} in env.set is the sandbox's own cache (the store of a server that keeps
+    // a file there survives the run); the host's variable of the same name is not used.
+    std::string policy = state_dir() + "/envref-policy.yaml";
+    std::ofstream(policy) << "name: envref\nenv:\n  set:\n    STORE: \"${XDG_CACHE_HOME}/store.jsonl\"\n"
+                             "    BOTH: \"${HOME}|${TMPDIR}|$${HOME}\"\n";
+    Options o;
+    o.env = {{"XDG_CACHE_HOME", "/host/cache"}, {"HOME", "/root"}};
+    auto r = warden({"run", "--policy", policy, "--", "sh", "-c",
+                     "echo \"$STORE\"; echo \"$BOTH\"; echo kept > \"$STORE\" && echo \"$XDG_CACHE_HOME\""},
+                    o);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    std::string cache = state_dir() + "/cache/envref/" + std::to_string(r.report.value("uid", 0u));
+    std::string home = state_dir() + "/sandbox/home";
+    EXPECT_EQ(r.out, cache + "/store.jsonl\n" + home + "|" + state_dir() + "/sandbox/tmp|${HOME}\n" + cache + "\n");
+    std::ifstream kept(cache + "/store.jsonl");
+    std::string line;
+    EXPECT_TRUE(std::getline(kept, line) && line == "kept") << line;
 }
 
 TEST_F(Run, WritableHomeAndPersistentCache) {

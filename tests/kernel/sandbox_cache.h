@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Where a test's sandboxed server can leave files for the test: its /tmp is its own and the
 // state directory is hidden from it, but its persistent cache ($XDG_CACHE_HOME) is the host's
 // directory.

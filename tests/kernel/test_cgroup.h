@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A cgroup of the kernel tests' own (not a sandbox) with a process started inside before
 // anything is attached: for cgroup-scoped deployments (attach_test, agent_durability_test).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's soak test (label soak, scripts/ci-stages.sh soak): unprivileged clients of
 // distinct uids, all listed in the agent's clients:, create, call, kill and disconnect in a
 // loop while the test injects faults: stdio the agent cannot set up, clients vanishing in the

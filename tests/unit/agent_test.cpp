@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's pure parts: configuration, API request parsing and validation, authorization,
 // limits within the policy's, and admission control.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The filesystem view's rule table: what `policy explain --path` answers and the run mounts.
 #include <gtest/gtest.h>
 

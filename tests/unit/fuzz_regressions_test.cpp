@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Bugs the fuzz targets (tests/fuzz) found, one test each. The crashing inputs also stay in
 // the seed corpora, which every build replays (ctest label fuzz-replay).
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Hardening pieces that need no kernel privileges: `command:`, `cache:`, limits.open_files and
 // allow_user_namespaces in policies, the command match, the secrets check, files opened by
 // open_output, and the cache trim.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Name matching of host rules: shared by `policy explain` and the DNS resolver.
 #include <gtest/gtest.h>
 

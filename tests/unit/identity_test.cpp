@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The per-(policy, client) uid: stable per pair, never shared between pairs, from a range that
 // collides with nobody else's, locked while in use.
 #include <gtest/gtest.h>

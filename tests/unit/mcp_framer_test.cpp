@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Newline framing with bounded memory: splitting, CRLF, chunk boundaries, oversized lines
 // (head and tail kept, exact size, resynchronisation), EOF.
 #include <gtest/gtest.h>

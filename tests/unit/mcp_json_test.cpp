@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The limit checker: JSON syntax, UTF-8, depth/string/array limits, envelope capture, id
 // recovery; fed whole and byte by byte.
 #include <gtest/gtest.h>

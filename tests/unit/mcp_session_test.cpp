@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The proxy's protocol logic without processes: limits, filters, deadlines, truncation, id
 // spaces, late responses and progress, sandbox death.
 #include <functional>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What `mcpwarden policy validate|explain|show` compute (policy_inspect), and the shipped
 // policies in policies/.
 #include <sys/socket.h>
@@ -547,7 +548,7 @@ TEST(ShippedPolicies, EachParsesWithoutWarningsAndAllowsOnlyNamedHttps) {
         EXPECT_TRUE(p.mcp.enabled) << p.name << " has no mcp section";
     }
     for (const char* n : {"example", "github", "gitlab", "slack", "linear", "atlassian", "notion", "openai",
-                          "anthropic", "package-fetch", "deny-all"}) {
+                          "anthropic", "package-fetch", "deny-all", "memory"}) {
         EXPECT_TRUE(names.count(n)) << "policies/" << n << ".yaml is missing";
     }
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Policies by name from a policy directory, and the default directory of a build tree.
 #include <unistd.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Helpers of the policy parser's tests: a policy text expected to fail, and one error of it
 // expected at a position.
 #pragma once

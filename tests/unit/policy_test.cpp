@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: Apache-2.0
 #include <gtest/gtest.h>
 
+#include "env_refs.h"
 #include "error.h"
 #include "policy.h"
 #include "policy_errors.h"
@@ -114,4 +116,33 @@ TEST(Policy, MessageListsFileLineColumn) {
 
 TEST(Policy, MissingFile) {
     EXPECT_THROW(load_policy_file("/nonexistent/policy.yaml"), Error);
+}
+
+TEST(Policy, EnvSetNamesTheSandboxsOwnVariables) {
+    Policy p = parse_policy(R"(name: memory
+env:
+  set:
+    MEMORY_FILE_PATH: "${XDG_CACHE_HOME}/memory.jsonl"
+    BOTH: "${HOME}:${TMPDIR}"
+    LITERAL: "$${HOME} costs $5"
+    SECRET: { file: "/etc/${HOME}" }
+)", "memory.yaml");
+    std::map<std::string, std::string> vars{{"XDG_CACHE_HOME", "/var/lib/mcpwarden/cache/memory/1879048200"},
+                                            {"HOME", "/h"}, {"TMPDIR", "/t"}};
+    EXPECT_EQ(expand_sandbox_references(p.env.set.at("MEMORY_FILE_PATH").value, vars),
+              "/var/lib/mcpwarden/cache/memory/1879048200/memory.jsonl");
+    EXPECT_EQ(expand_sandbox_references(p.env.set.at("BOTH").value, vars), "/h:/t");
+    EXPECT_EQ(expand_sandbox_references(p.env.set.at("LITERAL").value, vars), "${HOME} costs $5");
+    // A file's name is taken as written (never expanded, so not checked either).
+    EXPECT_EQ(p.env.set.at("SECRET").file, "/etc/${HOME}");
+    EXPECT_THROW(expand_sandbox_references("${GITHUB_TOKEN}", vars), std::invalid_argument);
+    EXPECT_THROW(expand_sandbox_references("${HOME", vars), std::invalid_argument);
+}
+
+TEST(Policy, EnvSetUnknownReferenceNamesLineAndColumn) {
+    // Only what mcpwarden itself sets can be named: not the host's variables, which a value
+    // would otherwise carry into the sandbox unseen.
+    expect_error_at("name: x\nenv:\n  set:\n    A: \"${SSH_AUTH_SOCK}/x\"\n", 4, 8,
+                    "env.set.A: ${SSH_AUTH_SOCK} is not a variable of the sandbox (one of HOME, TMPDIR, XDG_CACHE_HOME");
+    expect_error_at("name: x\nenv:\n  set: { B: { value: \"${HOME\" } }\n", 3, 22, "env.set.B: '${' without a closing '}'");
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The persistent cache of a sandbox run as a fixed account: per policy and account for a
 // standalone run, and per client too for the agent's sandboxes (every client's server then runs
 // as that same account). The pair's own uid is in identity_test.cpp.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mcpwarden agent / ps / kill / events: the agent, and the commands that talk to it.
 #include <unistd.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mcpwarden attach / detach: a policy on a cgroup someone else created.
 #include <signal.h>
 #include <sys/epoll.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mcpwarden call: one MCP request to a server started in a fresh sandbox, one JSON object out.
 #include <sys/prctl.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mcpwarden policy validate|explain|show: write and check policies without running anything.
 #include <iostream>
 

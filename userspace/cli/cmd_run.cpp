@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mcpwarden run: one command in a fresh sandbox.
 #include <signal.h>
 #include <sys/prctl.h>

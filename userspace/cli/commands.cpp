@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "commands.h"
 
 #include "exit_codes.h"
@@ -15,6 +16,7 @@ std::vector<std::unique_ptr<Command>> all_commands() {
     out.push_back(make_events_command());
     out.push_back(make_attach_command());
     out.push_back(make_detach_command());
+    out.push_back(make_oci_hook_command());
     return out;
 }
 

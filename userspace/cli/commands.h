@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The subcommands. Each defines its options on the CLI11 app and runs when chosen.
 #pragma once
 
@@ -42,5 +43,6 @@ std::unique_ptr<Command> make_kill_command();
 std::unique_ptr<Command> make_events_command();
 std::unique_ptr<Command> make_attach_command();  // cmd_attach.cpp
 std::unique_ptr<Command> make_detach_command();
+std::unique_ptr<Command> make_oci_hook_command();  // cmd_oci_hook.cpp
 
 }  // namespace mcpwarden

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mcpwarden: command dispatch only; the work is in the library.
 #include <signal.h>
 

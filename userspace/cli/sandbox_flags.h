@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The flags `run` and `call` share: the policy, limits, user, environment, state, report and
 // agent socket, and what both do with them (standalone RunOptions, or an agent request).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A small MCP stdio server bundled with mcpwarden for the quick start, the demo and tests.
 // Newline-delimited JSON-RPC 2.0 on stdin/stdout, diagnostics on stderr. Its tools exercise
 // what the sandbox enforces: network egress, time, memory, processes and output size.

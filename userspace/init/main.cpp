@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mcpwarden-init: PID 1 of a sandbox's PID namespace (process.cpp starts it, the server is its
 // first child). It reaps every orphan of the namespace, passes SIGTERM, SIGINT and SIGHUP sent
 // from outside the sandbox on to the server, and when the server ends it writes the server's

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Admission control of the agent: a cap on sandboxes running at once (overall and per policy),
 // a cap on what one client holds (running plus queued) and a bounded FIFO wait queue with a
 // timeout. Pure bookkeeping (the caller passes the time),

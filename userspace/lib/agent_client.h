@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The client side of the agent API (docs/api.md), used by `mcpwarden run/call/ps/kill/events`
 // when they go through a running agent.
 #pragma once

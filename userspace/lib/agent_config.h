@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's configuration (`mcpwarden agent --config FILE`): where it listens, which policies
 // it serves, who may ask for what, and how many sandboxes it runs at once. Parsing is pure
 // (text in, struct or Error out); names of users and groups are resolved when a caller

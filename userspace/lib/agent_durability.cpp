@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's live policy updates (reload op, SIGHUP) and crash recovery: a restarted agent
 // finds the sandboxes a previous one left running (its records in <state_dir>/agent/sandboxes,
 // their cgroups and pinned enforcement) and adopts or ends them (config on_restart).

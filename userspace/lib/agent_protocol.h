@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The agent's API (docs/api.md): newline-delimited JSON on a Unix stream socket. This part is
 // pure: one request line in, a checked request or an error out (no I/O, no globals written),
 // so it can be fuzzed and unit-tested. The server (agent_server.h) dispatches on `op`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "agent_server.h"
 
 #include <fcntl.h>
@@ -608,97 +609,10 @@ void Agent::on_accept() {
 
 void Agent::on_readable(Conn& conn) {
     std::uint64_t id = conn.id;
-    char buf[65536];
     // One read (at most 64 KiB of requests) per readiness: the loop then serves the other
     // connections, the timers and the signals before this one again (it stays readable), so
     // a client streaming requests delays neither another client nor a SIGTERM.
-    for (int round = 0; round < 1 && !conn.read_eof && !conn.input_paused; ++round) {
-        iovec iov{buf, sizeof buf};
-        alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = cbuf;
-        msg.msg_controllen = sizeof cbuf;
-        ssize_t n = ::recvmsg(conn.fd.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR) break;
-            conn.read_eof = true;
-            break;
-        }
-        std::vector<UniqueFd> fds;
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-                std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-                for (std::size_t i = 0; i < count; ++i) {
-                    int f;
-                    std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
-                    fds.emplace_back(f);
-                }
-            }
-        }
-        if (!fds.empty()) conn.fd_batches.emplace_back(conn.in_base + conn.in.size(), std::move(fds));
-        if (n == 0) {
-            conn.read_eof = true;
-            break;
-        }
-        conn.in.append(buf, static_cast<std::size_t>(n));
-        // Whole lines, in order.
-        std::size_t start = 0;
-        for (;;) {
-            auto nl = conn.in.find('\n', start);
-            if (nl == std::string::npos) break;
-            std::vector<UniqueFd> line_fds;
-            std::uint64_t end = conn.in_base + nl;
-            while (!conn.fd_batches.empty() && conn.fd_batches.front().first <= end) {
-                auto& batch = conn.fd_batches.front().second;
-                if (line_fds.empty()) line_fds = std::move(batch);  // further batches: closed
-                conn.fd_batches.pop_front();
-            }
-            if (conn.skipping) {
-                conn.skipping = false;  // the end of an oversized line, already answered
-            } else {
-                handle_line(conn, std::string_view(conn.in).substr(start, nl - start), line_fds);
-                if (!conns_.count(id)) return;
-                if (conn.closing) break;  // refused for good: the rest is not read
-            }
-            start = nl + 1;
-        }
-        if (conn.closing) {
-            conn.read_eof = true;
-            conn.drop = true;
-            conn.in.clear();
-            conn.fd_batches.clear();
-            break;
-        }
-        conn.in.erase(0, start);
-        conn.in_base += start;
-        if (conn.in.size() > config_.limits.max_request_bytes) {
-            if (!conn.skipping) {
-                auto parse = parse_api_request(conn.in, config_.limits.max_request_bytes);
-                reply(conn, api_error(nullptr, parse.error));
-                conn.skipping = true;
-            }
-            conn.in_base += conn.in.size();
-            conn.in.clear();
-            conn.fd_batches.clear();
-        }
-        std::size_t pending = 0;
-        for (const auto& [at, batch] : conn.fd_batches) pending += batch.size();
-        if (pending > kMaxPendingFds) {
-            // More than a request takes, and no newline: descriptors piling up in the agent.
-            spdlog::warn("agent: uid {} (pid {}) sent {} file descriptors without a request; closing its connection",
-                         conn.peer.uid, conn.peer.pid, pending);
-            reply(conn, api_error(nullptr, Error(ErrorKind::input_invalid,
-                                                 "more file descriptors than a request takes (3) came without a "
-                                                 "request line; the connection is closed")));
-            conn.closing = true;
-            conn.drop = true;
-            conn.read_eof = true;
-            conn.fd_batches.clear();
-            break;
-        }
-    }
+    if (!conn.read_eof && !conn.input_paused && !read_once(conn)) return;
     if (conn.read_eof) {
         if (!conn.in.empty() && !conn.skipping && !conn.closing) {
             reply(conn, api_error(nullptr, {{"kind", "input_invalid"},
@@ -712,6 +626,97 @@ void Agent::on_readable(Conn& conn) {
         if (conns_.count(id)) close_if_done(conn);
         if (conns_.count(id)) update_interest(conn);
     }
+}
+
+// One recvmsg on the connection, and the whole lines it completed served in order; false when
+// serving one ended the connection (conn is gone).
+bool Agent::read_once(Conn& conn) {
+    std::uint64_t id = conn.id;
+    char buf[65536];
+    iovec iov{buf, sizeof buf};
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage)];
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf;
+    msg.msg_controllen = sizeof cbuf;
+    ssize_t n = ::recvmsg(conn.fd.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR) conn.read_eof = true;
+        return true;
+    }
+    std::vector<UniqueFd> fds;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int f;
+                std::memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof f);
+                fds.emplace_back(f);
+            }
+        }
+    }
+    if (!fds.empty()) conn.fd_batches.emplace_back(conn.in_base + conn.in.size(), std::move(fds));
+    if (n == 0) {
+        conn.read_eof = true;
+        return true;
+    }
+    conn.in.append(buf, static_cast<std::size_t>(n));
+    // Whole lines, in order.
+    std::size_t start = 0;
+    for (;;) {
+        auto nl = conn.in.find('\n', start);
+        if (nl == std::string::npos) break;
+        std::vector<UniqueFd> line_fds;
+        std::uint64_t end = conn.in_base + nl;
+        while (!conn.fd_batches.empty() && conn.fd_batches.front().first <= end) {
+            auto& batch = conn.fd_batches.front().second;
+            if (line_fds.empty()) line_fds = std::move(batch);  // further batches: closed
+            conn.fd_batches.pop_front();
+        }
+        if (conn.skipping) {
+            conn.skipping = false;  // the end of an oversized line, already answered
+        } else {
+            handle_line(conn, std::string_view(conn.in).substr(start, nl - start), line_fds);
+            if (!conns_.count(id)) return false;
+            if (conn.closing) break;  // refused for good: the rest is not read
+        }
+        start = nl + 1;
+    }
+    if (conn.closing) {
+        conn.read_eof = true;
+        conn.drop = true;
+        conn.in.clear();
+        conn.fd_batches.clear();
+        return true;
+    }
+    conn.in.erase(0, start);
+    conn.in_base += start;
+    if (conn.in.size() > config_.limits.max_request_bytes) {
+        if (!conn.skipping) {
+            auto parse = parse_api_request(conn.in, config_.limits.max_request_bytes);
+            reply(conn, api_error(nullptr, parse.error));
+            conn.skipping = true;
+        }
+        conn.in_base += conn.in.size();
+        conn.in.clear();
+        conn.fd_batches.clear();
+    }
+    std::size_t pending = 0;
+    for (const auto& [at, batch] : conn.fd_batches) pending += batch.size();
+    if (pending > kMaxPendingFds) {
+        // More than a request takes, and no newline: descriptors piling up in the agent.
+        spdlog::warn("agent: uid {} (pid {}) sent {} file descriptors without a request; closing its connection",
+                     conn.peer.uid, conn.peer.pid, pending);
+        reply(conn, api_error(nullptr, Error(ErrorKind::input_invalid,
+                                             "more file descriptors than a request takes (3) came without a "
+                                             "request line; the connection is closed")));
+        conn.closing = true;
+        conn.drop = true;
+        conn.read_eof = true;
+        conn.fd_batches.clear();
+    }
+    return true;
 }
 
 void Agent::handle_line(Conn& conn, std::string_view line, std::vector<UniqueFd>& fds) {

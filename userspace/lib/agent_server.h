@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `mcpwarden agent`: a long-running root process that runs sandboxes for unprivileged clients
 // over a Unix socket (protocol: agent_protocol.h, docs/api.md).
 //
@@ -156,6 +157,7 @@ private:
     void listen_socket();
     void on_accept();
     void on_readable(Conn& conn);
+    bool read_once(Conn& conn);
     void on_writable(Conn& conn);
     void flush(Conn& conn);
     void update_interest(Conn& conn);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cgroup-scoped deployments: a policy, its DNS redirection and audit put on a cgroup someone
 // else created (a systemd service's, a container's) without spawning anything. The processes
 // already inside are enforced from their next socket operation on.

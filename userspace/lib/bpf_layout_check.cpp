@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The shared header must mean the same on both sides: the BPF side is compiled for a 64-bit
 // little-endian target with natural alignment, like x86_64 and arm64. The numbers below are
 // what clang -target bpf lays out (checked against the object's BTF by the enforcer test).

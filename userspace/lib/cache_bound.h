@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The disk bound of a sandbox's persistent cache (policy `cache:`, docs/security.md): checked
 // at the start and the end of each run. Over the bound, the files used longest ago go first
 // until it fits (on_full: trim), or the run is refused (on_full: refuse).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Cgroups of a sandbox: one directory on the unified (v2) hierarchy, where BPF attaches and
 // the child is cloned into, plus v1 memory/pids/cpu directories on hybrid hosts.
 #pragma once

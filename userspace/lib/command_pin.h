@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A policy's `command:` (policy.h, CommandPin) and the secrets it guards: whether a command is
 // the one a policy is for, and whether a policy hands secrets to whatever command is asked.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What confines the server beyond its cgroup and the egress programs (docs/security.md):
 //
 // - a seccomp filter, installed just before execve, for what the cgroup hooks never see:

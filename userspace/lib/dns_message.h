@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // DNS wire format: just what the resolver needs to decide and learn — the question, and the
 // answer records with CNAME targets and addresses. Untrusted input (from the sandbox and from
 // upstream): every read is bounds-checked, compression loops are bounded, and any malformed

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // mcpwarden's resolver for a sandbox. The kernel redirects every port-53 flow of the sandbox
 // here (UDP and TCP, any destination); names the policy allows are forwarded upstream and
 // their addresses admitted into the sandbox's allow-list *before* the answer is released;

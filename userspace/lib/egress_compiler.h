@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Compiles a policy's egress section into the map entries the kernel programs look up
 // (semantics in bpf/mcpwarden.h). Pure: no kernel access, unit-tested without root.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Egress enforcement as part of a sandboxed run: binds the policy to the sandbox cgroup before
 // the child exists, turns kernel denial events into audit lines, and reports the counts.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The only code that talks to libbpf: loads the egress programs once and pins them in bpffs,
 // attaches them to sandbox cgroups with BPF links, writes and removes map entries, and owns
 // each sandbox's audit ring buffer. Policy semantics live in egress_compiler.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Errors users see: one vocabulary (DESIGN.md "Errors users see") for the CLI, reports,
 // MCP error data, the agent API and logs.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A small epoll loop: the sandbox watches its child, timers, signals, the audit ring buffer
 // and the relayed stdio on one thread.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Process exit codes of mcpwarden (documented in README.md). When the server exits on its own,
 // mcpwarden exits with the server's code; 128+N when a signal N ended it.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The sandbox's filesystem view as a table of rules: the default view and a policy's
 // `filesystem:` section. One table for both sides: `policy explain --path` answers from it and
 // the run (fs_view) sets the view up from it, so what explain says is what the server gets.

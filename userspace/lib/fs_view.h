@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The sandbox's private view of the filesystem (docs/security.md, "Filesystem view"), set up in
 // the child's own mount namespace before the server's first instruction:
 //

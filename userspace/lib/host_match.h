@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Host-name rules of a policy: which names a pattern allows. Shared by `policy explain` and the
 // DNS resolver, so both answer the same question the same way.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A host uid/gid of its own for every (policy, client) pair, the way systemd's DynamicUser
 // picks one, but stable: the same pair gets the same uid on every run, so its persistent cache
 // stays its own, and two different pairs never share one. Kernel DAC then keeps sandboxes

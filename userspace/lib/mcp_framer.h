@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Newline-delimited JSON-RPC framing (the MCP stdio transport) with bounded memory: a line is
 // buffered up to max_line bytes; a longer one is discarded up to its newline, keeping only its
 // first and last bytes (enough to recover the request id for an error reply), and framing

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The JSON limit checker of the MCP proxy: one pass over the raw bytes of a message that
 // validates JSON syntax and UTF-8 and enforces the input limits (nesting depth, string bytes,
 // array length) *before* anything is parsed into a tree, with memory bounded by the depth

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // MCP-aware stdio for a sandboxed server: McpProxy relays a real client (mcpwarden's own stdin
 // and stdout, `run --mcp`) and McpCall is a one-request client of its own (`mcpwarden call`).
 // Both run the server's side the same way (McpChannel): an McpSession between the two,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The MCP policy proxy's protocol logic, independent of file descriptors: it sees every line
 // the client and the server send, decides what passes, and produces what each side receives.
 // Input limits, tool filters, per-call deadlines, truncation and the structured errors of

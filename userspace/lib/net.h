@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Addresses, CIDRs, port ranges and protocols as policies name them.
 #pragma once
 

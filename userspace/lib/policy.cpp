@@ -1,9 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "policy.h"
 
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 
+#include "env_refs.h"
 #include "error.h"
 #include "fs_rules.h"
 #include "identity.h"
@@ -508,16 +511,32 @@ Policy parse_document(Checker& c, const YamlNode& root, const std::string& file)
                             continue;
                         }
                         EnvValue value;
+                        const YamlNode* where = val;  // the value's own scalar, for messages
                         if (val->is_mapping()) {
                             c.each_key(*val, "env.set." + name, {"file", "value"},
                                        [&](const std::string& kk, const YamlNode& nn) {
                                 auto s = c.scalar(nn, "env.set." + name + "." + kk);
                                 if (!s) return;
-                                if (kk == "file") value.file = *s;
-                                else value.value = *s;
+                                if (kk == "file") {
+                                    value.file = *s;
+                                } else {
+                                    value.value = *s;
+                                    where = &nn;
+                                }
                             });
                         } else if (auto s = c.scalar(*val, "env.set." + name)) {
                             value.value = *s;
+                        }
+                        if (!value.file) {
+                            // Checked here, with every name present, so that a bad reference
+                            // is an error of the file rather than of a run.
+                            std::map<std::string, std::string> names;
+                            for (const auto& k : sandbox_variables()) names[k];
+                            try {
+                                expand_sandbox_references(value.value, names);
+                            } catch (const std::invalid_argument& e) {
+                                c.fail(*where, "env.set." + name + ": " + e.what());
+                            }
                         }
                         p.env.set[name] = value;
                     }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A per-integration policy: what one MCP server may reach, use and receive.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Policies referred to by name ("github") from a policy directory, or by path.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // What `mcpwarden policy validate|explain|show` compute: checks beyond parsing, the verdict for
 // one destination with the rule that decides it, and the normalised policy. Pure: no kernel
 // access; the verdict for addresses comes from the userspace model of the kernel decision

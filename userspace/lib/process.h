@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Starting the server process inside its sandbox cgroup, already unprivileged.
 #pragma once
 

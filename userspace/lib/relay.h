@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Copies bytes from one fd to another through the event loop, with bounded buffering and
 // backpressure: while the destination is full, the source is not read.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Files root writes at a path a user named (--report, --audit): opened once, before the server
 // starts, so that nothing the server does later (a link planted where the file will be, a
 // file swapped in) can redirect root's write. docs/security.md, "Files mcpwarden writes".

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "sandbox.h"
 
 #include <fcntl.h>
@@ -28,6 +29,7 @@
 #include "command_pin.h"
 #include "confinement.h"
 #include "enforcer.h"
+#include "env_refs.h"
 #include "error.h"
 #include "exit_codes.h"
 #include "fs_view.h"
@@ -212,6 +214,7 @@ std::vector<std::string> Sandbox::build_env(const UserIdentity& user, const Work
     env["npm_config_cache"] = ws.cache() + "/npm";
     env["GOCACHE"] = ws.cache() + "/go-build";
     env["GOMODCACHE"] = ws.cache() + "/go-mod";
+    const std::map<std::string, std::string> own = env;  // what ${NAME} in env.set refers to
     auto lookup = [this](const std::string& name) -> std::optional<std::string> {
         if (options_.source_env) {
             auto it = options_.source_env->find(name);
@@ -225,7 +228,7 @@ std::vector<std::string> Sandbox::build_env(const UserIdentity& user, const Work
         if (auto v = lookup(name)) env[name] = *v;
     }
     for (const auto& [name, value] : options_.policy.env.set) {
-        env[name] = value.file ? read_secret(*value.file) : value.value;
+        env[name] = value.file ? read_secret(*value.file) : expand_sandbox_references(value.value, own);
     }
     for (const auto& arg : options_.env_args) {
         auto eq = arg.find('=');

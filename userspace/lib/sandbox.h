@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One sandboxed run: cgroups, workspace, egress binding (by extensions), the child, the watch
 // loop, and the report. Everything it creates is removed on every path out of run().
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Parsing of the quantities a policy and the command line speak in.
 #pragma once
 

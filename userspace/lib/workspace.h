@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Where a sandboxed server may write: a private HOME and TMPDIR for the run, and a cache that
 // persists per policy (integration) and user, so the second `npx -y some-server` finds its
 // packages. Under the state directory (default /var/lib/mcpwarden):

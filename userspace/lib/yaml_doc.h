@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A YAML document read into a small tree of our own (scalars, sequences, mappings, each with its
 // line and column), on top of libyaml's event parser. It replaces yaml-cpp for policies: a
 // 100,000-rule policy (5 MB) reads in tens of milliseconds instead of a second.
