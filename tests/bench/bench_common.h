@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -70,8 +71,12 @@ inline bool programs_loaded() {
 class WarmHolder {
 public:
     explicit WarmHolder(const std::string& warden) {
+        pid_t parent = ::getpid();
         pid_ = ::fork();
         if (pid_ == 0) {
+            // However the benchmark ends (exit on an error, a signal, SIGKILL), the holder gets
+            // SIGTERM and its sandbox ends: nothing of it stays behind.
+            if (::prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || ::getppid() != parent) ::_exit(127);
             int null = ::open("/dev/null", O_RDWR);
             for (int fd : {0, 1, 2}) ::dup2(null, fd);
             ::execl(warden.c_str(), warden.c_str(), "run", "--timeout", "1h", "--", "/bin/sleep", "3600", nullptr);

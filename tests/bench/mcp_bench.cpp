@@ -9,11 +9,17 @@
 //      `mcpwarden run -- /bin/true`, the sandbox alone, to attribute the difference);
 //   4. with a fourth argument (server-everything's dist/index.js, run by $NODE or /usr/bin/node):
 //      a whole client session of a real server (spawn, initialize, tools/list, close stdin,
-//      wait for the exit), directly and through `mcpwarden run --policy` (MCP mode).
-// Prints medians and ratios. Run as root:
+//      wait for the exit), directly and through `mcpwarden run --policy` (MCP mode). Both end
+//      alike: the client has the list and the process it started is reaped (node directly;
+//      mcpwarden, which ends after the server and its sandbox are gone). Both servers get the
+//      same environment, the one mcpwarden gives (a caller's NODE_EXTRA_CA_CERTS, say, makes
+//      node parse a CA bundle at start-up, ~100 ms that only the direct session would pay).
+// Prints medians and ratios. Whatever ends it (an error, SIGINT, SIGTERM, SIGHUP), it removes
+// what it made: its sandboxes, the warm holder, its directory. Run as root:
 //   build/bin/bench_mcp build/bin/mcpwarden build/bin/mcpwarden-example-server [ROUNDS [SERVER_JS]]
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -25,6 +31,8 @@
 #include <fstream>
 #include <functional>
 #include <optional>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -36,15 +44,64 @@ using Clock = std::chrono::steady_clock;
 
 double us_since(Clock::time_point t) { return std::chrono::duration<double, std::micro>(Clock::now() - t).count(); }
 
-[[noreturn]] void die(const std::string& why) {
-    std::fprintf(stderr, "bench_mcp: %s\n", why.c_str());
-    std::exit(1);
+// die() unwinds to main, so that every Peer, the warm holder and the directory are cleaned up
+// on the way (std::exit would skip their destructors).
+struct Failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+[[noreturn]] void die(const std::string& why) { throw Failure(why); }
+
+// A signal that ends the benchmark: its handler only records it; the system call it interrupts
+// (no SA_RESTART) fails with EINTR and the caller dies, unwinding like any other failure.
+volatile sig_atomic_t g_signal = 0;
+
+void on_signal(int sig) { g_signal = sig; }
+
+void check_signal() {
+    if (g_signal) die("interrupted by signal " + std::to_string(g_signal));
 }
+
+// Whether a failed system call is to be retried: EINTR without an ending signal.
+bool retry(ssize_t r) {
+    if (r >= 0 || errno != EINTR) return false;
+    check_signal();
+    return true;
+}
+
+// The benchmark's directory under /var/lib, removed on every way out of main.
+class BenchDir {
+public:
+    BenchDir() {
+        char tmpl[] = "/var/lib/mcpwarden-bench-mcp-XXXXXX";
+        if (!::mkdtemp(tmpl)) die("mkdtemp");
+        path_ = tmpl;
+    }
+    ~BenchDir() {
+        std::string rm = "rm -rf '" + path_ + "'";
+        if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "bench_mcp: could not remove %s\n", path_.c_str());
+    }
+    BenchDir(const BenchDir&) = delete;
+    BenchDir& operator=(const BenchDir&) = delete;
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+};
 
 // A process we talk newline-delimited JSON-RPC to.
 class Peer {
 public:
-    explicit Peer(const std::vector<std::string>& argv, bool quiet_stderr = true) {
+    // With env, the process gets exactly that environment; otherwise ours.
+    explicit Peer(const std::vector<std::string>& argv, bool quiet_stderr = true,
+                  const std::vector<std::string>* env = nullptr) {
+        std::vector<char*> a, e;
+        for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+        a.push_back(nullptr);
+        if (env) {
+            for (const auto& s : *env) e.push_back(const_cast<char*>(s.c_str()));
+            e.push_back(nullptr);
+        }
         int in[2], out[2];
         if (::pipe2(in, O_CLOEXEC) || ::pipe2(out, O_CLOEXEC)) die("pipe2");
         pid_ = ::fork();
@@ -55,12 +112,10 @@ public:
                 int null = ::open("/dev/null", O_WRONLY);
                 ::dup2(null, 2);
             }
-            std::vector<char*> a;
-            for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-            a.push_back(nullptr);
-            ::execv(a[0], a.data());
+            ::execve(a[0], a.data(), env ? e.data() : environ);
             ::_exit(127);
         }
+        if (pid_ < 0) die("fork");
         ::close(in[0]);
         ::close(out[1]);
         in_ = in[1];
@@ -68,14 +123,17 @@ public:
     }
     ~Peer() { close(); }
     void send(const std::string& line) {
+        check_signal();  // one that came between two system calls
         size_t off = 0;
         while (off < line.size()) {
             ssize_t n = ::write(in_, line.data() + off, line.size() - off);
+            if (retry(n)) continue;
             if (n <= 0) die("write to peer failed");
             off += static_cast<size_t>(n);
         }
     }
     std::string recv() {
+        check_signal();
         for (;;) {
             auto nl = buf_.find('\n', scanned_);
             if (nl != std::string::npos) {
@@ -87,6 +145,7 @@ public:
             scanned_ = buf_.size();
             char chunk[262144];
             ssize_t n = ::read(out_, chunk, sizeof chunk);
+            if (retry(n)) continue;
             if (n <= 0) die("peer closed its stdout");
             buf_.append(chunk, static_cast<size_t>(n));
         }
@@ -99,8 +158,11 @@ public:
         if (pid_ <= 0) return 0;
         ::close(in_);
         ::close(out_);
+        // Reaped even when a signal ends the benchmark meanwhile (this runs while unwinding
+        // too): the process ends on its own once its stdin is closed.
         int status = 0;
-        ::waitpid(pid_, &status, 0);
+        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
         pid_ = -1;
         return status;
     }
@@ -128,6 +190,11 @@ std::string big_call(int id, int n) {
            std::to_string(n) + "}}}\n";
 }
 
+// One session's times, in µs from the spawn.
+struct Phases {
+    double initialized = 0, listed = 0, ended = 0;
+};
+
 void handshake(Peer& p) {
     p.send(kInit);
     // A server may log (notifications) before it answers: the answer is the line with an id.
@@ -149,15 +216,18 @@ double run_process(const std::vector<std::string>& argv) {
         ::execv(a[0], a.data());
         ::_exit(127);
     }
+    if (pid < 0) die("fork");
     int status = 0;
-    ::waitpid(pid, &status, 0);
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    check_signal();
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("command failed: " + argv[0]);
     return us_since(t);
 }
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int bench_main(int argc, char** argv) {
     std::string warden = argc > 1 ? argv[1] : "build/bin/mcpwarden";
     std::string server_src = argc > 2 ? argv[2] : "build/bin/mcpwarden-example-server";
     int rounds = argc > 3 ? std::atoi(argv[3]) : 10;
@@ -165,9 +235,8 @@ int main(int argc, char** argv) {
 
     // The server, where the sandbox user can run it (not under /tmp: the sandbox's /tmp is its
     // own); a policy that lets 1 MiB results through.
-    char tmpl[] = "/var/lib/mcpwarden-bench-mcp-XXXXXX";
-    if (!::mkdtemp(tmpl)) die("mkdtemp");
-    std::string dir = tmpl;
+    BenchDir bench_dir;
+    const std::string& dir = bench_dir.path();
     ::chmod(dir.c_str(), 0755);
     std::string server = dir + "/server", policy = dir + "/bench.yaml", state = dir + "/state";
     {
@@ -234,6 +303,10 @@ int main(int argc, char** argv) {
     raw.close();
     int status = proxied.close();
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("mcpwarden run did not exit cleanly");
+    // The heap settings were for the 1 MiB results; the processes started from here on get
+    // the environment they would get from a client.
+    ::unsetenv("MALLOC_MMAP_THRESHOLD_");
+    ::unsetenv("MALLOC_TRIM_THRESHOLD_");
 
     // 3: one call in a fresh sandbox, against start + handshake + call + exit of the server;
     // warm (another sandbox holds the egress programs loaded, as on a host that runs them).
@@ -262,29 +335,51 @@ int main(int argc, char** argv) {
     // 4: a real server's whole session, as a client's start-up and shut-down see it: warm
     // (the holder above keeps the egress programs loaded, as an agent or any running sandbox
     // does) and then cold (nothing of mcpwarden loaded: each run verifies and loads the
-    // programs, and as their last user removes them).
-    std::vector<double> session_direct, session_warden, cold_direct, cold_warden;
-    std::function<void(std::vector<double>&, std::vector<double>&)> sessions = [](auto&, auto&) {};
+    // programs, and as their last user removes them). Each session is timed from the spawn to
+    // the initialize result, to the tools/list result, and to the reaping of the process the
+    // client started, after it closed that process's stdin and stdout: for the direct session
+    // node itself; through mcpwarden, mcpwarden, which exits once the server and its sandbox
+    // are gone. So both end when the client has the list and the server no longer runs.
+    std::vector<Phases> session_direct, session_warden, cold_direct, cold_warden;
+    std::function<void(std::vector<Phases>&, std::vector<Phases>&)> sessions = [](auto&, auto&) {};
     if (argc > 4) {
         const char* node_env = std::getenv("NODE");
         std::string node = node_env ? node_env : "/usr/bin/node";
+        // The direct server gets the environment the sandboxed one gets (what mcpwarden passes,
+        // read from a run of env under the same policy name), not ours: the session measures
+        // the same server doing the same work.
+        std::string env_policy = dir + "/bench-env.yaml";
+        std::ofstream(env_policy) << "name: bench\n";
+        std::vector<std::string> server_env;
+        {
+            std::istringstream lines(bench::run_capture({warden, "run", "--policy", env_policy, "--state-dir", state,
+                                                         "--", "/usr/bin/env"},
+                                                        false));
+            for (std::string line; std::getline(lines, line);)
+                if (!line.empty()) server_env.push_back(line);
+        }
+        if (server_env.empty()) die("mcpwarden run -- /usr/bin/env printed no environment");
         std::vector<std::string> direct_argv{node, argv[4], "stdio"};
         std::vector<std::string> warden_argv{warden, "run", "--policy", policy, "--state-dir", state, node, argv[4], "stdio"};
         const std::string list = R"({"jsonrpc":"2.0","id":1,"method":"tools/list"})" "\n";
-        auto session = [list](const std::vector<std::string>& a) {
+        auto session = [list](const std::vector<std::string>& a, const std::vector<std::string>* env) {
+            Phases ph;
             auto t = Clock::now();
-            Peer p(a);
+            Peer p(a, true, env);
             handshake(p);
+            ph.initialized = us_since(t);
             if (p.call(list).find("\"tools\"") == std::string::npos) die("tools/list failed");
+            ph.listed = us_since(t);
             int status = p.close();
+            ph.ended = us_since(t);
             if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) die("session did not end cleanly: " + a[0]);
-            return us_since(t);
+            return ph;
         };
-        sessions = [=](std::vector<double>& direct_out, std::vector<double>& warden_out) {
+        sessions = [=](std::vector<Phases>& direct_out, std::vector<Phases>& warden_out) {
             for (int i = 0; i < 2 * rounds + 3; ++i) {
                 bool warden_first = i % 2 == 1;  // alternate the order as well
-                double a = session(warden_first ? warden_argv : direct_argv);
-                double b = session(warden_first ? direct_argv : warden_argv);
+                Phases a = warden_first ? session(warden_argv, nullptr) : session(direct_argv, &server_env);
+                Phases b = warden_first ? session(direct_argv, &server_env) : session(warden_argv, nullptr);
                 if (i < 3) continue;  // warm-up
                 direct_out.push_back(warden_first ? b : a);
                 warden_out.push_back(warden_first ? a : b);
@@ -294,8 +389,6 @@ int main(int argc, char** argv) {
     sessions(session_direct, session_warden);
     holder.reset();
     sessions(cold_direct, cold_warden);
-    std::string rm = "rm -rf '" + dir + "'";
-    if (std::system(rm.c_str()) != 0) std::fprintf(stderr, "bench_mcp: could not remove %s\n", dir.c_str());
 
     double md = bench::median(rtt_direct), mp = bench::median(rtt_proxied);
     double bd = bench::median(big_direct), bp = bench::median(big_proxied);
@@ -317,18 +410,44 @@ int main(int argc, char** argv) {
     std::printf("                               added   median %7.2f ms  ratio %.1fx\n", (cw - cd) / 1000, cw / cd);
     std::printf("  for reference: run -- /bin/true  median %7.2f ms (sandbox set-up and tear-down alone)\n",
                 bench::median(sandbox_only) / 1000);
-    auto print_sessions = [](const char* which, const std::vector<double>& direct, const std::vector<double>& through) {
+    auto print_sessions = [](const char* which, const std::vector<Phases>& direct, const std::vector<Phases>& through) {
         if (direct.empty()) return;
-        double sd = bench::median(direct), sw = bench::median(through);
-        std::printf("  server-everything session, %s (spawn, initialize, tools/list, close)\n", which);
+        auto med = [](const std::vector<Phases>& v, double Phases::*f) {
+            std::vector<double> x;
+            for (const auto& p : v) x.push_back(p.*f);
+            return bench::median(x);
+        };
+        auto p90 = [](const std::vector<Phases>& v) {
+            std::vector<double> x;
+            for (const auto& p : v) x.push_back(p.ended);
+            return bench::percentile(x, 0.9);
+        };
+        double sd = med(direct, &Phases::ended), sw = med(through, &Phases::ended);
+        std::printf("  server-everything session, %s (spawn, initialize, tools/list, close, reaped)\n", which);
         std::printf("                               direct  median %7.2f ms  p90 %7.2f ms  (%zu sessions)\n", sd / 1000,
-                    bench::percentile(direct, 0.9) / 1000, direct.size());
-        std::printf("                               run     median %7.2f ms  p90 %7.2f ms\n", sw / 1000,
-                    bench::percentile(through, 0.9) / 1000);
+                    p90(direct) / 1000, direct.size());
+        std::printf("                               run     median %7.2f ms  p90 %7.2f ms\n", sw / 1000, p90(through) / 1000);
         std::printf("                               added   median %7.2f ms   goal <= 30 ms: %s\n", (sw - sd) / 1000,
                     sw - sd <= 30000 ? "met" : "NOT met");
+        std::printf("                               phases (median ms from spawn)  initialize result  tools/list result  reaped\n");
+        for (auto [name, v] : {std::pair{"direct", &direct}, std::pair{"run", &through}})
+            std::printf("                               %-6s %*s%9.2f %18.2f %10.2f\n", name, 24, "",
+                        med(*v, &Phases::initialized) / 1000, med(*v, &Phases::listed) / 1000, med(*v, &Phases::ended) / 1000);
     };
     print_sessions("warm: programs loaded by another sandbox", session_direct, session_warden);
     print_sessions("cold: nothing of mcpwarden loaded", cold_direct, cold_warden);
     return 0;
+}
+
+int main(int argc, char** argv) {
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;  // no SA_RESTART: the blocking call fails with EINTR
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) ::sigaction(sig, &sa, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);  // a peer that died is an error of write(), not our end
+    try {
+        return bench_main(argc, argv);
+    } catch (const Failure& f) {
+        std::fprintf(stderr, "bench_mcp: %s\n", f.what());
+        return 1;
+    }
 }

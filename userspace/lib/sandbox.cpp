@@ -2,8 +2,10 @@
 #include "sandbox.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
@@ -19,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -55,6 +58,19 @@ namespace {
 }
 
 using Clock = std::chrono::steady_clock;
+
+// The host's account databases load their NSS modules on first use (libnss_systemd and its
+// libraries: ~0.5 ms, a tenth of a sandbox start). A name no database can hold makes every
+// module of the passwd and group chains load; the identity's own lookups are then quick.
+void load_account_lookups() {
+    std::vector<char> buf(4096);
+    struct passwd pw {};
+    struct passwd* p = nullptr;
+    ::getpwnam_r("mcpwarden/", &pw, buf.data(), buf.size(), &p);
+    struct group gr {};
+    struct group* g = nullptr;
+    ::getgrnam_r("mcpwarden/", &gr, buf.data(), buf.size(), &g);
+}
 
 // How long the server has to end after a signal to mcpwarden was passed on to it.
 constexpr std::chrono::seconds kInterruptGrace{5};
@@ -285,6 +301,16 @@ RunReport Sandbox::run() {
     // removes what was created.
     std::optional<SignalGuard> signals;
     if (!options_.hosted) signals.emplace();
+    // Beside the sweeps below, not after them: the identity's checks look the uid up in the
+    // host's account databases (a hosted run's process has them loaded already).
+    std::thread account_lookups;
+    struct JoinLookups {
+        std::thread& t;
+        ~JoinLookups() {
+            if (t.joinable()) t.join();
+        }
+    } join_lookups{account_lookups};
+    if (!options_.hosted) account_lookups = std::thread(load_account_lookups);
     RunReport report;
     report.policy = options_.policy.name;
     report.limits = options_.limits;
@@ -305,6 +331,7 @@ RunReport Sandbox::run() {
 
     // A uid of the (policy, client) pair's own unless a fixed account is asked for; the lease
     // keeps it locked until the run returns.
+    if (account_lookups.joinable()) account_lookups.join();
     IdentityStore identities(options_.state_dir, options_.uid_range ? *options_.uid_range
                                                                     : configured_identity_range(options_.state_dir));
     std::optional<IdentityLease> lease;
