@@ -3,11 +3,13 @@
 // from npm, through `mcpwarden run` (tests/mcp-sdk/sdk.test.mjs); the SDK's v1 and v2 clients
 // each run one session directly and through mcpwarden (clients.test.mjs); server-everything,
 // server-filesystem, server-memory and server-sequential-thinking run directly and through
-// mcpwarden and compared (tests/mcp-sdk/servers.test.mjs). The packages are installed
+// mcpwarden and compared (tests/mcp-sdk/servers.test.mjs); every shipped policy serves
+// server-everything to the SDK client with only its command pin changed (shipped.test.mjs). The packages are installed
 // here with `npm ci` from the committed lock file when node_modules is missing or stale, so a
 // fresh clone works. In CI a missing node or npm is a failure, like every kernel test.
 #include <sys/stat.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "mcp_common.h"
@@ -71,3 +73,10 @@ TEST_F(McpSdk, OfficialClientAgainstServerEverything) { expect_node_tests(instal
 TEST_F(McpSdk, ClientsV1AndV2DirectAndThroughMcpwarden) { expect_node_tests(install_, "clients.test.mjs", 3); }
 
 TEST_F(McpSdk, RealServersDirectAndThroughMcpwarden) { expect_node_tests(install_, "servers.test.mjs", 8); }
+
+TEST_F(McpSdk, ShippedPoliciesServeARealServer) {
+    auto shipped = 0;
+    for (const auto& e : std::filesystem::directory_iterator(std::string(MCPWARDEN_SOURCE_DIR) + "/policies"))
+        if (e.path().extension() == ".yaml") ++shipped;
+    expect_node_tests(install_, "shipped.test.mjs", shipped + 1);
+}
