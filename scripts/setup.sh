@@ -12,6 +12,7 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libcli11-dev libyaml-dev nlohmann-json3-dev libseccomp-dev
   libgtest-dev libgmock-dev libbenchmark-dev liburing-dev
   iproute2 util-linux procps curl python3
+  python3-yaml  # tests/deploy: the Kubernetes manifests read and checked
   qemu-system-x86 busybox-static cpio
   # Packaging (tests/package): the .deb installed into a debootstrap chroot; man pages
   # checked with man; scripts/format-check.sh
