@@ -6,8 +6,8 @@
 #   scripts/vm/initramfs.sh BUILD_DIR OUTPUT [GTEST_FILTER [COMMAND]]
 #
 # The programs keep their absolute host paths (BUILD_DIR/bin/...) because kernel_tests has
-# them compiled in (MCPWARDEN_BIN, MCPWARDEN_BIN_DIR); the source tree's policies/ come along
-# at their host path too (MCPWARDEN_SOURCE_DIR). Debug info is stripped to keep the image
+# them compiled in (MCPWARDEN_BIN, MCPWARDEN_BIN_DIR); the source tree's policies/ and
+# deploy/kubernetes/node.sh come along at their host path too (MCPWARDEN_SOURCE_DIR). Debug info is stripped to keep the image
 # small: the guest reads the whole image into RAM.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -66,8 +66,8 @@ done
 # Host tools the kernel tests call that busybox lacks or implements only in part (network
 # namespaces, nsenter/setpriv options, the agent tests' useradd/userdel), at their host paths,
 # which come first in PATH for programs that exec by name (busybox sh itself runs its own
-# applets first).
-for tool in ip nsenter unshare setpriv sysctl useradd userdel; do
+# applets first), and runc (tests/kernel/oci_runc_test.cpp: the OCI hook under a real runtime).
+for tool in ip nsenter unshare setpriv sysctl useradd userdel runc; do
   f=$(command -v "$tool" 2>/dev/null) || continue
   f=$(realpath "$f")
   mkdir -p "$stage$(dirname "$f")"
@@ -94,6 +94,11 @@ done
 if [ -d "$SRC/policies" ]; then
   mkdir -p "$stage$SRC"
   cp -r "$SRC/policies" "$stage$SRC/"
+fi
+# The DaemonSet's node script (tests/kernel/kubernetes_node_test.cpp runs it).
+if [ -f "$SRC/deploy/kubernetes/node.sh" ]; then
+  mkdir -p "$stage$SRC/deploy/kubernetes"
+  cp "$SRC/deploy/kubernetes/node.sh" "$stage$SRC/deploy/kubernetes/"
 fi
 
 # Shared libraries (and the dynamic loader) at the paths ldd names.

@@ -15,10 +15,11 @@
 # names the kernel modules loaded at boot (default: veth dummy; the guest does not autoload).
 # --exclude lists tests that cannot run in the guest (default: McpSdk.*, which needs node
 # and the npm registry, *HostOnly*, which need curl, Python and Node; the guest has none,
-# Hybrid.*, which need a v1 memory hierarchy, and OciHook.*, which need podman and runc with
-# their storage and libraries); they still run in the host stage. The guest's console is printed as it runs and
-# kept in DIR/vm/console.log; its summary is written to DIR/vm/result (key=value lines) for
-# scripts/test.sh, and the Bypass suite's gtest XML, when it ran, to DIR/vm/bypass.xml.
+# Hybrid.*, which need a v1 memory hierarchy, and OciHook.*, which need podman with its image
+# storage; OciRunc.* runs here, with the host's runc); they still run in the host stage. The
+# guest's console is printed as it runs and kept in DIR/vm/console.log; its summary is written
+# to DIR/vm/result (key=value lines) for scripts/test.sh, and the Bypass suite's gtest XML,
+# when it ran, to DIR/vm/bypass.xml.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD=build
@@ -40,7 +41,7 @@ while [ $# -gt 0 ]; do
     --modules) VM_MODULES=$2; shift 2 ;;
     --exclude) EXCLUDE=$2; shift 2 ;;
     --with) VM_EXTRA_FILES="$VM_EXTRA_FILES $(realpath "$2")"; shift 2 ;;
-    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "scripts/vm/run.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done

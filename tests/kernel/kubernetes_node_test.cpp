@@ -82,7 +82,14 @@ protected:
             ::execl("/bin/sh", "sh", script.c_str(), "agent", config.c_str(), policies_.c_str(), nullptr);
             ::_exit(127);
         }
-        for (int i = 0; i < 1200 && !mcpwarden::AgentClient::connect(socket_); ++i) std::this_thread::sleep_for(25ms);
+        for (int i = 0; i < 1200 && !mcpwarden::AgentClient::connect(socket_); ++i) {
+            int status = 0;
+            if (::waitpid(pid_, &status, WNOHANG) == pid_) {  // it ended: no use waiting
+                pid_ = -1;
+                return;
+            }
+            std::this_thread::sleep_for(25ms);
+        }
     }
     std::string log() const {
         std::string s;
