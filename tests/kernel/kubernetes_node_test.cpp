@@ -37,8 +37,7 @@ protected:
         fs::create_directories(policies_);
         fs::create_directories(dir_ + "/state");
         std::ofstream(dir_ + "/agent.yaml") << "socket: " << socket_ << "\npolicy_dir: " << policies_
-                                            << "\nstate_dir: " << dir_ << "/state\naudit: " << dir_
-                                            << "/audit.jsonl\n";
+                                            << "\nstate_dir: " << dir_ << "/state\naudit: " << dir_ << "/audit.jsonl\n";
     }
     void TearDown() override {
         if (pid_ > 0) {  // the test failed before node.sh ended: it, the agent and its sleep
@@ -121,7 +120,8 @@ protected:
 // agent with status 0, and nothing of the attachment is left.
 TEST_F(KubernetesNode, ANewConfigMapVersionReachesAnAttachedCgroup) {
     TcpListener first("127.0.0.2"), second("127.0.0.2");
-    publish("2026_12_04_01", "probe", "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + first.port() + "]\n");
+    publish("2026_12_04_01", "probe",
+            "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + first.port() + "]\n");
     start_node_agent();
     ASSERT_TRUE(mcpwarden::AgentClient::connect(socket_)) << log();
     TestCgroup cg;
@@ -130,7 +130,8 @@ TEST_F(KubernetesNode, ANewConfigMapVersionReachesAnAttachedCgroup) {
     EXPECT_EQ(cg.probe("127.0.0.2", first.port()), "ok");
     EXPECT_EQ(cg.probe("127.0.0.2", second.port()), "EPERM");
 
-    publish("2026_12_04_02", "probe", "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + second.port() + "]\n");
+    publish("2026_12_04_02", "probe",
+            "egress:\n  allow:\n    - cidr: 127.0.0.2/32\n      ports: [" + second.port() + "]\n");
     std::string verdict;
     for (int i = 0; i < 100 && verdict != "ok"; ++i) {
         std::this_thread::sleep_for(100ms);
