@@ -2,14 +2,15 @@
 # SPDX-License-Identifier: Apache-2.0
 # Checks deploy/kubernetes/ (ctest label unit): the fields the node agent needs (privileged,
 # the host's PID namespace, the host paths it mounts), that the hook file an image built by
-# the Containerfile installs names the path where the DaemonSet copies the binary, that the
+# the Containerfile installs names the path where the DaemonSet copies the binary (the
+# Containerfile's cmake configure run here, and deploy/'s install rules), that the
 # example pod's policy is in the policies ConfigMap and every policy there is valid
 # (`mcpwarden policy validate`), that node.sh installs what the hook file names, and that
 # `kubectl apply --dry-run=client --validate=false -f deploy/kubernetes/` accepts the files
 # (against a stand-in API server on loopback that answers discovery and 404: kubectl needs
 # a server's resource list even for a client-side dry run). In CI kubectl is required.
 #
-#   kubernetes_test.py SOURCE_DIR MCPWARDEN_BIN BUILT_HOOK_JSON INSTALL_FULL_BINDIR INSTALL_DATADIR
+#   kubernetes_test.py SOURCE_DIR MCPWARDEN_BIN BUILT_HOOK_JSON INSTALL_FULL_BINDIR INSTALL_DATADIR CMAKE
 import glob
 import http.server
 import json
@@ -27,7 +28,7 @@ try:
 except ImportError:
     sys.exit("kubernetes_test.py: needs PyYAML (apt-get install python3-yaml; scripts/setup.sh installs it)")
 
-SOURCE, MCPWARDEN, BUILT_HOOK, FULL_BINDIR, DATADIR = sys.argv[1:6]
+SOURCE, MCPWARDEN, BUILT_HOOK, FULL_BINDIR, DATADIR, CMAKE = sys.argv[1:7]
 DEPLOY = os.path.join(SOURCE, "deploy", "kubernetes")
 PREFIX = "/opt/mcpwarden"  # what the Containerfile configures and node.sh copies to
 
@@ -157,19 +158,33 @@ class HookFile(unittest.TestCase):
 
     def test_the_image_installs_the_hook_naming_the_path_the_daemonset_copies_to(self):
         containerfile = read(os.path.join(DEPLOY, "Containerfile"))
-        self.assertIn(f"-DCMAKE_INSTALL_PREFIX={PREFIX}", containerfile)
         self.assertRegex(containerfile, r"(?m)^FROM docker\.io/library/debian:12")
-        # What configure_file makes of the template with that prefix (GNUInstallDirs: bin).
-        template = read(os.path.join(SOURCE, "deploy", "oci-hooks.d", "mcpwarden.json.in"))
-        hook = json.loads(template.replace("@CMAKE_INSTALL_FULL_BINDIR@", PREFIX + "/bin"))
-        self.assertNotIn("@", json.dumps(hook), "a variable of the template that this test does not fill")
+        # The Containerfile's own configure line, run here (configuring takes a second and
+        # builds nothing), then the install rules of deploy/ and of the binary.
+        line = re.search(r"RUN cmake -S /src -B /build((?:[^&]|\\\n)*)\\\n\s*&& cmake --build", containerfile)
+        self.assertIsNotNone(line, "no `cmake -S /src -B /build ...` line in the Containerfile")
+        flags = line.group(1).replace("\\\n", " ").split()
+        self.assertIn(f"-DCMAKE_INSTALL_PREFIX={PREFIX}", flags)
+        with tempfile.TemporaryDirectory() as d:
+            build, dest = os.path.join(d, "build"), os.path.join(d, "dest")
+            r = subprocess.run([CMAKE, "-S", SOURCE, "-B", build, *flags], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            r = subprocess.run([CMAKE, "-P", os.path.join(build, "deploy", "cmake_install.cmake")],
+                               env=dict(os.environ, DESTDIR=dest), capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            installed_hook = dest + PREFIX + "/" + DATADIR + "/containers/oci/hooks.d/mcpwarden.json"
+            hook = json.loads(read(installed_hook))
+            binary_rules = read(os.path.join(build, "userspace", "cmake_install.cmake"))
+        self.assertEqual(hook["hook"]["path"], PREFIX + "/bin/mcpwarden")
+        # The binary's install rule puts it where the hook file says.
+        self.assertIn('file(INSTALL DESTINATION "${CMAKE_INSTALL_PREFIX}/bin" TYPE EXECUTABLE FILES', binary_rules)
+        self.assertIn(f'set(CMAKE_INSTALL_PREFIX "{PREFIX}")', binary_rules)
+        # node.sh copies that binary and that hook file to the same paths on the node.
         node_sh = read(os.path.join(DEPLOY, "node.sh"))
         self.assertIn(f"PREFIX={PREFIX}\n", node_sh)
-        self.assertEqual(hook["hook"]["path"], PREFIX + "/bin/mcpwarden")
         self.assertIn("MCPWARDEN=${MCPWARDEN:-$PREFIX/bin/mcpwarden}", node_sh)
-        # node.sh copies the hook file from where cmake --install puts it.
-        self.assertEqual(DATADIR, "share")
         self.assertIn("$PREFIX/" + DATADIR + "/containers/oci/hooks.d/mcpwarden.json", node_sh)
+        self.assertIn('mv -f "$root$PREFIX/bin/.mcpwarden.new" "$root$PREFIX/bin/mcpwarden"', node_sh)
         self.assertIn("/opt/mcpwarden/libexec/mcpwarden/node.sh", containerfile)
 
     def test_node_sh_installs_the_binary_and_the_hook_file(self):
