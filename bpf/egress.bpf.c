@@ -328,8 +328,8 @@ struct mw_denial {
 };
 
 /* Socket hooks run in the task that made the call. A global function, verified once per
- * program rather than at each of the hooks' five ways to a denial (see mw_decide); the packet
- * backstop keeps its inlined copy, since the task helpers are refused in cgroup_skb programs
+ * program rather than at each of the hooks' five ways to a denial (see mw_decide). The packet
+ * backstop has its own (mw_deny_packet): the task helpers are refused in cgroup_skb programs
  * whether or not a path reaches them. */
 __noinline int mw_deny_sock(struct mw_sandbox_state *st, struct mw_denial *d)
 {
@@ -352,9 +352,26 @@ static __always_inline int deny(struct mw_sandbox_state *st, __u8 hook, __u32 fa
         __builtin_memcpy(d.a, a, 16);
     return mw_deny_sock(st, &d) & 1; /* a global function's result is any value to the verifier */
 }
-/* The packet backstop does not know the task. */
-#define deny_packet(st, family, a, port, protocol, rule) \
-    deny_as(st, MW_HOOK_SKB_EGRESS, family, a, port, protocol, rule, 0, 0, 0)
+
+/* The packet backstop does not know the task: its own global function, where the task
+ * helpers are compiled out. */
+__noinline int mw_deny_packet(struct mw_sandbox_state *st, struct mw_denial *d)
+{
+    if (!d)
+        return 0;
+    return deny_as(st, MW_HOOK_SKB_EGRESS, d->family, d->a, d->port, d->protocol, d->rule, 0, 0, 0);
+}
+
+static __always_inline int deny_packet(struct mw_sandbox_state *st, __u32 family, const __u32 *a,
+                                       __u16 port, __u32 protocol, __u32 rule)
+{
+    struct mw_denial d = {.family = family, .protocol = protocol, .rule = rule, .port = port};
+    if (family == 4)
+        d.a[0] = a[0];
+    else if (family == 6)
+        __builtin_memcpy(d.a, a, 16);
+    return mw_deny_packet(st, &d) & 1;
+}
 
 static __always_inline int proto_index(__u32 type, __u32 protocol, __u32 *idx)
 {
