@@ -38,12 +38,13 @@ int main(int argc, char** argv) {
     app.add_option("--log-level", log_level, "trace, debug, info, warning, error or off (logs go to stderr)")
         ->check(CLI::IsMember({"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}));
 
-    auto commands = all_commands();
+    std::vector<std::string> args(argv + 1, argv + argc);
+    auto commands = commands_for(app, args);
     for (auto& cmd : commands) cmd->define(app);
 
     try {
         // CLI11 takes the arguments last first.
-        std::vector<std::string> args = command_line_args(app, std::vector<std::string>(argv + 1, argv + argc));
+        args = command_line_args(app, std::move(args));
         std::reverse(args.begin(), args.end());
         app.parse(args);
     } catch (const CLI::ParseError& e) {
