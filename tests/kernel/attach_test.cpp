@@ -300,6 +300,7 @@ TEST_F(Attach, HostRulesResolveInTheNetworkNamespaceOfTheCgroupsProcesses) {
 
     EXPECT_EQ(cg.resolve("allowed.test"), "127.0.0.2");
     EXPECT_EQ(cg.probe("127.0.0.2", http->port()), "ok");
+    for (int i = 0; i < 100 && http->accepted() < 2; ++i) std::this_thread::sleep_for(10ms);
     EXPECT_EQ(http->accepted(), 2);
     EXPECT_NE(cg.resolve("other.test"), "127.0.0.3");
     bool refused = false;
@@ -336,7 +337,9 @@ TEST_F(Attach, ProcessesInTwoNetworkNamespacesAreRefused) {
         mcpwarden::read_file(cg.path() + "/cgroup.procs", procs);
     }
     auto policy = write_policy("attached-ns2", "egress:\n  allow: []\n");
-    auto r = warden({"attach", "--cgroup", cg.path(), "--policy", policy});
+    Options opts;
+    opts.kill_after = 30s;  // an attach that wrongly succeeds stays in the foreground
+    auto r = warden({"attach", "--cgroup", cg.path(), "--policy", policy}, opts);
     ::kill(other, SIGKILL);
     ::waitpid(other, nullptr, 0);
     EXPECT_EQ(r.exit_code, 64) << r.err;

@@ -360,6 +360,7 @@ TEST_F(OciHook, AnAgentRestartKeepsTheContainersNameAndEnforcement) {
     start_agent();
     EXPECT_NE(log().find("adopted the attachment " + name), std::string::npos) << log();
     check("after the restart");
+    for (int i = 0; i < 100 && http->accepted() < 2; ++i) std::this_thread::sleep_for(10ms);
     EXPECT_EQ(http->accepted(), 2);
 
     EXPECT_EQ(command({"podman", "rm", "-f", "-t", "0", id}).exit_code, 0);

@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "cgroup.h"
+#include "fd.h"
 #include "harness.h"
 
 namespace harness {
@@ -71,7 +72,15 @@ public:
         ::close(out[1]);
         to_ = in[1];
         from_ = out[0];
+        // Ready once the shell is inside (and so in its namespace): an attach sees it.
+        for (int i = 0; i < 500; ++i) {
+            std::string procs;
+            mcpwarden::read_file(procs_path(), procs);
+            if (!procs.empty()) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
     }
+    std::string procs_path() const { return path_ + "/cgroup.procs"; }
     ~TestCgroup() {
         ::close(to_);
         ::close(from_);
