@@ -78,7 +78,7 @@ void find_netns(AttachTarget& t, pid_t given) {
     constexpr std::size_t kMaxPids = 4096;
     std::vector<pid_t> pids;
     cgroup_pids(t.path, pids, kMaxPids);
-    if (given > 0 && std::find(pids.begin(), pids.end(), given) == pids.end())
+    if (given > 0 && pids.size() < kMaxPids && std::find(pids.begin(), pids.end(), given) == pids.end())
         throw Error(ErrorKind::usage, "process " + std::to_string(given) + " is not in cgroup " + t.path,
                     {{"path", t.path}, {"pid", given}});
     if (given > 0) pids.insert(pids.begin(), given);  // its namespace first: the one opened
