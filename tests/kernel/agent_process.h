@@ -4,16 +4,38 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <thread>
 
 #include "agent_client.h"
+#include "fd.h"
 
 namespace harness {
+
+// One scrape of an agent's Prometheus metrics (HTTP over its metrics socket at `path`); "" if
+// it does not answer.
+inline std::string scrape_metrics(const std::string& path) {
+    mcpwarden::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path) return "";
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "";
+    std::string req = "GET /metrics HTTP/1.0\r\n\r\n";
+    (void)!::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+    return out;
+}
 
 class AgentProcess {
 public:

@@ -156,21 +156,7 @@ protected:
     }
 
     // One scrape of the agent's Prometheus metrics (HTTP over its metrics socket).
-    std::string metrics() {
-        mcpwarden::UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        std::string path = dir_ + "/metrics.sock";
-        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-        if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return "";
-        std::string req = "GET /metrics HTTP/1.0\r\n\r\n";
-        (void)!::send(fd.get(), req.data(), req.size(), MSG_NOSIGNAL);
-        std::string out;
-        char buf[4096];
-        ssize_t n;
-        while ((n = ::read(fd.get(), buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-        return out;
-    }
+    std::string metrics() { return scrape_metrics(dir_ + "/metrics.sock"); }
 
     // A root client subscribed to every event (request id "ev").
     mcpwarden::AgentClient subscriber() {

@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
+#include <memory>
 #include <thread>
 
 #include "cgroup.h"
@@ -267,4 +269,80 @@ TEST_F(Attach, AttachLeavesACrashedRunsDaemonConfined) {
     EXPECT_EQ(directory_entries(mcpwarden::sandbox_pin_root()), 0) << "pinned links of the crashed sandbox remain";
     ::unlink(out.c_str());
     ::unlink(go.c_str());
+}
+
+// A cgroup whose processes live in a network namespace of their own (a container on its own
+// network): the attachment's resolver listens in that namespace, where the kernel redirects
+// their port-53 flows, so host rules resolve and connect there as in mcpwarden's namespace;
+// after detach no resolver socket is left in it.
+TEST_F(Attach, HostRulesResolveInTheNetworkNamespaceOfTheCgroupsProcesses) {
+    NetNs ns("mwattns");
+    std::unique_ptr<TcpListener> http;  // allowed.test's address, inside the namespace only
+    ns.inside([&] { http = std::make_unique<TcpListener>("127.0.0.2"); });
+    ASSERT_TRUE(http);
+    DnsStub upstream("127.0.0.153", 5353, 60, {"allowed.test=127.0.0.2", "other.test=127.0.0.3"});
+    TestCgroup cg(ns.name);
+    ASSERT_EQ(cg.probe("127.0.0.2", http->port()), "ok");  // its shell runs, in the namespace
+    std::string audit = state_dir() + "/attach-audit-ns-" + std::to_string(::getpid()) + ".jsonl";
+    ::unlink(audit.c_str());
+    auto policy = write_policy("attached-ns", "egress:\n  allow:\n    - host: allowed.test\n      ports: [" +
+                                                  http->port() +
+                                                  "]\ndns:\n  upstream: [\"127.0.0.153:5353\"]\n  "
+                                                  "allow_reserved_answers: true\n");
+    ForegroundAttach fg(cg.path(), policy, audit);
+    ASSERT_FALSE(fg.first_line.empty()) << fg.log();
+    auto attached = nlohmann::json::parse(fg.first_line);
+    EXPECT_EQ(attached["netns"], ns.inode()) << fg.first_line;
+    int port = attached.value("dns_port", 0);
+    ASSERT_NE(port, 0) << fg.first_line;
+    auto ports = ns.udp_loopback_ports();
+    EXPECT_NE(std::find(ports.begin(), ports.end(), port), ports.end()) << "no resolver on 127.0.0.1:" << port << " in the namespace";
+
+    EXPECT_EQ(cg.resolve("allowed.test"), "127.0.0.2");
+    EXPECT_EQ(cg.probe("127.0.0.2", http->port()), "ok");
+    for (int i = 0; i < 100 && http->accepted() < 2; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(http->accepted(), 2);
+    EXPECT_NE(cg.resolve("other.test"), "127.0.0.3");
+    bool refused = false;
+    for (int i = 0; i < 200 && !refused; ++i) {
+        for (const auto& e : read_audit(audit))
+            if (e.value("event", "") == "dns_refused" && e.value("name", "") == "other.test") refused = true;
+        if (!refused) std::this_thread::sleep_for(10ms);
+    }
+    EXPECT_TRUE(refused) << "no dns_refused line for other.test";
+
+    auto d = warden({"detach", "--cgroup", cg.path()});
+    EXPECT_EQ(d.exit_code, 0) << d.err;
+    EXPECT_EQ(fg.wait(), 0) << fg.log();
+    ports = ns.udp_loopback_ports();
+    EXPECT_EQ(std::find(ports.begin(), ports.end(), port), ports.end()) << "the resolver's socket is left in the namespace";
+    ::unlink(audit.c_str());
+}
+
+// One resolver serves one namespace: a cgroup with processes in two is refused, and nothing is
+// attached.
+TEST_F(Attach, ProcessesInTwoNetworkNamespacesAreRefused) {
+    NetNs ns("mwattns2");
+    TestCgroup cg(ns.name);
+    pid_t other = ::fork();  // a second process of the cgroup, in mcpwarden's namespace
+    if (other == 0) {
+        int fd = ::open((cg.path() + "/cgroup.procs").c_str(), O_WRONLY);
+        if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(126);
+        ::pause();
+        ::_exit(0);
+    }
+    std::string procs;
+    for (int i = 0; i < 200 && procs.find(std::to_string(other)) == std::string::npos; ++i) {
+        std::this_thread::sleep_for(5ms);
+        mcpwarden::read_file(cg.path() + "/cgroup.procs", procs);
+    }
+    auto policy = write_policy("attached-ns2", "egress:\n  allow: []\n");
+    Options opts;
+    opts.kill_after = 30s;  // an attach that wrongly succeeds stays in the foreground
+    auto r = warden({"attach", "--cgroup", cg.path(), "--policy", policy}, opts);
+    ::kill(other, SIGKILL);
+    ::waitpid(other, nullptr, 0);
+    EXPECT_EQ(r.exit_code, 64) << r.err;
+    EXPECT_NE(r.err.find("more than one network namespace"), std::string::npos) << r.err;
+    EXPECT_FALSE(pinned("cg-" + std::to_string(cg.id())));
 }

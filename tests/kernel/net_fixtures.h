@@ -5,9 +5,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -157,6 +160,40 @@ struct NetNs {
     ~NetNs() { command({"ip", "netns", "del", name}); }
     // nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup and bpf mounts.
     std::vector<std::string> enter() const { return {"nsenter", "--net=/run/netns/" + name}; }
+    std::string path() const { return "/run/netns/" + name; }
+    // Runs `fn` on a thread inside the namespace (sockets it makes stay there).
+    template <typename Fn>
+    void inside(Fn&& fn) const {
+        std::thread([&] {
+            int fd = ::open(path().c_str(), O_RDONLY | O_CLOEXEC);
+            bool in = fd >= 0 && ::setns(fd, CLONE_NEWNET) == 0;
+            if (fd >= 0) ::close(fd);
+            EXPECT_TRUE(in) << "cannot enter " << path();
+            if (in) fn();
+        }).join();
+    }
+    // The ports of UDP sockets bound to 127.0.0.1 in the namespace (/proc/thread-self/net/udp
+    // of a thread inside: no ss needed, the VM's guest has none).
+    std::vector<int> udp_loopback_ports() const {
+        std::vector<int> out;
+        inside([&] {
+            std::ifstream udp("/proc/thread-self/net/udp");
+            std::string line;
+            std::getline(udp, line);  // the header
+            while (std::getline(udp, line)) {
+                std::istringstream words(line);
+                std::string slot, local;
+                words >> slot >> local;  // "0100007F:PORT" (hex)
+                if (local.rfind("0100007F:", 0) == 0) out.push_back(std::stoi(local.substr(9), nullptr, 16));
+            }
+        });
+        return out;
+    }
+    std::uint64_t inode() const {
+        struct stat st {};
+        ::stat(path().c_str(), &st);
+        return st.st_ino;
+    }
 };
 
 inline std::string write_policy(const std::string& name, const std::string& body) {

@@ -5,6 +5,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -18,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "cgroup.h"
+#include "fd.h"
 #include "harness.h"
 
 namespace harness {
@@ -35,10 +37,12 @@ inline std::string ask_line(int to, int from, const std::string& line, int timeo
 }
 
 // A cgroup of the test's own on the unified hierarchy, with a shell inside that was started
-// before anything is attached; probe() has that shell run netprobe tcp4 (a new socket each time).
+// before anything is attached; probe() has that shell run netprobe tcp4 (a new socket each time),
+// resolve() netprobe resolve. With `netns` (a name under /run/netns) the shell runs in that
+// network namespace.
 class TestCgroup {
 public:
-    TestCgroup() {
+    explicit TestCgroup(const std::string& netns = "") {
         path_ = mcpwarden::CgroupLayout::detect().unified_mount + "/mw-attach-test-" + std::to_string(::getpid()) +
                 "-" + std::to_string(++seq_);
         ::rmdir(path_.c_str());
@@ -47,9 +51,16 @@ public:
         EXPECT_EQ(::pipe2(in, O_CLOEXEC), 0);
         EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
         std::string procs = path_ + "/cgroup.procs";
-        std::string script = "while read a p; do " + program("netprobe") + " tcp4 $a $p; done";
+        std::string np = program("netprobe");
+        std::string script = "while read a p; do if [ \"$a\" = resolve ]; then " + np + " resolve $p | head -n 1; else " +
+                             np + " tcp4 $a $p; fi; done";
+        std::string ns_path = netns.empty() ? "" : "/run/netns/" + netns;
         pid_ = ::fork();
         if (pid_ == 0) {
+            if (!ns_path.empty()) {  // before it joins the cgroup: every process listed is inside
+                int ns = ::open(ns_path.c_str(), O_RDONLY | O_CLOEXEC);
+                if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) ::_exit(125);
+            }
             int fd = ::open(procs.c_str(), O_WRONLY);
             if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(126);
             ::dup2(in[0], 0);
@@ -61,7 +72,15 @@ public:
         ::close(out[1]);
         to_ = in[1];
         from_ = out[0];
+        // Ready once the shell is inside (and so in its namespace): an attach sees it.
+        for (int i = 0; i < 500; ++i) {
+            std::string procs;
+            mcpwarden::read_file(procs_path(), procs);
+            if (!procs.empty()) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
     }
+    std::string procs_path() const { return path_ + "/cgroup.procs"; }
     ~TestCgroup() {
         ::close(to_);
         ::close(from_);
@@ -78,6 +97,7 @@ public:
     std::string probe(const std::string& address, const std::string& port) {
         return ask_line(to_, from_, address + " " + port);
     }
+    std::string resolve(const std::string& name) { return ask_line(to_, from_, "resolve " + name); }
 
 private:
     static inline int seq_ = 0;

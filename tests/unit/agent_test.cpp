@@ -6,6 +6,7 @@
 #include "agent_admission.h"
 #include "agent_config.h"
 #include "agent_protocol.h"
+#include "attachment.h"
 #include "error.h"
 
 using namespace mcpwarden;
@@ -349,8 +350,22 @@ TEST(AgentProtocol, ReloadAttachDetachFields) {
     EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"reload","policy":7})", 1 << 20).request);
     EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"attach","policy":"github"})", 1 << 20).request);
     EXPECT_TRUE(parse_api_request(R"({"v":1,"id":1,"op":"attach","cgroup":"/sys/fs/cgroup/x","policy":"github"})", 1 << 20).request);
+    // What the OCI hook adds: the attachment's name, the container's id and its pid.
+    EXPECT_TRUE(parse_api_request(R"({"v":1,"id":1,"op":"attach","cgroup":"/x","policy":"p","name":"0123456789ab",)"
+                                  R"("container":"0123456789abcdef","pid":42})",
+                                  1 << 20)
+                    .request);
+    EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"attach","cgroup":"/x","policy":"p","pid":"42"})", 1 << 20).request);
+    EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"attach","cgroup":"/x","policy":"p","name":7})", 1 << 20).request);
     EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"detach"})", 1 << 20).request);
     EXPECT_FALSE(parse_api_request(R"({"v":1,"id":1,"op":"detach","cgroup":"/x","extra":1})", 1 << 20).request);
+}
+
+TEST(Attachment, Names) {
+    for (const char* ok : {"0123456789ab", "web-1", "a.b_c", "x"}) EXPECT_TRUE(valid_attachment_name(ok)) << ok;
+    for (const std::string& bad : {std::string(), std::string(65, 'a'), std::string("s-1-2-3"), std::string("cg-12"),
+                                  std::string("a/b"), std::string("a b"), std::string("k8s:pod"), std::string("\n")})
+        EXPECT_FALSE(valid_attachment_name(bad)) << bad;
 }
 
 // One client's share counts what it runs and what it queued; at the cap it is refused at once

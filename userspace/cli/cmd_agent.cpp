@@ -89,7 +89,8 @@ AgentClient connect_agent(const std::string& flag) {
 class PsCommand : public Command {
 public:
     void define(CLI::App& parent) override {
-        app_ = parent.add_subcommand("ps", "List the agent's sandboxes (yours; root sees every one)");
+        app_ = parent.add_subcommand("ps", "List the agent's sandboxes (yours; root sees every one, and the "
+                                           "policies attached to cgroups: STATE attached, COMMAND the cgroup)");
         app_->add_option("--agent", agent_, "The agent's socket (default: $MCPWARDEN_AGENT, else /run/mcpwarden/agent.sock)");
         app_->add_flag("--json", json_, "Print the agent's answer as JSON");
     }
@@ -110,6 +111,12 @@ public:
             std::printf("%-28s %-14s %-9s %8lld %6lld %-20s  %s\n", s.value("sandbox", "").c_str(),
                         s.value("policy", "").c_str(), s.value("state", "").c_str(), s.value("pid", 0LL),
                         s.value("uid", 0LL), s.value("server_user", "-").c_str(), cmd.c_str());
+        }
+        // Policies attached to cgroups (root sees them): a container's by its short id.
+        for (const auto& a : r.value("attachments", json::array())) {
+            std::printf("%-28s %-14s %-9s %8s %6s %-20s  %s\n", a.value("name", "").c_str(),
+                        a.value("policy", "").c_str(), "attached", "-", "0", "-",
+                        a.value("cgroup", "").c_str());
         }
         return 0;
     }

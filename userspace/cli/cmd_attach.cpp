@@ -33,6 +33,8 @@ public:
         app_->add_option("--audit", audit_file_, "Append audit events (JSON lines) to FILE instead of stderr");
         app_->add_flag("--audit-only", audit_only_, "Log the egress the policy would deny, but allow it");
         app_->add_option("--agent", agent_, "Ask the agent on this socket (also $MCPWARDEN_AGENT) to hold the attachment");
+        app_->add_option("--name", name_,
+                         "Name the attachment (audit lines' \"sandbox\", ps, metrics) instead of cg-<cgroup id>");
         app_->footer(
             "With --agent (or $MCPWARDEN_AGENT), the agent holds the attachment (resolver, audit "
             "in its events) and attach returns at once; it survives an agent crash and the next "
@@ -50,6 +52,7 @@ public:
             refuse_standalone_flags({{"--policy-dir", !policy_dir_.empty()}, {"--audit", !audit_file_.empty()}});
             nlohmann::json req = {{"v", 1}, {"id", 1}, {"op", "attach"}, {"cgroup", cgroup_}, {"policy", policy_},
                                   {"audit_only", audit_only_}};
+            if (!name_.empty()) req["name"] = name_;
             agent->send(req);
             std::cout << agent->result(1).dump() << std::endl;
             return 0;
@@ -67,11 +70,14 @@ public:
         if (!sfd) throw Error(ErrorKind::internal, errno_text("signalfd", errno));
 
         EventLoop loop;
-        Attachment attachment(policy, open_attach_target(cgroup_), audit_only_, make_audit_logger(audit_file_), loop);
-        std::cout << nlohmann::json{{"attached", attachment.path()}, {"cgroup_id", attachment.cgroup_id()},
-                                    {"policy", policy.name}, {"pid", ::getpid()}}
-                         .dump()
-                  << std::endl;
+        AttachTarget target = open_attach_target(cgroup_);
+        target.name = name_;
+        Attachment attachment(policy, std::move(target), audit_only_, make_audit_logger(audit_file_), loop);
+        nlohmann::json first = attachment.info();
+        first.erase("egress_denied");
+        first["attached"] = attachment.path();
+        first["pid"] = ::getpid();
+        std::cout << first.dump() << std::endl;
         bool done = false;
         loop.add(sfd.get(), EPOLLIN, [&](std::uint32_t) {
             struct signalfd_siginfo si {};
@@ -108,7 +114,7 @@ public:
     }
 
 private:
-    std::string cgroup_, policy_, policy_dir_, audit_file_, agent_;
+    std::string cgroup_, policy_, policy_dir_, audit_file_, agent_, name_;
     bool audit_only_ = false;
 };
 

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "agent_client.h"
+#include "attachment.h"
 #include "cgroup.h"
 #include "commands.h"
 #include "error.h"
@@ -101,8 +102,12 @@ private:
             throw Error(ErrorKind::input_invalid, "the container's process " + std::to_string(state.pid) + " is gone");
         std::string dir = cgroup_dir(unified_cgroup_of(proc_cgroup));
         AgentClient client = agent();
-        client.send({{"v", 1}, {"id", 1}, {"op", "attach"}, {"cgroup", dir}, {"policy", want.policy},
-                     {"audit_only", want.audit_only}});
+        // The attachment is named by the container's short id (audit, ps, metrics); the
+        // container's pid tells the agent which network namespace its resolver belongs in.
+        nlohmann::json req = {{"v", 1}, {"id", 1}, {"op", "attach"}, {"cgroup", dir}, {"policy", want.policy},
+                              {"audit_only", want.audit_only}, {"container", state.id}, {"pid", state.pid}};
+        if (valid_attachment_name(short_id(state.id))) req["name"] = short_id(state.id);
+        client.send(req);
         auto result = client.result(1);
         result["container"] = state.id;
         std::cout << result.dump() << std::endl;

@@ -257,16 +257,37 @@ void Agent::op_attach(Conn& conn, ApiRequest& r) {
     }
     Policy policy = load_policy_ref(policy_name, config_.policy_dir);
     bool audit_only = r.params.value("audit_only", false);
-    auto att = std::make_shared<Attachment>(policy, open_attach_target(r.params["cgroup"]), audit_only, audit_,
-                                            loop_, false);
+    std::string name = r.params.value("name", "");
+    // A container started again at once gets its name back: its previous cgroup's attachment
+    // goes now rather than at the next sweep.
+    if (!name.empty() && attachment_named(name)) sweep_gone_attachments();
+    if (!name.empty() && (by_name_.count(name) || attachment_named(name)))
+        throw Error(ErrorKind::usage, "an attachment or sandbox is already named " + name, {{"name", name}});
+    pid_t pid = r.params.value("pid", 0);
+    AttachTarget target = open_attach_target(r.params["cgroup"], pid);
+    target.name = name;
+    target.container = r.params.value("container", "");
+    auto att = std::make_shared<Attachment>(policy, std::move(target), audit_only, audit_, loop_, false);
     attachments_[att->cgroup_id()] = att;
     std::error_code ec;
     fs::create_directories(config_.state_dir + "/agent/attachments", ec);
     ::chmod((config_.state_dir + "/agent/attachments").c_str(), 0700);
-    write_private_file(attachment_record(config_, att->cgroup_id()),
-                       json{{"cgroup", att->path()}, {"cgroup_id", att->cgroup_id()}, {"policy", policy_name},
-                            {"audit_only", audit_only}}.dump() + "\n");
+    json record = {{"cgroup", att->path()}, {"cgroup_id", att->cgroup_id()}, {"policy", policy_name},
+                   {"audit_only", audit_only}};
+    if (!name.empty()) record["name"] = name;
+    if (!att->container().empty()) record["container"] = att->container();
+    write_private_file(attachment_record(config_, att->cgroup_id()), record.dump() + "\n");
     reply(conn, api_result(r.id, att->info()));
+}
+
+Attachment* Agent::attachment_named(const std::string& name) const {
+    for (const auto& [id, att] : attachments_)
+        if (att->name() == name) return att.get();
+    return nullptr;
+}
+
+void Agent::forget_attachment_metrics(const std::string& name) {
+    std::erase_if(metrics_.attachment_denials, [&](const auto& e) { return e.first.first == name; });
 }
 
 void Agent::op_detach(Conn& conn, ApiRequest& r) {
@@ -284,6 +305,7 @@ void Agent::op_detach(Conn& conn, ApiRequest& r) {
     }
     json figures = it->second->detach();
     figures["detached"] = it->second->path();
+    forget_attachment_metrics(it->second->name());
     attachments_.erase(it);
     std::error_code ec;
     fs::remove(attachment_record(config_, state.cgroup_id), ec);
@@ -307,6 +329,7 @@ void Agent::sweep_gone_attachments() {
         }
         std::error_code ec;
         fs::remove(attachment_record(config_, it->first), ec);
+        forget_attachment_metrics(it->second->name());
         it = attachments_.erase(it);
     }
 }
@@ -331,10 +354,14 @@ void Agent::recover_attachments() {
                 continue;
             }
             Policy policy = load_policy_ref(rec.at("policy"), config_.policy_dir);
-            auto att = std::make_shared<Attachment>(Attachment::Adopt{}, policy, open_attach_target(path),
+            // Its processes' network namespace is looked up again: the resolver comes back there.
+            AttachTarget target = open_attach_target(path);
+            target.name = rec.value("name", "");
+            target.container = rec.value("container", "");
+            auto att = std::make_shared<Attachment>(Attachment::Adopt{}, policy, std::move(target),
                                                     rec.value("audit_only", false), audit_, loop_, false);
             attachments_[att->cgroup_id()] = att;
-            spdlog::info("agent: adopted the attachment of policy {} on {}", policy.name, path);
+            spdlog::info("agent: adopted the attachment {} of policy {} on {}", att->name(), policy.name, path);
         } catch (const std::exception& ex) {
             // Unreadable or its policy gone: the pins stay (fail closed) until detach.
             spdlog::error("agent: cannot recover attachment {}: {}", e.path().string(), ex.what());

@@ -101,7 +101,8 @@ const std::vector<ApiOp>& api_ops() {
         {"kill", {{"sandbox", F::string}}, {{"signal", F::integer}}},
         {"events", {}, {{"sandbox", F::string}}},
         {"reload", {}, {{"policy", F::string}}},
-        {"attach", {{"cgroup", F::string}, {"policy", F::string}}, {{"audit_only", F::boolean}}},
+        {"attach", {{"cgroup", F::string}, {"policy", F::string}},
+         {{"audit_only", F::boolean}, {"name", F::string}, {"container", F::string}, {"pid", F::integer}}},
         {"detach", {{"cgroup", F::string}}, {}},
     };
     return ops;

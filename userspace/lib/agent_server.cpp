@@ -28,6 +28,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "attachment.h"
 #include "cgroup.h"
 #include "command_pin.h"
 #include "egress_extension.h"
@@ -914,17 +915,25 @@ void Agent::on_audit_line(const std::string& line) {
     if (!j.is_object()) return;
     std::string sandbox = j.value("sandbox", "");
     long owner = -1;
+    // A rate-limited sandbox's summary line carries the counts of the lines it stands for.
+    auto counted = [&j] {
+        std::map<std::string, std::uint64_t> c{{j.value("event", "egress_denied"), 1}};
+        if (j.value("event", "") == "audit_suppressed" && j["by_event"].is_object())
+            c = j["by_event"].get<std::map<std::string, std::uint64_t>>();
+        return c;
+    };
     if (auto n = by_name_.find(sandbox); n != by_name_.end()) {
         if (auto r = records_.find(n->second); r != records_.end()) {
             owner = static_cast<long>(r->second->owner_uid);
-            // A rate-limited sandbox's summary line carries the counts of the lines it stands for.
-            std::map<std::string, std::uint64_t> counted{{j.value("event", "egress_denied"), 1}};
-            if (j.value("event", "") == "audit_suppressed" && j["by_event"].is_object())
-                counted = j["by_event"].get<std::map<std::string, std::uint64_t>>();
-            for (const auto& [kind, n] : counted) {
+            for (const auto& [kind, n] : counted()) {
                 r->second->denials[kind] += n;
                 metrics_.denials[{r->second->policy, kind}] += n;
             }
+        }
+    } else if (attachment_named(sandbox)) {
+        for (const auto& [kind, n] : counted()) {
+            metrics_.denials[{j.value("policy", ""), kind}] += n;
+            metrics_.attachment_denials[{sandbox, kind}] += n;
         }
     } else if (j.contains("uid") && j["uid"].is_number_unsigned()) {
         owner = j["uid"].get<long>();  // a refusal: the refused user sees it too
@@ -1276,7 +1285,11 @@ void Agent::op_list(Conn& conn, ApiRequest& r) {
         if (conn.peer.uid != 0 && rec->owner_uid != conn.peer.uid) continue;
         list.push_back(describe(*rec, false));
     }
-    reply(conn, api_result(r.id, {{"sandboxes", list}, {"running", admission_.running()}, {"queued", admission_.queued()}}));
+    json attached = json::array();
+    if (conn.peer.uid == 0)  // attachments are root's
+        for (const auto& [id, att] : attachments_) attached.push_back(att->info());
+    reply(conn, api_result(r.id, {{"sandboxes", list}, {"attachments", attached}, {"running", admission_.running()},
+                                  {"queued", admission_.queued()}}));
 }
 
 void Agent::op_inspect(Conn& conn, ApiRequest& r) {
@@ -1357,6 +1370,17 @@ std::string Agent::metrics_text() const {
     metric("mcpwarden_denials_total", "counter", "Audit events of running sandboxes, by policy and reason.");
     for (const auto& [key, n] : metrics_.denials)
         value("mcpwarden_denials_total{policy=\"" + esc(key.first) + "\",reason=\"" + esc(key.second) + "\"}", n);
+    metric("mcpwarden_attachments", "gauge",
+           "Policies attached to cgroups, by attachment name (a container's id for the OCI hook's), policy and container.");
+    for (const auto& [id, att] : attachments_)
+        value("mcpwarden_attachments{attachment=\"" + esc(att->name()) + "\",policy=\"" +
+                  esc(att->info().value("policy", "")) + "\",container=\"" + esc(att->container()) + "\"}",
+              1);
+    metric("mcpwarden_attachment_denials_total", "counter", "Audit events of attachments, by attachment name and reason.");
+    for (const auto& [key, n] : metrics_.attachment_denials)
+        value("mcpwarden_attachment_denials_total{attachment=\"" + esc(key.first) + "\",reason=\"" + esc(key.second) +
+                  "\"}",
+              n);
     metric("mcpwarden_dns_queries_total", "counter", "DNS queries of ended sandboxes, by result.");
     value("mcpwarden_dns_queries_total{result=\"answered\"}", metrics_.dns_answered);
     value("mcpwarden_dns_queries_total{result=\"refused\"}", metrics_.dns_refused);

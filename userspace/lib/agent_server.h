@@ -200,6 +200,8 @@ private:
     void recover_attachments();
     void sweep_gone_attachments();  // on the idle timer: attachments whose cgroup was removed
     std::map<std::uint64_t, std::shared_ptr<Attachment>> attachments_;
+    Attachment* attachment_named(const std::string& name) const;  // nullptr if none
+    void forget_attachment_metrics(const std::string& name);
     void finish_admissions(const std::vector<Admission::Ticket>& tickets);
 
     // Prometheus text metrics (config `metrics`).
@@ -209,6 +211,8 @@ private:
         std::map<std::string, std::uint64_t> errors;  // error answers by kind
         std::map<std::string, std::uint64_t> ends;    // sandbox ends by status
         std::map<std::pair<std::string, std::string>, std::uint64_t> denials;  // (policy, event)
+        // Of attachments, by (attachment name, event); dropped with the attachment.
+        std::map<std::pair<std::string, std::string>, std::uint64_t> attachment_denials;
     };
     void metrics_listen();
     void on_metrics_accept();

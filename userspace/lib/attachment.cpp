@@ -9,9 +9,13 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cstring>
+#include <fstream>
 #include <thread>
+#include <vector>
 
 #include <spdlog/spdlog.h>
 
@@ -53,11 +57,90 @@ std::string own_start_token() {
     return n.substr(2, n.rfind('-') - 2);
 }
 
+// The processes of a cgroup and of its descendants (at most `max`).
+void cgroup_pids(const std::string& dir, std::vector<pid_t>& out, std::size_t max, int depth = 0) {
+    {
+        std::ifstream procs(dir + "/cgroup.procs");
+        for (long pid; out.size() < max && procs >> pid;) out.push_back(static_cast<pid_t>(pid));
+    }
+    if (depth > 16 || out.size() >= max) return;
+    DIR* d = ::opendir(dir.c_str());
+    if (!d) return;
+    std::vector<std::string> children;
+    while (auto* e = ::readdir(d))
+        if (e->d_type == DT_DIR && e->d_name[0] != '.') children.push_back(dir + "/" + e->d_name);
+    ::closedir(d);
+    for (const auto& c : children) cgroup_pids(c, out, max, depth + 1);
+}
+
+// Finds the network namespace of the target's processes (see AttachTarget).
+void find_netns(AttachTarget& t, pid_t given) {
+    constexpr std::size_t kMaxPids = 4096;
+    std::vector<pid_t> pids;
+    cgroup_pids(t.path, pids, kMaxPids);
+    if (given > 0 && pids.size() < kMaxPids && std::find(pids.begin(), pids.end(), given) == pids.end())
+        throw Error(ErrorKind::usage, "process " + std::to_string(given) + " is not in cgroup " + t.path,
+                    {{"path", t.path}, {"pid", given}});
+    if (given > 0) pids.insert(pids.begin(), given);  // its namespace first: the one opened
+    struct stat own {};
+    if (::stat("/proc/self/ns/net", &own) != 0)
+        throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot read mcpwarden's network namespace", errno));
+    struct stat first {};
+    pid_t first_pid = 0;
+    for (pid_t pid : pids) {
+        // Through the process's /proc directory: its namespace and nobody else's, even if it
+        // ends and its pid is reused meanwhile (the openat then fails).
+        UniqueFd proc(::open(("/proc/" + std::to_string(pid)).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+        if (!proc) continue;  // ended since cgroup.procs was read
+        struct stat st {};
+        if (::fstatat(proc.get(), "ns/net", &st, 0) != 0) {
+            if (errno == ENOENT || errno == ESRCH) continue;
+            throw Error(ErrorKind::sandbox_unavailable,
+                        errno_text("cannot look at the network namespace of process " + std::to_string(pid) +
+                                       " in cgroup " + t.path,
+                                   errno),
+                        {{"path", t.path}, {"pid", pid}});
+        }
+        if (!first_pid) {
+            first = st;
+            first_pid = pid;
+            if (st.st_dev == own.st_dev && st.st_ino == own.st_ino) continue;
+            t.netns.reset(::openat(proc.get(), "ns/net", O_RDONLY | O_CLOEXEC));
+            if (!t.netns) {
+                if (errno == ENOENT || errno == ESRCH) {
+                    first_pid = 0;  // it ended between the two looks: the next one decides
+                    continue;
+                }
+                throw Error(ErrorKind::sandbox_unavailable,
+                            errno_text("cannot open the network namespace of process " + std::to_string(pid) +
+                                           " in cgroup " + t.path + " (its resolver would be unreachable there)",
+                                       errno),
+                            {{"path", t.path}, {"pid", pid}});
+            }
+            t.netns_id = st.st_ino;
+        } else if (st.st_ino != first.st_ino || st.st_dev != first.st_dev) {
+            throw Error(ErrorKind::usage,
+                        "the processes of cgroup " + t.path + " are in more than one network namespace (process " +
+                            std::to_string(first_pid) + " in net:[" + std::to_string(first.st_ino) + "], " +
+                            std::to_string(pid) + " in net:[" + std::to_string(st.st_ino) +
+                            "]); one resolver serves one namespace: attach the cgroup of each instead",
+                        {{"path", t.path}});
+        }
+    }
+}
+
 }  // namespace
+
+bool valid_attachment_name(const std::string& name) {
+    if (name.empty() || name.size() > 64 || name.rfind("s-", 0) == 0 || name.rfind("cg-", 0) == 0) return false;
+    for (char c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '.' && c != '-') return false;
+    return true;
+}
 
 std::string attachment_pin_name(std::uint64_t cgroup_id) { return "cg-" + std::to_string(cgroup_id); }
 
-AttachTarget open_attach_target(const std::string& given) {
+AttachTarget open_attach_target(const std::string& given, pid_t pid) {
     std::string path = strip_slashes(given);
     if (path.empty()) throw Error(ErrorKind::usage, "--cgroup needs the path of a cgroup directory");
     AttachTarget t;
@@ -97,6 +180,7 @@ AttachTarget open_attach_target(const std::string& given) {
         }
     }
     t.path = resolved;
+    find_netns(t, pid);
     return t;
 }
 
@@ -124,9 +208,13 @@ Attachment::Attachment(const Policy& policy, AttachTarget target, bool audit_onl
                     {{"path", target_.path}});
     }
     egress_ = std::make_shared<EgressExtension>(policy, audit_only, std::move(audit));
+    prepare(pin);
     egress_->bind(target_.fd.get(), target_.id, pin, loop);
+    target_.netns.reset();  // its resolver's sockets keep the namespace, as long as they live
     if (holder) record_holder();
-    spdlog::info("attached policy {} to cgroup {} (id {})", policy.name, target_.path, target_.id);
+    spdlog::info("attached policy {} to cgroup {} (id {}{}{})", policy.name, target_.path, target_.id,
+                 name_ == pin ? "" : ", as " + name_,
+                 target_.netns_id ? ", resolver in net:[" + std::to_string(target_.netns_id) + "]" : "");
 }
 
 Attachment::Attachment(Adopt, const Policy& policy, AttachTarget target, bool audit_only,
@@ -140,7 +228,9 @@ Attachment::Attachment(Adopt, const Policy& policy, AttachTarget target, bool au
         ::rmdir((sandbox_pin_root() + "/" + pin + "/" + h).c_str());
     }
     egress_ = std::make_shared<EgressExtension>(policy, audit_only, std::move(audit));
+    prepare(pin);
     egress_->adopt(target_.id, pin, loop);
+    target_.netns.reset();
     if (holder) record_holder();
 }
 
@@ -150,6 +240,17 @@ Attachment::~Attachment() {
     } catch (const std::exception& e) {
         spdlog::error("detaching from {}: {}", target_.path, e.what());
     }
+}
+
+void Attachment::prepare(const std::string& pin) {
+    if (!target_.name.empty() && !valid_attachment_name(target_.name))
+        throw Error(ErrorKind::usage,
+                    "\"" + target_.name + "\" cannot name an attachment: 1 to 64 letters, digits, '_', '.', '-', "
+                    "not starting with s- or cg-",
+                    {{"name", target_.name}});
+    name_ = target_.name.empty() ? pin : target_.name;
+    egress_->set_label(name_);
+    egress_->use_netns(target_.netns.get());
 }
 
 void Attachment::record_holder() {
@@ -177,8 +278,11 @@ nlohmann::json Attachment::detach() {
 
 nlohmann::json Attachment::info() const {
     auto pol = egress_->policy();
-    return {{"cgroup", target_.path}, {"cgroup_id", target_.id}, {"policy", pol->name},
-            {"egress_denied", egress_->egress_denied()}, {"dns_port", egress_->dns_target().port4}};
+    nlohmann::json j = {{"name", name_}, {"cgroup", target_.path}, {"cgroup_id", target_.id}, {"policy", pol->name},
+                        {"egress_denied", egress_->egress_denied()}, {"dns_port", egress_->dns_target().port4}};
+    if (!target_.container.empty()) j["container"] = target_.container;
+    if (target_.netns_id) j["netns"] = target_.netns_id;
+    return j;
 }
 
 bool Attachment::cgroup_alive() const {

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/epoll.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -182,11 +183,38 @@ std::vector<std::uint32_t> DnsProxy::rules_for(const Policy& policy, const std::
     return out;
 }
 
-DnsProxy::DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks, DnsTarget wanted)
+DnsProxy::DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks, DnsTarget wanted,
+                   int netns_fd)
     : policy_(std::make_shared<const Policy>(policy)), upstreams_(std::move(upstreams)), hooks_(std::move(hooks)) {
-    std::uint16_t p4 = bind_pair(AF_INET, udp4_, tcp4_, wanted.port4);
-    if (!p4) throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot bind the DNS resolver on 127.0.0.1", errno));
-    std::uint16_t p6 = bind_pair(AF_INET6, udp6_, tcp6_, wanted.port6);
+    std::uint16_t p4 = 0, p6 = 0;
+    int err = 0;
+    auto bind_all = [&] {
+        p4 = bind_pair(AF_INET, udp4_, tcp4_, wanted.port4);
+        if (!p4) err = errno;
+        else p6 = bind_pair(AF_INET6, udp6_, tcp6_, wanted.port6);
+    };
+    std::string where;
+    if (netns_fd < 0) {
+        bind_all();
+    } else {
+        // The sockets are made in the sandbox's network namespace, on a thread of their own
+        // (setns changes only the calling thread's namespace), and stay in it: the loopback
+        // the kernel redirects the sandbox's port-53 flows to is that namespace's.
+        bool entered = false;
+        std::thread([&] {
+            if (::setns(netns_fd, CLONE_NEWNET) != 0) {
+                err = errno;
+                return;
+            }
+            entered = true;
+            bind_all();
+        }).join();
+        if (!entered)
+            throw Error(ErrorKind::sandbox_unavailable,
+                        errno_text("cannot enter the network namespace of the cgroup's processes for its resolver", err));
+        where = " in the network namespace of the cgroup's processes";
+    }
+    if (!p4) throw Error(ErrorKind::sandbox_unavailable, errno_text("cannot bind the DNS resolver on 127.0.0.1" + where, err));
     if (!p6) {
         udp6_.reset();
         tcp6_.reset();

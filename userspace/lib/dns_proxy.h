@@ -82,9 +82,13 @@ public:
     };
 
     // Binds UDP and TCP on 127.0.0.1 (and ::1 when available) on one ephemeral port each and
-    // starts serving (on the process's ResolverLoop; hooks run on its thread). Throws Error(sandbox_unavailable) if it cannot. Nonzero ports in `wanted`
-    // are tried first (the address a restarted agent's sandboxes already resolve through).
-    DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks, DnsTarget wanted = {});
+    // starts serving (on the process's ResolverLoop; hooks run on its thread). Throws
+    // Error(sandbox_unavailable) if it cannot. Nonzero ports in `wanted` are tried first (the
+    // address a restarted agent's sandboxes already resolve through). With a `netns_fd` (a
+    // network namespace: /proc/PID/ns/net) the listening sockets are made inside it (a
+    // container's own network); the upstream sockets stay in the caller's namespace.
+    DnsProxy(const Policy& policy, std::vector<DnsUpstream> upstreams, Hooks hooks, DnsTarget wanted = {},
+             int netns_fd = -1);
     ~DnsProxy();
     DnsProxy(const DnsProxy&) = delete;
     DnsProxy& operator=(const DnsProxy&) = delete;

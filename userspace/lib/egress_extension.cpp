@@ -149,7 +149,7 @@ std::shared_ptr<const CompiledEgress> EgressExtension::compiled() const {
 
 void EgressExtension::audit_line(nlohmann::json j) {
     if (!audit_ || !audit_admit(j.value("event", "audit"))) return;
-    j["sandbox"] = sandbox_name_;
+    j["sandbox"] = label();
     j["policy"] = policy()->name;
     audit_->info(j.dump());
 }
@@ -240,7 +240,7 @@ void EgressExtension::audit_summary(const std::map<std::string, std::uint64_t>& 
                         {"event", "audit_suppressed"},
                         {"suppressed", count},
                         {"by_event", by_event},
-                        {"sandbox", sandbox_name_},
+                        {"sandbox", label()},
                         {"policy", policy()->name},
                         {"note", "audit lines over the rate limit; the report's and metrics' counts are exact"}};
     audit_->info(j.dump());
@@ -371,7 +371,7 @@ void EgressExtension::bind(int cgroup_fd, std::uint64_t id, const std::string& n
     auto t0 = std::chrono::steady_clock::now();
     compiled_ = std::make_shared<const CompiledEgress>(compile_egress(pol->egress, id));
     auto t1 = std::chrono::steady_clock::now();
-    dns_ = std::make_unique<DnsProxy>(*pol, dns_upstreams(pol->dns), dns_hooks());
+    dns_ = std::make_unique<DnsProxy>(*pol, dns_upstreams(pol->dns), dns_hooks(), DnsTarget{}, netns_fd_);
     auto enforcer = std::make_unique<CgroupEnforcer>(objects, cgroup_fd, id, *compiled_,
                                                      audit_only_, [this](const mw_event& e) { audit_event(e); },
                                                      sandbox_name_, dns_->target(), shared_events_);
@@ -430,7 +430,7 @@ void EgressExtension::adopt(std::uint64_t id, const std::string& name, EventLoop
     }
     // The resolver comes back on the address the kernel already redirects to, if it is free.
     DnsTarget before = enforcer_->dns_target();
-    dns_ = std::make_unique<DnsProxy>(*pol, dns_upstreams(pol->dns), dns_hooks(), before);
+    dns_ = std::make_unique<DnsProxy>(*pol, dns_upstreams(pol->dns), dns_hooks(), before, netns_fd_);
     DnsTarget now = dns_->target();
     if (now.port4 != before.port4 || now.port6 != before.port6) {
         spdlog::warn("sandbox {}: the resolver's address 127.0.0.1:{} was taken; DNS now goes to port {}",
@@ -502,7 +502,7 @@ nlohmann::json EgressExtension::event_json(const mw_event& e) const {
     j["time"] = iso_time(static_cast<std::int64_t>(e.time_ns) + boot_to_real_ns_);
     j["event"] = e.hook == MW_HOOK_SOCK_CREATE ? "socket_denied" : "egress_denied";
     j["verdict"] = e.verdict == MW_VERDICT_AUDIT ? "allowed_audit_only" : "denied";
-    j["sandbox"] = sandbox_name_;
+    j["sandbox"] = label();
     j["policy"] = policy()->name;
     j["pid"] = e.pid;
     char comm[17] = {};

@@ -57,6 +57,13 @@ public:
     // Before bind/adopt: the sandbox's denials come through `ring` (shared with other sandboxes,
     // read by its owner, which outlives the binding) instead of a ring buffer of its own.
     void use_shared_events(SharedEventRing* ring) { shared_events_ = ring; }
+    // Before bind/adopt: the resolver's sockets are made in this network namespace (a
+    // container's; the descriptor is used only during bind/adopt), -1 = the caller's.
+    void use_netns(int netns_fd) { netns_fd_ = netns_fd; }
+    // The name audit lines give the sandbox ("sandbox"): a container's id for an attachment
+    // the OCI hook made; by default the pin name.
+    void set_label(std::string label) { label_ = std::move(label); }
+    const std::string& label() const { return label_.empty() ? sandbox_name_ : label_; }
 
     // Live policy update: from the next connection on, the cgroup may reach what `policy`
     // allows; its resolver answers by the new host rules, and addresses learned for names the
@@ -105,7 +112,8 @@ private:
     bool audit_only_flag_;  // --audit-only; the policy's own flag may change at reload
     bool audit_only_;
     std::shared_ptr<spdlog::logger> audit_;
-    std::string sandbox_name_;
+    std::string sandbox_name_, label_;
+    int netns_fd_ = -1;
     std::shared_ptr<const CompiledEgress> compiled_;
     std::unique_ptr<CgroupEnforcer> enforcer_;
     std::unique_ptr<DnsProxy> dns_;
