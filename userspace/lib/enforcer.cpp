@@ -22,8 +22,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <thread>
-#include <string_view>
 #include <vector>
 #include <unordered_set>
 
@@ -131,69 +129,42 @@ bool all_pinned(const std::string& dir) {
                     libbpf_tail());
 }
 
-using Skeleton = std::unique_ptr<egress, void (*)(egress*)>;
-
-Skeleton open_skeleton() {
-    egress* skel = egress__open();
-    if (!skel) load_failed("open", errno);
-    return Skeleton(skel, egress__destroy);
-}
-
-// Which of the two loaders verifies a program: each about half of the verifier's work (a hook's
-// IPv4 and IPv6 programs apart); -1 for what is never pinned (the tests' entry point).
-int loader_of(std::string_view prog) {
-    static constexpr std::string_view kSecond[] = {"mw_connect4", "mw_egress", "mw_sendmsg6", "mw_recvmsg6",
-                                                   "mw_getpeername6", "mw_backstop_connect6", "mw_backstop_sendmsg4"};
-    if (prog == "mw_test_decide") return -1;
-    return std::find(std::begin(kSecond), std::end(kSecond), prog) != std::end(kSecond) ? 1 : 0;
-}
-
 // Loads the object and pins programs and maps into dir (via a temporary directory renamed
-// into place, so a reader never sees half a set). The verifier is most of a cold start: the
-// maps are made first, by a copy of the object that loads no program, and two more copies
-// sharing them load half of the programs each, on two threads.
+// into place, so a reader never sees half a set).
 void load_and_pin(const std::string& dir) {
     libbpf_set_print(libbpf_print);
-    Skeleton maps = open_skeleton();
-    struct bpf_program* prog = nullptr;
-    bpf_object__for_each_program(prog, maps->obj) bpf_program__set_autoload(prog, false);
-    if (int err = egress__load(maps.get()); err != 0) load_failed("load", -err);
-    Skeleton loaders[2] = {open_skeleton(), open_skeleton()};
-    for (int i = 0; i < 2; ++i) {
-        struct bpf_map* map = nullptr;
-        bpf_object__for_each_map(map, loaders[i]->obj) {
-            struct bpf_map* made = bpf_object__find_map_by_name(maps->obj, bpf_map__name(map));
-            if (!made) load_failed(std::string("find map ") + bpf_map__name(map), ENOENT);
-            if (int err = bpf_map__reuse_fd(map, bpf_map__fd(made)); err != 0)
-                load_failed(std::string("share map ") + bpf_map__name(map), -err);
-        }
-        bpf_object__for_each_program(prog, loaders[i]->obj)
-            bpf_program__set_autoload(prog, loader_of(bpf_program__name(prog)) == i);
-    }
-    int second_err = 0;
-    std::thread second([&] { second_err = egress__load(loaders[1].get()); });
-    int first_err = egress__load(loaders[0].get());
-    second.join();
-    if (first_err != 0) load_failed("load", -first_err);
-    if (second_err != 0) load_failed("load", -second_err);
+    egress* skel = egress__open();
+    if (!skel) load_failed("open", errno);
+    std::unique_ptr<egress, void (*)(egress*)> guard(skel, egress__destroy);
+    // The test entry point is loaded on demand by the tests, not pinned.
+    bpf_program__set_autoload(skel->progs.mw_test_decide, false);
+    if (int err = egress__load(skel); err != 0) load_failed("load", -err);
 
     std::string tmp = dir + "-tmp-" + std::to_string(::getpid());  // bpffs refuses names with dots
     make_private_dir(tmp);
-    auto pin_prog = [&](const char* name) {
-        std::string fn = std::string("mw_") + name;
-        int which = loader_of(fn);
-        struct bpf_program* p = which < 0 ? nullptr : bpf_object__find_program_by_name(loaders[which]->obj, fn.c_str());
-        if (!p) load_failed(std::string("find program ") + fn, ENOENT);
-        if (int err = bpf_program__pin(p, (tmp + "/prog_" + name).c_str()); err != 0) load_failed(std::string("pin ") + name, -err);
+    auto pin = [&](int err, const std::string& what) {
+        if (err != 0) {
+            load_failed("pin " + what, -err);
+        }
     };
-    for (const auto& p : kProgs) pin_prog(p.name);
-    for (const auto& p : kBackstops) pin_prog(p.name);
-    struct bpf_map* pinned_maps[] = {maps->maps.sandbox_state, maps->maps.rules4, maps->maps.rules6,
-                                     maps->maps.portsets, maps->maps.events, maps->maps.events_lost,
-                                     maps->maps.event_slot_owner, maps->maps.dns_orig};
+    struct bpf_program* progs[] = {skel->progs.mw_connect4, skel->progs.mw_connect6,
+                                   skel->progs.mw_sendmsg4, skel->progs.mw_sendmsg6,
+                                   skel->progs.mw_sock_create, skel->progs.mw_egress,
+                                   skel->progs.mw_recvmsg4, skel->progs.mw_recvmsg6,
+                                   skel->progs.mw_getpeername4, skel->progs.mw_getpeername6};
+    for (size_t i = 0; i < std::size(kProgs); ++i) {
+        pin(bpf_program__pin(progs[i], (tmp + "/prog_" + kProgs[i].name).c_str()), kProgs[i].name);
+    }
+    struct bpf_program* backstops[] = {skel->progs.mw_backstop_connect4, skel->progs.mw_backstop_connect6,
+                                       skel->progs.mw_backstop_sendmsg4, skel->progs.mw_backstop_sendmsg6};
+    for (size_t i = 0; i < std::size(kBackstops); ++i) {
+        pin(bpf_program__pin(backstops[i], (tmp + "/prog_" + kBackstops[i].name).c_str()), kBackstops[i].name);
+    }
+    struct bpf_map* maps[] = {skel->maps.sandbox_state, skel->maps.rules4, skel->maps.rules6,
+                              skel->maps.portsets, skel->maps.events, skel->maps.events_lost,
+                              skel->maps.event_slot_owner, skel->maps.dns_orig};
     for (size_t i = 0; i < std::size(kMaps); ++i) {
-        if (int err = bpf_map__pin(pinned_maps[i], (tmp + "/map_" + kMaps[i]).c_str()); err != 0)
-            load_failed(std::string("pin ") + kMaps[i], -err);
+        pin(bpf_map__pin(maps[i], (tmp + "/map_" + kMaps[i]).c_str()), kMaps[i]);
     }
     if (::rename(tmp.c_str(), dir.c_str()) != 0) {
         int err = errno;
