@@ -434,29 +434,7 @@ std::shared_ptr<BpfObjects> BpfObjects::open() {
     auto objs = std::shared_ptr<BpfObjects>(new BpfObjects());
     objs->lock_ = lock_dir(kBpffs, LOCK_SH);
     if (!objs->lock_) throw Error(ErrorKind::sandbox_unavailable, errno_text(std::string("cannot lock ") + kBpffs, errno));
-    // The pinned objects of this build, opened directly (the usual case: another process loaded
-    // them); only when one is missing does the loader take its turn.
-    auto open_pinned = [&](bool must) {
-        objs->progs_.clear();
-        objs->maps_.clear();
-        for (std::span<const ProgSpec> list : {std::span<const ProgSpec>(kProgs), std::span<const ProgSpec>(kBackstops)}) {
-            for (const auto& p : list) {
-                int fd = bpf_obj_get((dir + "/prog_" + p.name).c_str());
-                if (fd < 0 && !must) return false;
-                if (fd < 0) load_failed(std::string("open pinned program ") + p.name, errno);
-                objs->progs_.emplace_back(p.name, UniqueFd(fd));
-            }
-        }
-        for (const auto* m : kMaps) {
-            int fd = bpf_obj_get((dir + "/map_" + m).c_str());
-            if (fd < 0 && !must) return false;
-            if (fd < 0) load_failed(std::string("open pinned map ") + m, errno);
-            objs->maps_.emplace_back(m, UniqueFd(fd));
-        }
-        return true;
-    };
-    objs->pin_dir_ = dir;
-    if (!open_pinned(false)) {
+    if (!all_pinned(dir)) {
         std::string base = std::string(kBpffs) + "/mcpwarden";
         make_private_dir(base);
         UniqueFd loader = lock_dir(base, LOCK_EX);
@@ -470,7 +448,19 @@ std::shared_ptr<BpfObjects> BpfObjects::open() {
             spdlog::debug("loaded and pinned the egress programs in {}", dir);
             sweep_old_builds(dir);
         }
-        open_pinned(true);
+    }
+    objs->pin_dir_ = dir;
+    for (std::span<const ProgSpec> list : {std::span<const ProgSpec>(kProgs), std::span<const ProgSpec>(kBackstops)}) {
+        for (const auto& p : list) {
+            int fd = bpf_obj_get((dir + "/prog_" + p.name).c_str());
+            if (fd < 0) load_failed(std::string("open pinned program ") + p.name, errno);
+            objs->progs_.emplace_back(p.name, UniqueFd(fd));
+        }
+    }
+    for (const auto* m : kMaps) {
+        int fd = bpf_obj_get((dir + "/map_" + m).c_str());
+        if (fd < 0) load_failed(std::string("open pinned map ") + m, errno);
+        objs->maps_.emplace_back(m, UniqueFd(fd));
     }
     cached = objs;
     return objs;

@@ -321,13 +321,12 @@ RunReport Sandbox::run() {
     } prechecked;
     if (!options_.hosted) {
         account_lookups = std::thread([&prechecked, &fixed, client, this] {
-            // The check's own lookups load the modules; without a uid to check, a lookup that
-            // cannot succeed does.
-            std::optional<uid_t> uid;
-            if (fixed.empty()) uid = pair_uid(options_.state_dir, options_.policy.name, client);
-            if (!uid) return load_account_lookups();
-            prechecked.in_use = uid_in_use_on_host(*uid);
-            prechecked.uid = uid;
+            load_account_lookups();
+            if (!fixed.empty()) return;
+            if (auto uid = pair_uid(options_.state_dir, options_.policy.name, client)) {
+                prechecked.in_use = uid_in_use_on_host(*uid);
+                prechecked.uid = uid;
+            }
         });
     }
     RunReport report;
@@ -365,9 +364,12 @@ RunReport Sandbox::run() {
     // thread of their own while this one sets up the identity, the workspace and the filesystem
     // view: neither needs the other, and a run's start is shorter by the smaller of the two. The
     // worker is joined before the child is spawned, and on every way out before the cgroup goes.
+    // The seccomp filter and the Landlock ruleset (confinement.h) are built there too.
     std::exception_ptr bind_error;
-    std::thread binder([this, &bind_error] {
+    std::unique_ptr<Confinement> confinement;
+    std::thread binder([this, &bind_error, &confinement] {
         try {
+            confinement = make_confinement({.allow_user_namespaces = options_.policy.allow_user_namespaces});
             for (auto& ext : extensions_) ext->before_spawn(*this);
         } catch (...) {
             bind_error = std::current_exception();
@@ -471,10 +473,9 @@ RunReport Sandbox::run() {
         spec.stderr_fd = err->write.get();
     }
 
-    // seccomp filter and Landlock (confinement.h); alive until spawn_child returned.
-    auto confinement = make_confinement({.allow_user_namespaces = options_.policy.allow_user_namespaces});
     binder.join();
     if (bind_error) std::rethrow_exception(bind_error);
+    // seccomp filter and Landlock; the confinement stays alive until spawn_child returned.
     confinement->apply(spec);
     report.extra["confinement"] = {{"pid_namespace", true}, {"ipc_namespace", true}, {"session", "new"},
                                    {"session_keyring", "new"}, {"landlock_abi", landlock_abi()},
