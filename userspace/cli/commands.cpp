@@ -5,6 +5,21 @@
 
 namespace mcpwarden {
 
+std::vector<std::unique_ptr<Command>> all_commands() {
+    std::vector<std::unique_ptr<Command>> out;
+    out.push_back(make_run_command());
+    out.push_back(make_call_command());
+    out.push_back(make_policy_command());
+    out.push_back(make_agent_command());
+    out.push_back(make_ps_command());
+    out.push_back(make_kill_command());
+    out.push_back(make_events_command());
+    out.push_back(make_attach_command());
+    out.push_back(make_detach_command());
+    out.push_back(make_oci_hook_command());
+    return out;
+}
+
 namespace {
 
 // Index of the first argument from `i` on that is not an option of `app` (or an option's value);
@@ -24,32 +39,7 @@ std::size_t first_positional(const CLI::App& app, const std::vector<std::string>
     return args.size();
 }
 
-struct CommandEntry {
-    const char* name;
-    std::unique_ptr<Command> (*make)();
-};
-
-constexpr CommandEntry kCommands[] = {
-    {"run", make_run_command},       {"call", make_call_command},         {"policy", make_policy_command},
-    {"agent", make_agent_command},   {"ps", make_ps_command},             {"kill", make_kill_command},
-    {"events", make_events_command}, {"attach", make_attach_command},     {"detach", make_detach_command},
-    {"oci-hook", make_oci_hook_command},
-};
-
 }  // namespace
-
-std::vector<std::unique_ptr<Command>> commands_for(const CLI::App& app, const std::vector<std::string>& args) {
-    std::vector<std::unique_ptr<Command>> out;
-    std::size_t i = first_positional(app, args, 0);
-    for (const auto& c : kCommands) {
-        if (i < args.size() && args[i] == c.name) {
-            out.push_back(c.make());
-            return out;
-        }
-    }
-    for (const auto& c : kCommands) out.push_back(c.make());
-    return out;
-}
 
 std::vector<std::string> command_line_args(const CLI::App& app, std::vector<std::string> args) {
     std::size_t i = first_positional(app, args, 0);

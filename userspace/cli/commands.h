@@ -22,11 +22,7 @@ protected:
     CLI::App* app_ = nullptr;
 };
 
-// The commands to define for these arguments (argv without argv[0]) on `app`, which holds the
-// global options only: the one command they name, so that a run builds no other command's
-// options (a tenth of a sandbox's start), or every command when they name none (`--help`, a
-// misspelt command), in the order `--help` lists them.
-std::vector<std::unique_ptr<Command>> commands_for(const CLI::App& app, const std::vector<std::string>& args);
+std::vector<std::unique_ptr<Command>> all_commands();
 
 // The arguments (argv without argv[0]) as CLI11 should parse them. A subcommand that runs a
 // command line (a positional option named "command": run, call) takes its own options only up to

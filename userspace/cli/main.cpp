@@ -38,13 +38,12 @@ int main(int argc, char** argv) {
     app.add_option("--log-level", log_level, "trace, debug, info, warning, error or off (logs go to stderr)")
         ->check(CLI::IsMember({"trace", "debug", "info", "warning", "warn", "error", "critical", "off"}));
 
-    std::vector<std::string> args(argv + 1, argv + argc);
-    auto commands = commands_for(app, args);
+    auto commands = all_commands();
     for (auto& cmd : commands) cmd->define(app);
 
     try {
         // CLI11 takes the arguments last first.
-        args = command_line_args(app, std::move(args));
+        std::vector<std::string> args = command_line_args(app, std::vector<std::string>(argv + 1, argv + argc));
         std::reverse(args.begin(), args.end());
         app.parse(args);
     } catch (const CLI::ParseError& e) {

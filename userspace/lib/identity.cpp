@@ -303,25 +303,13 @@ IdentityStore::IdentityStore(std::string state_dir, UidRange range, std::vector<
     private_dir(pairs_, 0700);
 }
 
-namespace {
-
-std::optional<uid_t> read_pair_link(const std::string& link) {
+std::optional<uid_t> IdentityStore::lookup(const std::string& policy, uid_t client) const {
     char target[32];
-    ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+    ssize_t n = ::readlink((pairs_ + "/" + pair_key(policy, client)).c_str(), target, sizeof target - 1);
     if (n <= 0) return std::nullopt;
     auto uid = parse_u64(std::string_view(target, static_cast<size_t>(n)));
     if (!uid || *uid >= 4294967295ull) return std::nullopt;
     return static_cast<uid_t>(*uid);
-}
-
-}  // namespace
-
-std::optional<uid_t> pair_uid(const std::string& state_dir, const std::string& policy, uid_t client) {
-    return read_pair_link(state_dir + "/identity/pairs/" + pair_key(policy, client));
-}
-
-std::optional<uid_t> IdentityStore::lookup(const std::string& policy, uid_t client) const {
-    return read_pair_link(pairs_ + "/" + pair_key(policy, client));
 }
 
 IdentityLease IdentityStore::acquire(const std::string& policy, uid_t client) {

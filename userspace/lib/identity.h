@@ -65,11 +65,6 @@ std::string identity_range_problem(const UidRange& range, const std::vector<Subi
 using UidInUse = std::function<bool(uid_t)>;
 bool uid_in_use_on_host(uid_t uid);
 
-// The uid the store under state_dir gave the (policy, client) pair, if it gave one (read
-// without taking anything: a run uses it to check that uid against the host's accounts ahead
-// of acquiring it, on another thread).
-std::optional<uid_t> pair_uid(const std::string& state_dir, const std::string& policy, uid_t client);
-
 // The uid's claim held open with a shared flock for as long as this object lives: a reclaimer
 // (IdentityStore::reclaim) never takes a uid whose lock is held.
 struct IdentityLease {

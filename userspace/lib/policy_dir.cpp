@@ -47,11 +47,6 @@ bool ends_with(std::string_view s, std::string_view suffix) {
 std::string default_policy_dir(const std::string& exe_path) {
     if (!exe_path.empty()) {
         fs::path build = fs::path(exe_path).parent_path().parent_path();  // <build>/bin/exe
-#ifdef MCPWARDEN_BUILD_TREE
-        // The build tree this binary was built in, where it was built.
-        if (build == fs::path(MCPWARDEN_BUILD_TREE) && is_dir(fs::path(MCPWARDEN_SOURCE_TREE) / "policies"))
-            return (fs::path(MCPWARDEN_SOURCE_TREE) / "policies").string();
-#endif
         if (is_file(build / "CMakeCache.txt")) {
             std::string source = source_dir_of_build(build);
             if (!source.empty() && is_dir(fs::path(source) / "policies"))

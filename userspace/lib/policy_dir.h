@@ -16,8 +16,7 @@ inline constexpr const char* kInstalledPolicyDir = MCPWARDEN_POLICY_DIR;
 
 // The directory names resolve in when no --policy-dir is given. Run from a build tree
 // (<build>/bin/mcpwarden, with <build>/CMakeCache.txt) it is the checkout's policies/
-// directory: the source directory it was configured from (known at build time for the tree it
-// was built in, else read from CMakeCache.txt), else <exe>/../../policies.
+// directory: the source directory that CMakeCache.txt names, else <exe>/../../policies.
 // Otherwise kInstalledPolicyDir. exe_path is the binary (default: /proc/self/exe).
 std::string default_policy_dir();
 std::string default_policy_dir(const std::string& exe_path);

@@ -310,25 +310,7 @@ RunReport Sandbox::run() {
             if (t.joinable()) t.join();
         }
     } join_lookups{account_lookups};
-    // The uid the (policy, client) pair already has is checked against the host's accounts there
-    // too (the lookups walk every userdb directory: a hundred system calls); the identity's
-    // acquire below takes that answer instead of asking again.
-    const std::string& fixed = !options_.user.empty() ? options_.user : options_.policy.user;
-    const uid_t client = options_.client_uid.value_or(::getuid());
-    struct Prechecked {
-        std::optional<uid_t> uid;
-        bool in_use = true;
-    } prechecked;
-    if (!options_.hosted) {
-        account_lookups = std::thread([&prechecked, &fixed, client, this] {
-            load_account_lookups();
-            if (!fixed.empty()) return;
-            if (auto uid = pair_uid(options_.state_dir, options_.policy.name, client)) {
-                prechecked.in_use = uid_in_use_on_host(*uid);
-                prechecked.uid = uid;
-            }
-        });
-    }
+    if (!options_.hosted) account_lookups = std::thread(load_account_lookups);
     RunReport report;
     report.policy = options_.policy.name;
     report.limits = options_.limits;
@@ -347,7 +329,30 @@ RunReport Sandbox::run() {
         sweep_stale_workspaces(options_.state_dir);
     }
 
+    // A uid of the (policy, client) pair's own unless a fixed account is asked for; the lease
+    // keeps it locked until the run returns.
+    if (account_lookups.joinable()) account_lookups.join();
+    IdentityStore identities(options_.state_dir, options_.uid_range ? *options_.uid_range
+                                                                    : configured_identity_range(options_.state_dir));
+    std::optional<IdentityLease> lease;
+    UserIdentity user;
+    const std::string& fixed = !options_.user.empty() ? options_.user : options_.policy.user;
+    if (!fixed.empty()) {
+        user = resolve_user(fixed);
+        if (identities.range().contains(user.uid) || identities.range().contains(user.gid)) {
+            throw Error(ErrorKind::usage,
+                        "user '" + fixed + "' is in the range of the sandboxes' own uids (" +
+                            identities.range().to_string() + "): it would be another sandbox; leave user out",
+                        {{"user", fixed}});
+        }
+    } else {
+        lease = identities.acquire(options_.policy.name, options_.client_uid.value_or(::getuid()));
+        user = {lease->name(), lease->uid, lease->gid};
+    }
+    report.user = user.name;
+    report.uid = user.uid;
     std::string exe = resolve_executable(options_.command[0], kSandboxPath);
+
     CgroupLimits cl;
     if (!degraded.address_space) cl.memory_bytes = options_.limits.memory_bytes;
     if (!degraded.nproc) cl.pids = options_.limits.pids;
@@ -360,60 +365,13 @@ RunReport Sandbox::run() {
         ~CgroupReset() { cg.reset(); }
     } cgroup_reset{cgroup_};
 
-    // The extensions bind to the cgroup (the egress programs' links, rules and resolver) on a
-    // thread of their own while this one sets up the identity, the workspace and the filesystem
-    // view: neither needs the other, and a run's start is shorter by the smaller of the two. The
-    // worker is joined before the child is spawned, and on every way out before the cgroup goes.
-    // The seccomp filter and the Landlock ruleset (confinement.h) are built there too.
-    std::exception_ptr bind_error;
-    std::unique_ptr<Confinement> confinement;
-    std::thread binder([this, &bind_error, &confinement] {
-        try {
-            confinement = make_confinement({.allow_user_namespaces = options_.policy.allow_user_namespaces});
-            for (auto& ext : extensions_) ext->before_spawn(*this);
-        } catch (...) {
-            bind_error = std::current_exception();
-        }
-    });
-    struct JoinBinder {
-        std::thread& t;
-        ~JoinBinder() {
-            if (t.joinable()) t.join();
-        }
-    } join_binder{binder};
-
-    // A uid of the (policy, client) pair's own unless a fixed account is asked for; the lease
-    // keeps it locked until the run returns.
-    if (account_lookups.joinable()) account_lookups.join();
-    IdentityStore identities(options_.state_dir,
-                             options_.uid_range ? *options_.uid_range : configured_identity_range(options_.state_dir),
-                             read_subid_ranges(), [&prechecked](uid_t uid) {
-                                 if (prechecked.uid != uid) return uid_in_use_on_host(uid);
-                                 prechecked.uid.reset();  // once: a second look asks again
-                                 return prechecked.in_use;
-                             });
-    std::optional<IdentityLease> lease;
-    UserIdentity user;
-    if (!fixed.empty()) {
-        user = resolve_user(fixed);
-        if (identities.range().contains(user.uid) || identities.range().contains(user.gid)) {
-            throw Error(ErrorKind::usage,
-                        "user '" + fixed + "' is in the range of the sandboxes' own uids (" +
-                            identities.range().to_string() + "): it would be another sandbox; leave user out",
-                        {{"user", fixed}});
-        }
-    } else {
-        lease = identities.acquire(options_.policy.name, client);
-        user = {lease->name(), lease->uid, lease->gid};
-    }
-    report.user = user.name;
-    report.uid = user.uid;
-
     Workspace ws(options_.state_dir, options_.policy.name, user,
                  degraded.address_space ? std::nullopt : options_.limits.memory_bytes, options_.client_uid,
                  lease.has_value());
 
     enforce_cache_bound(options_.policy.cache, ws.cache(), true, report.extra);
+
+    for (auto& ext : extensions_) ext->before_spawn(*this);
 
     ChildSpec spec;
     spec.executable = exe;
@@ -438,6 +396,12 @@ RunReport Sandbox::run() {
     view_request.filesystem = options_.policy.filesystem;
     auto fs_view = plan_fs_view(view_request);
     spec.fs_view = fs_view.get();
+    // seccomp filter and Landlock (confinement.h); alive until spawn_child returned.
+    auto confinement = make_confinement({.allow_user_namespaces = options_.policy.allow_user_namespaces});
+    confinement->apply(spec);
+    report.extra["confinement"] = {{"pid_namespace", true}, {"ipc_namespace", true}, {"session", "new"},
+                                   {"session_keyring", "new"}, {"landlock_abi", landlock_abi()},
+                                   {"landlock", landlock_scope(spec.landlock_abi)}};
     spec.parent_death_kill = !options_.hosted;
     spec.stdin_fd = options_.stdin_fd;
     spec.stdout_fd = options_.stdout_fd;
@@ -473,13 +437,6 @@ RunReport Sandbox::run() {
         spec.stderr_fd = err->write.get();
     }
 
-    binder.join();
-    if (bind_error) std::rethrow_exception(bind_error);
-    // seccomp filter and Landlock; the confinement stays alive until spawn_child returned.
-    confinement->apply(spec);
-    report.extra["confinement"] = {{"pid_namespace", true}, {"ipc_namespace", true}, {"session", "new"},
-                                   {"session_keyring", "new"}, {"landlock_abi", landlock_abi()},
-                                   {"landlock", landlock_scope(spec.landlock_abi)}};
     auto started = Clock::now();
     child_ = spawn_child(spec);
     spec.fs_view = nullptr;
