@@ -92,6 +92,17 @@ protected:
         mcpwarden::read_file(dir_ + "/agent.log", s);
         return s;
     }
+    // fetch_names' output: allowed.test fetched once, other.test refused by the resolver, and
+    // each refusal audited under the container's short id.
+    void expect_allowed_name_only(const std::string& output, const std::vector<std::string>& lines, int accepted) {
+        ASSERT_GE(lines.size(), 2u) << output;
+        EXPECT_EQ(lines[0], "ok") << log();
+        EXPECT_NE(lines[1].find("bad address"), std::string::npos) << lines[1];
+        EXPECT_EQ(accepted, 1);
+        auto denied = refused("other.test");  // a query of each type, once or twice over
+        ASSERT_FALSE(denied.empty()) << audit();
+        for (const auto& e : denied) EXPECT_EQ(e.value("sandbox", ""), container_id().substr(0, 12)) << audit();
+    }
     std::string audit() const {
         std::string s;
         mcpwarden::read_file(dir_ + "/audit.jsonl", s);
@@ -265,14 +276,7 @@ TEST_F(OciHook, HostRulesWorkWithTheHostsNetwork) {
     int sockets = agent_sockets();
     auto r = podman({"io.mcpwarden.policy=names"}, fetch_names(http.port()));
     EXPECT_EQ(r.exit_code, 0) << r.err << log();
-    auto lines = split_lines(r.out);
-    ASSERT_GE(lines.size(), 2u) << r.out << r.err;
-    EXPECT_EQ(lines[0], "ok");
-    EXPECT_NE(lines[1].find("bad address"), std::string::npos) << lines[1];
-    EXPECT_EQ(http.accepted(), 1);
-    auto denied = refused("other.test");  // a query of each type, once or twice over
-    ASSERT_FALSE(denied.empty()) << audit();
-    for (const auto& e : denied) EXPECT_EQ(e.value("sandbox", ""), container_id().substr(0, 12)) << audit();
+    expect_allowed_name_only(r.out + r.err, split_lines(r.out), http.accepted());
     EXPECT_EQ(attachments_left(), std::vector<std::string>{}) << log();
     EXPECT_EQ(agent_sockets(), sockets) << "a resolver socket of the container is left in the agent";
 }
@@ -292,14 +296,7 @@ TEST_F(OciHook, HostRulesWorkInTheContainersOwnNetwork) {
     int sockets = agent_sockets();
     auto r = podman({"io.mcpwarden.policy=names"}, fetch_names(http->port()), "ns:" + ns.path());
     EXPECT_EQ(r.exit_code, 0) << r.err << log();
-    auto lines = split_lines(r.out);
-    ASSERT_GE(lines.size(), 2u) << r.out << r.err;
-    EXPECT_EQ(lines[0], "ok") << log();
-    EXPECT_NE(lines[1].find("bad address"), std::string::npos) << lines[1];
-    EXPECT_EQ(http->accepted(), 1);
-    auto denied = refused("other.test");  // a query of each type, once or twice over
-    ASSERT_FALSE(denied.empty()) << audit();
-    for (const auto& e : denied) EXPECT_EQ(e.value("sandbox", ""), container_id().substr(0, 12)) << audit();
+    expect_allowed_name_only(r.out + r.err, split_lines(r.out), http->accepted());
     EXPECT_NE(log().find("resolver in net:[" + std::to_string(ns.inode()) + "]"), std::string::npos) << log();
     EXPECT_EQ(attachments_left(), std::vector<std::string>{}) << log();
     EXPECT_EQ(ns.udp_loopback_ports(), std::vector<int>{}) << "the container's resolver is left in its namespace";
